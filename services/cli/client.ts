@@ -1,0 +1,73 @@
+/**
+ * A typed-enough gRPC client for orrery.v1.ImageService and grpc.health.v1.Health, built from
+ * the same .proto files at run time. Used by `orrery generate`, the tests and the benchmarks.
+ */
+import path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { protoPath as healthProtoPath } from 'grpc-health-check';
+import { protoDir } from '../common/wire.js';
+
+export interface ImageServiceClient extends grpc.Client {
+  Generate(req: object, meta: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: GenerateResponse) => void): grpc.ClientUnaryCall;
+  GenerateStream(req: object, meta?: grpc.Metadata, opts?: grpc.CallOptions): grpc.ClientReadableStream<GenerateEvent>;
+  ListModels(req: object, cb: (err: grpc.ServiceError | null, res: ListModelsResponse) => void): grpc.ClientUnaryCall;
+  SubmitJob(req: object, cb: (err: grpc.ServiceError | null, res: unknown) => void): grpc.ClientUnaryCall;
+}
+
+export interface ImageMessage {
+  seed: string; width: number; height: number; mime_type: string; data: Buffer; prompt: string; model_id: string; replica_id: string;
+}
+export interface GenerateResponse {
+  request_id: string;
+  images: ImageMessage[];
+  timings: Array<{ stage: string; deployment: string; queue_seconds: number; run_seconds: number }>;
+}
+export interface GenerateEvent {
+  request_id: string;
+  event: 'queued' | 'stage_started' | 'progress' | 'image_chunk' | 'done';
+  queued?: { deployment: string; queue_depth: number };
+  stage_started?: { stage: string; deployment: string; replica_id: string; batch_size: number };
+  progress?: { stage: string; image_index: number; step: number; total_steps: number };
+  image_chunk?: { image_index: number; offset: string; data: Buffer; last: boolean; meta: ImageMessage | null };
+  done?: { timings: GenerateResponse['timings']; num_images: number };
+}
+export interface ListModelsResponse {
+  models: Array<{ model_id: string; deployment: string; loaded_on: string[] }>;
+  pipelines: Array<{ name: string; stages: string[]; default_model_id: string }>;
+  deployments: Array<{ name: string; ready_replicas: number; queued_requests: number }>;
+}
+
+const LOADER_OPTIONS: protoLoader.Options = { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true };
+
+const CHANNEL_OPTIONS = { 'grpc.max_receive_message_length': 256 * 1024 * 1024, 'grpc.max_send_message_length': 80 * 1024 * 1024 };
+
+export function imageServiceClient(address: string): ImageServiceClient {
+  const def = protoLoader.loadSync(path.join(protoDir(), 'orrery/v1/image_service.proto'), { ...LOADER_OPTIONS, includeDirs: [protoDir()] });
+  const pkg = grpc.loadPackageDefinition(def) as unknown as { orrery: { v1: { ImageService: grpc.ServiceClientConstructor } } };
+  return new pkg.orrery.v1.ImageService(address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS) as unknown as ImageServiceClient;
+}
+
+export interface HealthClient extends grpc.Client {
+  Check(req: { service: string }, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: { status: string }) => void): void;
+}
+
+export function healthClient(address: string): HealthClient {
+  const def = protoLoader.loadSync(healthProtoPath, LOADER_OPTIONS);
+  const pkg = grpc.loadPackageDefinition(def) as unknown as { grpc: { health: { v1: { Health: grpc.ServiceClientConstructor } } } };
+  return new pkg.grpc.health.v1.Health(address, grpc.credentials.createInsecure()) as unknown as HealthClient;
+}
+
+/** Generate as a promise. `deadlineMs` is relative. */
+export function generate(client: ImageServiceClient, req: object, deadlineMs = 120_000, meta = new grpc.Metadata()): Promise<GenerateResponse> {
+  return new Promise((resolve, reject) =>
+    client.Generate(req, meta, { deadline: Date.now() + deadlineMs }, (err, res) => (err ? reject(err) : resolve(res))),
+  );
+}
+
+/** The health status of `service` ('' = the server as a whole), or the error's message. */
+export function checkHealth(client: HealthClient, service: string, timeoutMs = 2000): Promise<string> {
+  return new Promise((resolve) =>
+    client.Check({ service }, { deadline: Date.now() + timeoutMs }, (err, res) => resolve(err ? `error: ${err.details || err.message}` : res.status)),
+  );
+}

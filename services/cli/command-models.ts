@@ -1,0 +1,16 @@
+/** `orrery models …`: model repository tools. */
+import path from 'node:path';
+import type { Command } from 'commander';
+import { writeDemoModels } from '../models/demo-models.js';
+
+export function registerModelsCommand(program: Command): void {
+  const models = program.command('models').description('Model repository tools.');
+  models
+    .command('make-demo')
+    .description('Write the demo models the local default config serves (the ONNX "texture" network) into a model repository.')
+    .argument('[dir]', 'model repository directory', './models')
+    .action(async (dir: string) => {
+      await writeDemoModels(dir);
+      process.stdout.write(`demo models in ${path.resolve(dir)}\n`);
+    });
+}

@@ -1,0 +1,117 @@
+/**
+ * Orrery's error catalogue. Every failure a client or another process can see has a stable
+ * `ORRERY_ERR_*` code, mapped once here to a gRPC status. Codes are never reused.
+ * Over NATS an error travels as {code, message} and is rebuilt with {@link fromWire}.
+ */
+import { status as GrpcStatus } from '@grpc/grpc-js';
+
+export const ERROR_CODES = {
+  ORRERY_ERR_INVALID_ARGUMENT: GrpcStatus.INVALID_ARGUMENT,
+  ORRERY_ERR_MODEL_NOT_FOUND: GrpcStatus.NOT_FOUND,
+  ORRERY_ERR_PIPELINE_NOT_FOUND: GrpcStatus.NOT_FOUND,
+  ORRERY_ERR_QUEUE_FULL: GrpcStatus.RESOURCE_EXHAUSTED,
+  ORRERY_ERR_DEADLINE_EXCEEDED: GrpcStatus.DEADLINE_EXCEEDED,
+  ORRERY_ERR_CANCELLED: GrpcStatus.CANCELLED,
+  ORRERY_ERR_NO_REPLICA: GrpcStatus.UNAVAILABLE,
+  ORRERY_ERR_REPLICA_DRAINING: GrpcStatus.UNAVAILABLE,
+  ORRERY_ERR_REPLICA_LOST: GrpcStatus.UNAVAILABLE,
+  ORRERY_ERR_MODEL_LOAD_FAILED: GrpcStatus.INTERNAL,
+  ORRERY_ERR_STAGE_FAILED: GrpcStatus.INTERNAL,
+  ORRERY_ERR_CONFIG: GrpcStatus.FAILED_PRECONDITION,
+  ORRERY_ERR_UNIMPLEMENTED: GrpcStatus.UNIMPLEMENTED,
+  ORRERY_ERR_INTERNAL: GrpcStatus.INTERNAL,
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+/** Base class: a coded error with an optional chained cause. */
+export class OrreryError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+  /** The gRPC status this error maps to. */
+  get grpcStatus(): GrpcStatus {
+    return ERROR_CODES[this.code];
+  }
+}
+
+/** A request field failed validation. `field` is the proto field name (e.g. `width`). */
+export class InvalidArgumentError extends OrreryError {
+  readonly field: string;
+  constructor(field: string, why: string) {
+    super('ORRERY_ERR_INVALID_ARGUMENT', `${field}: ${why}`);
+    this.field = field;
+  }
+}
+
+export class ModelNotFoundError extends OrreryError {
+  constructor(modelId: string, detail: string) {
+    super('ORRERY_ERR_MODEL_NOT_FOUND', `model_id: unknown model "${modelId}" (${detail})`);
+  }
+}
+
+export class PipelineNotFoundError extends OrreryError {
+  constructor(pipeline: string, known: readonly string[]) {
+    super('ORRERY_ERR_PIPELINE_NOT_FOUND', `pipeline: unknown pipeline "${pipeline}" (known: ${known.join(', ')})`);
+  }
+}
+
+export class QueueFullError extends OrreryError {
+  constructor(deployment: string, limit: number) {
+    super('ORRERY_ERR_QUEUE_FULL', `deployment ${deployment}: queue is full (max_queued_requests=${limit}); retry later`);
+  }
+}
+
+export class DeadlineExceededError extends OrreryError {
+  constructor(where: string) {
+    super('ORRERY_ERR_DEADLINE_EXCEEDED', `deadline exceeded ${where}`);
+  }
+}
+
+export class CancelledError extends OrreryError {
+  constructor(where: string) {
+    super('ORRERY_ERR_CANCELLED', `cancelled ${where}`);
+  }
+}
+
+export class NoReplicaError extends OrreryError {
+  constructor(deployment: string) {
+    super('ORRERY_ERR_NO_REPLICA', `deployment ${deployment} has no ready replica`);
+  }
+}
+
+export class ConfigError extends OrreryError {
+  readonly key: string;
+  constructor(key: string, why: string) {
+    super('ORRERY_ERR_CONFIG', `config ${key}: ${why}`);
+    this.key = key;
+  }
+}
+
+/** The wire form of an error (worker.proto ErrorInfo). */
+export interface WireError {
+  code: string;
+  message: string;
+}
+
+export function toWire(err: unknown): WireError {
+  if (err instanceof OrreryError) return { code: err.code, message: err.message };
+  const message = err instanceof Error ? err.message : String(err);
+  return { code: 'ORRERY_ERR_INTERNAL', message };
+}
+
+/** Rebuilds a coded error received from another process; unknown codes become INTERNAL. */
+export function fromWire(wire: WireError): OrreryError {
+  const code = (wire.code in ERROR_CODES ? wire.code : 'ORRERY_ERR_INTERNAL') as ErrorCode;
+  return new OrreryError(code, wire.message);
+}
+
+/** Any thrown value as an OrreryError (unexpected errors become ORRERY_ERR_INTERNAL with cause). */
+export function asOrreryError(err: unknown): OrreryError {
+  if (err instanceof OrreryError) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  return new OrreryError('ORRERY_ERR_INTERNAL', message, { cause: err });
+}

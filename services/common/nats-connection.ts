@@ -1,0 +1,25 @@
+/** Connecting to NATS with the reconnect policy every Orrery process uses. */
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import type { Logger } from './logger.js';
+
+/**
+ * Connects and keeps reconnecting forever: a NATS restart must never take a router or replica
+ * down. Status changes are logged.
+ */
+export async function connectNats(url: string, name: string, log: Logger): Promise<NatsConnection> {
+  const nc = await connect({
+    servers: url.split(','),
+    name,
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: 250,
+    waitOnFirstConnect: true,
+    pingInterval: 2000,
+    maxPingOut: 2,
+  });
+  void (async () => {
+    for await (const s of nc.status()) {
+      if (s.type === 'disconnect' || s.type === 'reconnect' || s.type === 'error') log.info({ nats: s.type }, 'nats status');
+    }
+  })();
+  return nc;
+}

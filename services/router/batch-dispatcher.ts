@@ -1,0 +1,186 @@
+/**
+ * Sends one batch to one replica over NATS and brings back its answer. The scheduler decides
+ * what to send where; this file owns the wire: payloads (inline or object store), progress
+ * subscriptions, cancellation messages, and detecting a batch that will never be answered —
+ * because its replica stopped heartbeating, or because its heartbeats no longer list the batch
+ * (a message lost while NATS restarted).
+ */
+import { randomUUID } from 'node:crypto';
+import { RequestError, type NatsConnection } from '@nats-io/transport-node';
+import type { Logger } from '../common/logger.js';
+import type { PayloadStore } from '../common/payload-store.js';
+import type { Subjects } from '../common/subjects.js';
+import { wire, type BatchReply, type ErrorInfo, type Heartbeat, type WorkItem } from '../common/wire.js';
+import type { WorkUnit } from './work-unit.js';
+
+export interface ItemOutcome {
+  readonly requestId: string;
+  readonly imageIndex: number;
+  readonly data?: Uint8Array;
+  readonly width: number;
+  readonly height: number;
+  readonly mimeType: string;
+  readonly error?: ErrorInfo;
+}
+
+export type BatchOutcome =
+  | { kind: 'replied'; replicaId: string; items: ItemOutcome[]; error?: ErrorInfo; runSeconds: number }
+  /**
+   * No usable answer. `ran` is false when the batch provably never reached a replica (nobody was
+   * subscribed), so retrying it does not count against the unit's one retry.
+   */
+  | { kind: 'lost'; reason: string; ran: boolean };
+
+interface InFlight {
+  readonly batchId: string;
+  readonly replicaId: string;
+  readonly sentAtMs: number;
+  /** Heartbeats from the replica, sent well after the batch, that did not list it. */
+  misses: number;
+  lost(reason: string): void;
+}
+
+export interface DispatcherOptions {
+  /** Longest to wait for a reply when no unit has a deadline. */
+  readonly maxBatchWaitMs: number;
+}
+
+export class BatchDispatcher {
+  private readonly inFlight = new Map<string, InFlight>();
+
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly subjects: Subjects,
+    private readonly payloads: PayloadStore,
+    private readonly log: Logger,
+    private readonly options: DispatcherOptions,
+  ) {}
+
+  /** Batch ids currently awaiting a reply from `replicaId`. */
+  inFlightOn(replicaId: string): string[] {
+    return [...this.inFlight.values()].filter((b) => b.replicaId === replicaId).map((b) => b.batchId);
+  }
+
+  /** Every batch in flight on a replica that is gone ends as 'lost' (the scheduler retries it). */
+  replicaLost(replicaId: string, reason: string): void {
+    for (const b of [...this.inFlight.values()]) if (b.replicaId === replicaId) b.lost(reason);
+  }
+
+  /**
+   * A replica said it stopped. It answered every batch it finished before saying so (replies go
+   * out before the heartbeat on the same connection), so only the batches its last heartbeat
+   * still lists — cut off by the drain timeout — are lost.
+   */
+  replicaStopped(hb: Heartbeat): void {
+    const unfinished = new Set(hb.inFlightBatches);
+    for (const b of [...this.inFlight.values()]) {
+      if (b.replicaId === hb.replicaId && unfinished.has(b.batchId)) b.lost('the replica stopped before finishing the batch');
+    }
+  }
+
+  /**
+   * Batch-loss detection from heartbeats: a batch that a replica's heartbeats have not listed
+   * twice in a row, counting only heartbeats sent at least two intervals after the batch, was
+   * never received or its reply was lost. It ends as 'lost' and is retried.
+   */
+  reconcile(hb: Heartbeat, nowMs: number): void {
+    const listed = new Set(hb.inFlightBatches);
+    for (const b of this.inFlight.values()) {
+      if (b.replicaId !== hb.replicaId) continue;
+      if (listed.has(b.batchId) || nowMs - b.sentAtMs < 2 * hb.intervalMs) {
+        b.misses = 0;
+        continue;
+      }
+      if (++b.misses >= 2) b.lost('the replica no longer reports the batch (message lost)');
+    }
+  }
+
+  /** Sends `units` as one batch; resolves when answered or known lost. Never rejects. */
+  async send(replicaId: string, stage: string, units: readonly WorkUnit[], attempt: number): Promise<BatchOutcome> {
+    const batchId = randomUUID();
+    const first = units[0]!;
+    const deadlines = units.map((u) => u.deadlineMs);
+    const deadline = deadlines.includes(0) ? 0 : Math.max(...deadlines);
+    const wantsProgress = units.some((u) => u.observer.progress);
+    const sub = wantsProgress ? this.subscribeProgress(batchId, units) : undefined;
+    const onAbort = units.map((u) => {
+      const fn = () => this.nc.publish(this.subjects.cancel(replicaId), wire.cancel.encode({ batchId, requestIds: [u.input.requestId] }));
+      u.signal.addEventListener('abort', fn, { once: true });
+      return () => u.signal.removeEventListener('abort', fn);
+    });
+    let lostReason: string | undefined;
+    let markLost!: (reason: string) => void;
+    const lostPromise = new Promise<'lost'>((resolve) => {
+      markLost = (reason) => {
+        lostReason ??= reason;
+        resolve('lost');
+      };
+    });
+    this.inFlight.set(batchId, { batchId, replicaId, sentAtMs: Date.now(), misses: 0, lost: markLost });
+    try {
+      const items: WorkItem[] = await Promise.all(units.map((u) => this.toWireItem(u)));
+      const payload = wire.batchRequest.encode({
+        batchId, attempt, deployment: first.deployment, modelId: first.modelId, stage, items,
+        deadlineUnixMs: deadline, progressSubject: wantsProgress ? this.subjects.progress(batchId) : '',
+      });
+      const timeout = deadline ? Math.max(1, deadline - Date.now() + 1000) : this.options.maxBatchWaitMs;
+      const request = this.nc.request(this.subjects.batch(replicaId), payload, { timeout });
+      const winner = await Promise.race([request, lostPromise]);
+      if (winner === 'lost') {
+        request.then((m) => this.discardReply(wire.batchReply.decode(m.data)), () => undefined);
+        return { kind: 'lost', reason: lostReason ?? 'lost', ran: true };
+      }
+      return await this.readReply(wire.batchReply.decode(winner.data), replicaId);
+    } catch (err) {
+      // No responders (the replica's subscription is gone) or a timeout: the batch did not run to
+      // an answer we can use.
+      const reason = err instanceof Error ? err.message : String(err);
+      const ran = !(err instanceof RequestError && err.isNoResponders());
+      this.log.warn({ batchId, replicaId, err: reason, ran }, 'batch request failed');
+      return { kind: 'lost', reason, ran };
+    } finally {
+      this.inFlight.delete(batchId);
+      onAbort.forEach((off) => off());
+      sub?.unsubscribe();
+    }
+  }
+
+  private async toWireItem(u: WorkUnit): Promise<WorkItem> {
+    const i = u.input;
+    return {
+      requestId: i.requestId, imageIndex: i.imageIndex, seed: i.seed.toString(), prompt: i.prompt,
+      negativePrompt: i.negativePrompt, steps: i.steps, guidanceScale: i.guidanceScale, width: i.width,
+      height: i.height, strength: i.strength, outputFormat: i.outputFormat, stageParamsJson: i.stageParamsJson,
+      // Each attempt stores its own copy; the replica deletes it after reading, the bucket TTL
+      // removes what a crashed replica left.
+      initImage: i.initImage ? await this.payloads.put(i.initImage, `in-${i.requestId}`) : null,
+    };
+  }
+
+  private async readReply(reply: BatchReply, replicaId: string): Promise<BatchOutcome> {
+    const items = await Promise.all(
+      reply.results.map(async (r): Promise<ItemOutcome> => ({
+        requestId: r.requestId, imageIndex: r.imageIndex, width: r.width, height: r.height, mimeType: r.mimeType,
+        data: r.error?.code ? undefined : await this.payloads.take(r.image),
+        error: r.error?.code ? r.error : undefined,
+      })),
+    );
+    return { kind: 'replied', replicaId: reply.replicaId || replicaId, items, error: reply.error?.code ? reply.error : undefined, runSeconds: reply.runSeconds };
+  }
+
+  /** A reply that arrived after its batch was declared lost: free its stored payloads. */
+  private discardReply(reply: BatchReply): void {
+    for (const r of reply.results) void this.payloads.discard(r.image);
+  }
+
+  private subscribeProgress(batchId: string, units: readonly WorkUnit[]) {
+    const byItem = new Map(units.map((u) => [`${u.input.requestId}/${u.input.imageIndex}`, u]));
+    return this.nc.subscribe(this.subjects.progress(batchId), {
+      callback: (err, msg) => {
+        if (err) return;
+        const p = wire.progress.decode(msg.data);
+        byItem.get(`${p.requestId}/${p.imageIndex}`)?.observer.progress?.(p.step, p.totalSteps);
+      },
+    });
+  }
+}

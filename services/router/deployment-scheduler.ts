@@ -1,0 +1,208 @@
+/**
+ * The scheduler of one deployment (DESIGN.md §4): a queue of work units, a pump that asks the
+ * pure batch policy what to do next, and the bookkeeping of batches in flight per replica.
+ * Every decision lives in batch-policy.ts / replica-picker.ts; this class applies them.
+ */
+import type { DeploymentConfig } from '../common/config.js';
+import { clampTimerMs } from '../common/deadline.js';
+import { NoReplicaError, OrreryError, QueueFullError, fromWire } from '../common/errors.js';
+import type { Logger } from '../common/logger.js';
+import type { BatchDispatcher, BatchOutcome } from './batch-dispatcher.js';
+import { decideBatch, type QueuedItem } from './batch-policy.js';
+import type { ReplicaView } from './replica-picker.js';
+import type { ReplicaRegistry } from './replica-registry.js';
+import type { RouterMetrics } from './router-metrics.js';
+import type { WorkUnit } from './work-unit.js';
+
+export interface SchedulerDeps {
+  readonly registry: ReplicaRegistry;
+  readonly dispatcher: BatchDispatcher;
+  readonly metrics: RouterMetrics;
+  readonly log: Logger;
+  readonly rng: () => number;
+  readonly now: () => number;
+  /** How long a group waits for a busy replica holding its model before spilling elsewhere. */
+  readonly affinityWaitMs: number;
+  /** Attempts of a unit whose replica was lost before it fails (DESIGN §4: retried elsewhere once). */
+  readonly maxLostAttempts: number;
+}
+
+interface ReplicaLoad {
+  batches: number;
+  items: number;
+  /** Models this router sent to the replica since its last heartbeat (a miss makes it load one). */
+  assumedModels: Set<string>;
+}
+
+export class DeploymentScheduler {
+  private queue: WorkUnit[] = [];
+  private readonly load = new Map<string, ReplicaLoad>();
+  private timer: NodeJS.Timeout | undefined;
+  private timerAtMs = 0;
+
+  constructor(
+    readonly config: DeploymentConfig,
+    private readonly deps: SchedulerDeps,
+  ) {}
+
+  get queueDepth(): number {
+    return this.queue.length;
+  }
+
+  /**
+   * Queues all units of one request for this deployment, or none: throws QueueFullError when
+   * they would pass max_queued_requests, NoReplicaError when no replica serves the deployment.
+   */
+  submit(units: readonly WorkUnit[]): void {
+    if (this.deps.registry.serving(this.config.name).length === 0) throw new NoReplicaError(this.config.name);
+    if (this.queue.length + units.length > this.config.maxQueuedRequests) throw new QueueFullError(this.config.name, this.config.maxQueuedRequests);
+    const now = this.deps.now();
+    for (const u of units) {
+      u.enqueuedAtMs = now;
+      this.queue.push(u);
+      u.signal.addEventListener('abort', () => this.dropQueued(u), { once: true });
+    }
+    this.pump();
+  }
+
+  /** A replica's heartbeat changed what it holds: forget what we assumed about it. */
+  replicaHeartbeat(replicaId: string): void {
+    this.load.get(replicaId)?.assumedModels.clear();
+    this.pump();
+  }
+
+  /** Fails every queued unit (no replica came back in time, or the router is stopping). */
+  failQueued(err: OrreryError): void {
+    const q = this.queue;
+    this.queue = [];
+    for (const u of q) u.fail(err);
+  }
+
+  private dropQueued(u: WorkUnit): void {
+    const i = this.queue.indexOf(u);
+    if (i >= 0) this.queue.splice(i, 1);
+  }
+
+  private views(): ReplicaView[] {
+    return this.deps.registry.serving(this.config.name).map((r) => {
+      const l = this.replicaLoad(r.id);
+      const hb = r.heartbeat;
+      const models = new Set([...hb.loadedModels, ...(hb.loadingModel ? [hb.loadingModel] : []), ...l.assumedModels]);
+      return { id: r.id, loadedModels: [...models], ongoingBatches: l.batches, maxOngoingBatches: hb.maxOngoingBatches || this.config.maxOngoingBatches, inFlightItems: l.items };
+    });
+  }
+
+  private replicaLoad(id: string): ReplicaLoad {
+    let l = this.load.get(id);
+    if (!l) this.load.set(id, (l = { batches: 0, items: 0, assumedModels: new Set() }));
+    return l;
+  }
+
+  /** Forms and sends batches while the policy says so; arms a timer when it says wait. */
+  pump(): void {
+    for (;;) {
+      if (this.queue.length === 0) return;
+      const now = this.deps.now();
+      const items: QueuedItem[] = this.queue.map((u) => ({ key: u.key, modelId: u.modelId, enqueuedAtMs: u.enqueuedAtMs, deadlineMs: u.deadlineMs }));
+      const d = decideBatch(items, this.views(), {
+        maxBatchSize: this.config.maxBatchSize,
+        batchWaitTimeoutMs: this.config.batchWaitTimeoutMs,
+        affinityWaitMs: this.deps.affinityWaitMs,
+      }, now, this.deps.rng);
+      if (d.kind === 'idle') return;
+      if (d.kind === 'wait') {
+        this.armTimer(d.untilMs, now);
+        return;
+      }
+      const take = new Set(d.indexes);
+      const units = this.queue.filter((_, i) => take.has(i));
+      this.queue = this.queue.filter((_, i) => !take.has(i));
+      const l = this.replicaLoad(d.replicaId);
+      l.batches++;
+      l.items += units.length;
+      l.assumedModels.add(d.modelId);
+      this.deps.metrics.batchDispatched(this.config.name, units.length, d.affinity);
+      for (const u of units) this.deps.metrics.queueWait(this.config.name, (now - u.enqueuedAtMs) / 1000);
+      void this.run(d.replicaId, units);
+    }
+  }
+
+  private armTimer(untilMs: number, now: number): void {
+    if (this.timer && this.timerAtMs <= untilMs) return;
+    clearTimeout(this.timer);
+    this.timerAtMs = untilMs;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.pump();
+    }, clampTimerMs(untilMs - now));
+  }
+
+  private async run(replicaId: string, units: WorkUnit[]): Promise<void> {
+    const live = units.filter((u) => !u.settled);
+    // One "started" per request in the batch, not one per image.
+    const seen = new Set<string>();
+    for (const u of live) {
+      if (seen.has(u.input.requestId)) continue;
+      seen.add(u.input.requestId);
+      u.observer.started?.(replicaId, live.length);
+    }
+    const startedMs = this.deps.now();
+    const attempt = Math.max(...units.map((u) => u.lostAttempts)) + 1;
+    const outcome = await this.deps.dispatcher.send(replicaId, this.config.stage, units, attempt);
+    const l = this.replicaLoad(replicaId);
+    l.batches--;
+    l.items -= units.length;
+    this.deps.metrics.batchFinished(this.config.name, (this.deps.now() - startedMs) / 1000);
+    this.apply(outcome, replicaId, units, startedMs);
+    this.pump();
+  }
+
+  private apply(outcome: BatchOutcome, replicaId: string, units: WorkUnit[], startedMs: number): void {
+    if (outcome.kind === 'lost') {
+      this.deps.log.warn({ deployment: this.config.name, units: units.length, reason: outcome.reason, ran: outcome.ran }, 'batch lost; retrying its work');
+      if (!outcome.ran) this.deps.registry.remove(replicaId);
+      this.retry(units, outcome.ran, outcome.reason);
+      return;
+    }
+    if (outcome.error) {
+      // Refused unrun by a draining replica: requeue without using up the retry.
+      if (outcome.error.code === 'ORRERY_ERR_REPLICA_DRAINING') return this.retry(units, false, 'replica draining');
+      const err = fromWire(outcome.error);
+      for (const u of units) u.fail(err);
+      return;
+    }
+    const byItem = new Map(outcome.items.map((r) => [`${r.requestId}/${r.imageIndex}`, r]));
+    for (const u of units) {
+      const r = byItem.get(`${u.input.requestId}/${u.input.imageIndex}`);
+      if (!r) u.fail(new OrreryError('ORRERY_ERR_INTERNAL', `replica ${outcome.replicaId} returned no result for image ${u.input.imageIndex}`));
+      else if (r.error) u.fail(fromWire(r.error));
+      else {
+        const ok = u.succeed({
+          data: r.data!, width: r.width, height: r.height, mimeType: r.mimeType, replicaId: outcome.replicaId,
+          queueSeconds: (startedMs - u.createdAtMs) / 1000, runSeconds: outcome.runSeconds,
+        });
+        if (ok) this.deps.metrics.imageDone(this.config.name);
+      }
+    }
+  }
+
+  /** Puts unsettled units back at the head of the queue (oldest first), or fails them past the retry limit. */
+  private retry(units: WorkUnit[], countsAsAttempt: boolean, reason: string): void {
+    const back: WorkUnit[] = [];
+    for (const u of units) {
+      if (u.settled || u.signal.aborted) continue;
+      if (countsAsAttempt && ++u.lostAttempts >= this.deps.maxLostAttempts) {
+        u.fail(new OrreryError('ORRERY_ERR_REPLICA_LOST', `deployment ${this.config.name}: replica lost twice while running this image (${reason})`));
+        continue;
+      }
+      back.push(u);
+    }
+    this.deps.metrics.batchRetried(this.config.name, countsAsAttempt ? 'replica_lost' : 'not_delivered', back.length);
+    this.queue = [...back, ...this.queue];
+  }
+
+  /** Stops timers (router shutdown). */
+  close(): void {
+    clearTimeout(this.timer);
+  }
+}

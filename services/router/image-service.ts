@@ -1,0 +1,127 @@
+/**
+ * The public API's handlers (orrery.v1.ImageService). Each RPC validates at the edge, runs the
+ * pipeline and maps any error to its gRPC status once (errors.ts). Job RPCs answer UNIMPLEMENTED
+ * until bulk jobs land.
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import { Metadata, status as GrpcStatus, type sendUnaryData, type ServerUnaryCall, type ServerWritableStream, type ServiceError, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import { asOrreryError, OrreryError } from '../common/errors.js';
+import type { Logger } from '../common/logger.js';
+import type { PipelineResult, PipelineRunner } from './pipeline-runner.js';
+import { normalizeRequest, type GenerateRequestWire, type NormalizedRequest } from './request-validation.js';
+import { requestContext, type ServerCall } from './request-context.js';
+import type { RouterMetrics } from './router-metrics.js';
+
+/** Images are streamed in chunks of this size (gRPC's default max message is 4 MB). */
+export const IMAGE_CHUNK_BYTES = 1024 * 1024;
+
+export interface ImageServiceDeps {
+  readonly runner: PipelineRunner;
+  readonly metrics: RouterMetrics;
+  readonly log: Logger;
+  readonly listModels: () => unknown;
+  readonly defaultPipeline: string;
+}
+
+function toServiceError(err: OrreryError): Partial<ServiceError> {
+  const metadata = new Metadata();
+  metadata.set('orrery-error-code', err.code);
+  return { code: err.grpcStatus, details: err.message, metadata };
+}
+
+const randomSeed = (): bigint => randomBytes(8).readBigUInt64BE();
+
+function imageMessage(req: NormalizedRequest, img: PipelineResult['images'][number], withData: boolean) {
+  return {
+    seed: img.seed.toString(), width: img.width, height: img.height, mime_type: img.mimeType,
+    data: withData ? img.data : Buffer.alloc(0), prompt: req.prompt, model_id: img.modelId, replica_id: img.replicaId,
+  };
+}
+
+function timingMessages(res: PipelineResult) {
+  return res.timings.map((t) => ({ stage: t.stage, deployment: t.deployment, queue_seconds: t.queueSeconds, run_seconds: t.runSeconds }));
+}
+
+export function imageService(deps: ImageServiceDeps): UntypedServiceImplementation {
+  const { runner, metrics, log } = deps;
+
+  /** Validates, runs and accounts one request; `body` turns the result into the reply. */
+  async function handle(method: string, call: ServerCall, body: (req: NormalizedRequest, signal: AbortSignal, deadlineMs: number) => Promise<void>): Promise<OrreryError | undefined> {
+    const started = performance.now();
+    let pipeline = 'unknown';
+    let ctx: ReturnType<typeof requestContext> | undefined;
+    try {
+      const req = normalizeRequest(call.request as GenerateRequestWire, randomUUID, randomSeed);
+      pipeline = req.pipeline || deps.defaultPipeline;
+      ctx = requestContext(call, req.timeoutMs, Date.now());
+      await body(req, ctx.signal, ctx.deadlineMs);
+      metrics.request(method, 'OK', pipeline, (performance.now() - started) / 1000);
+      return undefined;
+    } catch (raw) {
+      const err = ctx?.signal.aborted && ctx.signal.reason instanceof OrreryError ? ctx.signal.reason : asOrreryError(raw);
+      if (err.code === 'ORRERY_ERR_INTERNAL') log.error({ err: raw }, 'request failed');
+      metrics.request(method, GrpcStatus[err.grpcStatus] ?? String(err.grpcStatus), pipeline, (performance.now() - started) / 1000);
+      metrics.error(err.code);
+      return err;
+    } finally {
+      ctx?.dispose();
+    }
+  }
+
+  return {
+    Generate: (call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>) => {
+      let reply: unknown;
+      void handle('Generate', call, async (req, signal, deadlineMs) => {
+        const res = await runner.run(req, signal, deadlineMs);
+        metrics.pipelineImagesDone(req.pipeline || deps.defaultPipeline, res.images.length);
+        reply = { request_id: req.requestId, images: res.images.map((img) => imageMessage(req, img, true)), timings: timingMessages(res) };
+      }).then((err) => (err ? callback(toServiceError(err)) : callback(null, reply)));
+    },
+
+    GenerateStream: (call: ServerWritableStream<unknown, unknown>) => {
+      void handle('GenerateStream', call, async (req, signal, deadlineMs) => {
+        const id = req.requestId;
+        const send = (event: object) => {
+          if (!call.cancelled) call.write({ request_id: id, ...event });
+        };
+        const res = await runner.run(req, signal, deadlineMs, {
+          queued: (deployment, depth) => send({ queued: { deployment, queue_depth: depth } }),
+          stageStarted: (stage, deployment, replicaId, n) => send({ stage_started: { stage, deployment, replica_id: replicaId, batch_size: n } }),
+          progress: (stage, imageIndex, step, total) => send({ progress: { stage, image_index: imageIndex, step, total_steps: total } }),
+        });
+        for (const img of res.images) {
+          const data = img.data;
+          for (let offset = 0; offset === 0 || offset < data.byteLength; offset += IMAGE_CHUNK_BYTES) {
+            const end = Math.min(data.byteLength, offset + IMAGE_CHUNK_BYTES);
+            send({
+              image_chunk: {
+                image_index: img.index, offset, data: data.subarray(offset, end), last: end >= data.byteLength,
+                meta: offset === 0 ? imageMessage(req, img, false) : undefined,
+              },
+            });
+          }
+        }
+        metrics.pipelineImagesDone(req.pipeline || deps.defaultPipeline, res.images.length);
+        send({ done: { timings: timingMessages(res), num_images: res.images.length } });
+      }).then((err) => {
+        if (err) call.destroy(toServiceError(err) as ServiceError);
+        else call.end();
+      });
+    },
+
+    ListModels: (_call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>) => {
+      callback(null, deps.listModels());
+    },
+
+    ...Object.fromEntries(
+      ['SubmitJob', 'GetJob', 'WatchJob', 'CancelJob'].map((name) => [
+        name,
+        (call: ServerCall, callback?: sendUnaryData<unknown>) => {
+          const err = { code: GrpcStatus.UNIMPLEMENTED, details: `${name}: bulk jobs are not implemented yet; use Generate or GenerateStream` };
+          if (callback) callback(err);
+          else (call as ServerWritableStream<unknown, unknown>).destroy(err as ServiceError);
+        },
+      ]),
+    ),
+  };
+}

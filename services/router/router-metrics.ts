@@ -1,0 +1,56 @@
+/**
+ * The router's Prometheus metrics (CONVENTIONS §8: `orrery_` prefix, base units, bounded labels —
+ * deployment, pipeline, method, code; never request ids or prompts).
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
+const BATCH_BUCKETS = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64];
+
+export class RouterMetrics {
+  readonly registry = new Registry();
+  private readonly requests = new Counter({ name: 'orrery_requests_total', help: 'gRPC requests by method and final status code', labelNames: ['method', 'code'], registers: [this.registry] });
+  private readonly latency = new Histogram({ name: 'orrery_request_duration_seconds', help: 'gRPC request latency', labelNames: ['method', 'pipeline'], buckets: LATENCY_BUCKETS, registers: [this.registry] });
+  private readonly errors = new Counter({ name: 'orrery_errors_total', help: 'Errors returned to clients by Orrery error code', labelNames: ['code'], registers: [this.registry] });
+  private readonly queueWaitH = new Histogram({ name: 'orrery_queue_wait_seconds', help: 'Time an image waited in the deployment queue before its batch was sent', labelNames: ['deployment'], buckets: LATENCY_BUCKETS, registers: [this.registry] });
+  private readonly batchSize = new Histogram({ name: 'orrery_batch_size', help: 'Images per dispatched batch', labelNames: ['deployment'], buckets: BATCH_BUCKETS, registers: [this.registry] });
+  private readonly batches = new Counter({ name: 'orrery_batches_total', help: 'Batches dispatched, by model affinity (hit: the replica held the model)', labelNames: ['deployment', 'affinity'], registers: [this.registry] });
+  private readonly batchDuration = new Histogram({ name: 'orrery_batch_duration_seconds', help: 'Batch round trip seen by the router (send to reply)', labelNames: ['deployment'], buckets: LATENCY_BUCKETS, registers: [this.registry] });
+  private readonly retries = new Counter({ name: 'orrery_batch_retries_total', help: 'Images put back in the queue after their batch was lost or refused', labelNames: ['deployment', 'reason'], registers: [this.registry] });
+  private readonly images = new Counter({ name: 'orrery_images_total', help: 'Images produced, per deployment (stage)', labelNames: ['deployment'], registers: [this.registry] });
+  private readonly pipelineImages = new Counter({ name: 'orrery_pipeline_images_total', help: 'Images returned to clients, per pipeline', labelNames: ['pipeline'], registers: [this.registry] });
+  readonly queueDepth = new Gauge({ name: 'orrery_queue_depth', help: 'Images waiting in the deployment queue', labelNames: ['deployment'], registers: [this.registry] });
+  readonly replicas = new Gauge({ name: 'orrery_replicas', help: 'Replicas seen by the router, by state', labelNames: ['deployment', 'state'], registers: [this.registry] });
+  readonly inFlight = new Gauge({ name: 'orrery_in_flight_images', help: 'Images in batches sent and not yet answered', labelNames: ['deployment'], registers: [this.registry] });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry, prefix: 'orrery_router_' });
+  }
+
+  request(method: string, code: string, pipeline: string, seconds: number): void {
+    this.requests.inc({ method, code });
+    this.latency.observe({ method, pipeline }, seconds);
+  }
+  error(code: string): void {
+    this.errors.inc({ code });
+  }
+  queueWait(deployment: string, seconds: number): void {
+    this.queueWaitH.observe({ deployment }, seconds);
+  }
+  batchDispatched(deployment: string, size: number, affinity: 'hit' | 'miss'): void {
+    this.batchSize.observe({ deployment }, size);
+    this.batches.inc({ deployment, affinity });
+  }
+  batchFinished(deployment: string, seconds: number): void {
+    this.batchDuration.observe({ deployment }, seconds);
+  }
+  batchRetried(deployment: string, reason: string, n: number): void {
+    if (n > 0) this.retries.inc({ deployment, reason }, n);
+  }
+  imageDone(deployment: string): void {
+    this.images.inc({ deployment });
+  }
+  pipelineImagesDone(pipeline: string, n: number): void {
+    this.pipelineImages.inc({ pipeline }, n);
+  }
+}

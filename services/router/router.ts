@@ -1,0 +1,222 @@
+/**
+ * The router process: gRPC server (ImageService, health, reflection), one scheduler per
+ * deployment, the replica registry fed by heartbeats, and /metrics. Lifecycle:
+ * starting → running → draining → stopped (CONVENTIONS §6).
+ */
+import path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { ReflectionService } from '@grpc/reflection';
+import { HealthImplementation, protoPath as healthProtoPath, type ServingStatus } from 'grpc-health-check';
+import type { NatsConnection, Subscription } from '@nats-io/transport-node';
+import type { ClusterConfig } from '../common/config.js';
+import { NoReplicaError, OrreryError } from '../common/errors.js';
+import type { Logger } from '../common/logger.js';
+import { startMetricsServer, type MetricsServer } from '../common/metrics-server.js';
+import { connectNats } from '../common/nats-connection.js';
+import { PayloadStore } from '../common/payload-store.js';
+import { subjects, type Subjects } from '../common/subjects.js';
+import { protoDir, wire } from '../common/wire.js';
+import { BatchDispatcher } from './batch-dispatcher.js';
+import { DeploymentScheduler } from './deployment-scheduler.js';
+import { imageService } from './image-service.js';
+import { PipelineRunner } from './pipeline-runner.js';
+import { ReplicaRegistry } from './replica-registry.js';
+import { RouterMetrics } from './router-metrics.js';
+
+export const SERVICE_NAME = 'orrery.v1.ImageService';
+
+export interface RouterOptions {
+  readonly config: ClusterConfig;
+  readonly log: Logger;
+  /** Overrides config.router.grpc_port (0: a free port). */
+  readonly grpcPort?: number;
+  readonly grpcHost?: string;
+  /** Overrides config.router.metrics_port (0: a free port). */
+  readonly metricsPort?: number;
+  /** Fail queued work after a deployment has had no replica this long. */
+  readonly noReplicaTimeoutMs?: number;
+}
+
+export type RouterState = 'starting' | 'running' | 'draining' | 'stopped' | 'failed';
+
+export class Router {
+  private stateValue: RouterState = 'starting';
+  private nc!: NatsConnection;
+  private server!: grpc.Server;
+  private metricsServer!: MetricsServer;
+  private readonly metrics = new RouterMetrics();
+  private readonly registry: ReplicaRegistry;
+  private readonly schedulers = new Map<string, DeploymentScheduler>();
+  private readonly health = new HealthImplementation({ '': 'NOT_SERVING', [SERVICE_NAME]: 'NOT_SERVING' });
+  private readonly subjects: Subjects;
+  private readonly noReplicaSince = new Map<string, number>();
+  private tick: NodeJS.Timeout | undefined;
+  private hbSub: Subscription | undefined;
+  grpcAddress = '';
+
+  private constructor(private readonly options: RouterOptions) {
+    this.registry = new ReplicaRegistry(options.config.router.replicaTimeoutIntervals);
+    this.subjects = subjects(options.config.nats.prefix);
+  }
+
+  get state(): RouterState {
+    return this.stateValue;
+  }
+
+  get metricsUrl(): string {
+    return this.metricsServer.url;
+  }
+
+  static async start(options: RouterOptions): Promise<Router> {
+    const r = new Router(options);
+    try {
+      await r.startInner();
+    } catch (err) {
+      r.stateValue = 'failed';
+      await r.stop(0).catch(() => undefined);
+      throw err;
+    }
+    return r;
+  }
+
+  private async startInner(): Promise<void> {
+    const { config, log } = this.options;
+    this.nc = await connectNats(config.nats.url, 'orrery-router', log);
+    const payloads = new PayloadStore(this.nc, { bucket: this.subjects.payloadBucket, maxInlineBytes: config.maxInlinePayloadBytes });
+    const dispatcher = new BatchDispatcher(this.nc, this.subjects, payloads, log, { maxBatchWaitMs: 3_600_000 });
+    for (const dep of Object.values(config.deployments)) {
+      this.schedulers.set(dep.name, new DeploymentScheduler(dep, {
+        registry: this.registry, dispatcher, metrics: this.metrics, log: log.child({ deployment: dep.name }),
+        rng: Math.random, now: Date.now, affinityWaitMs: Math.max(1000, 20 * dep.batchWaitTimeoutMs), maxLostAttempts: 2,
+      }));
+      this.health.setStatus(dep.name, 'NOT_SERVING');
+    }
+    this.hbSub = this.nc.subscribe(this.subjects.heartbeatAll, {
+      callback: (err, msg) => {
+        if (err) return;
+        const hb = wire.heartbeat.decode(msg.data);
+        const scheduler = this.schedulers.get(hb.deployment);
+        if (!scheduler) return; // a replica of a deployment this router's config does not know
+        const seen = this.registry.observe(hb, Date.now());
+        if (seen === 'new') log.info({ replicaId: hb.replicaId, deployment: hb.deployment }, 'replica joined');
+        if (seen === 'gone') dispatcher.replicaStopped(hb);
+        else dispatcher.reconcile(hb, Date.now());
+        this.updateHealth();
+        scheduler.replicaHeartbeat(hb.replicaId);
+      },
+    });
+    // Replicas already running answer at once instead of at their next interval.
+    this.nc.publish(this.subjects.heartbeatRequest);
+    this.tick = setInterval(() => this.onTick(dispatcher), 100);
+
+    const runner = new PipelineRunner(config, this.schedulers, Date.now);
+    const packageDefinition = protoLoader.loadSync(path.join(protoDir(), 'orrery/v1/image_service.proto'), {
+      keepCase: true, longs: String, enums: String, defaults: true, oneofs: true, includeDirs: [protoDir()],
+    });
+    const pkg = grpc.loadPackageDefinition(packageDefinition) as unknown as { orrery: { v1: { ImageService: grpc.ServiceClientConstructor } } };
+    this.server = new grpc.Server({ 'grpc.max_receive_message_length': 80 * 1024 * 1024, 'grpc.max_send_message_length': 256 * 1024 * 1024 });
+    this.server.addService(pkg.orrery.v1.ImageService.service, imageService({
+      runner, metrics: this.metrics, log, listModels: () => this.listModels(), defaultPipeline: config.defaultPipeline,
+    }));
+    this.health.addToServer(this.server);
+    // Reflection describes both services, so grpcurl can call Health too.
+    const described = protoLoader.loadSync([path.join(protoDir(), 'orrery/v1/image_service.proto'), healthProtoPath], { keepCase: true, includeDirs: [protoDir()] });
+    new ReflectionService(described).addToServer(this.server);
+    const host = this.options.grpcHost ?? '0.0.0.0';
+    const port = await new Promise<number>((resolve, reject) =>
+      this.server.bindAsync(`${host}:${this.options.grpcPort ?? config.router.grpcPort}`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+    );
+    this.grpcAddress = `${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`;
+    this.metricsServer = await startMetricsServer(this.metrics.registry, this.options.metricsPort ?? config.router.metricsPort, host, () => this.stateValue === 'running');
+    this.stateValue = 'running';
+    this.updateHealth();
+    log.info({ grpc: this.grpcAddress, metrics: this.metricsServer.url }, 'router running');
+  }
+
+  private onTick(dispatcher: BatchDispatcher): void {
+    const now = Date.now();
+    for (const lost of this.registry.expire(now)) {
+      this.options.log.warn({ replicaId: lost.id, deployment: lost.deployment }, 'replica stopped heartbeating; retrying its batches elsewhere');
+      dispatcher.replicaLost(lost.id, 'replica stopped heartbeating');
+    }
+    for (const [name, s] of this.schedulers) {
+      const serving = this.registry.serving(name).length;
+      this.metrics.queueDepth.set({ deployment: name }, s.queueDepth);
+      if (serving > 0) this.noReplicaSince.delete(name);
+      else if (!this.noReplicaSince.has(name)) this.noReplicaSince.set(name, now);
+      else if (s.queueDepth > 0 && now - this.noReplicaSince.get(name)! > (this.options.noReplicaTimeoutMs ?? 30_000)) s.failQueued(new NoReplicaError(name));
+    }
+    this.metrics.replicas.reset();
+    for (const r of this.registry.all()) this.metrics.replicas.inc({ deployment: r.deployment, state: r.heartbeat.state });
+    this.updateHealth();
+  }
+
+  private updateHealth(): void {
+    const running = this.stateValue === 'running';
+    let all = running;
+    for (const name of this.schedulers.keys()) {
+      const ok = running && this.registry.serving(name).length > 0;
+      this.health.setStatus(name, ok ? 'SERVING' : 'NOT_SERVING');
+      const wanted = this.options.config.deployments[name]!.replicas > 0;
+      if (wanted && !ok) all = false;
+    }
+    const status: ServingStatus = running ? 'SERVING' : 'NOT_SERVING';
+    this.health.setStatus('', status);
+    this.health.setStatus(SERVICE_NAME, status);
+    this.allDeploymentsServing = all;
+  }
+
+  /** True once every deployment with configured replicas has a running replica. */
+  allDeploymentsServing = false;
+
+  private listModels() {
+    const { config } = this.options;
+    const models = Object.values(config.deployments).flatMap((d) =>
+      d.models.map((m) => ({
+        model_id: m, deployment: d.name,
+        loaded_on: this.registry.serving(d.name).filter((r) => r.heartbeat.loadedModels.includes(m)).map((r) => r.id),
+      })),
+    );
+    const pipelines = Object.values(config.pipelines).map((p) => ({
+      name: p.name, stages: p.stages.map((s) => s.deployment), default_model_id: p.stages[0]!.model || config.deployments[p.stages[0]!.deployment]!.models[0]!,
+    }));
+    const deployments = [...this.schedulers.values()].map((s) => ({
+      name: s.config.name, ready_replicas: this.registry.serving(s.config.name).length, queued_requests: s.queueDepth,
+    }));
+    return { models, pipelines, deployments };
+  }
+
+  /**
+   * Stops accepting calls, lets running calls finish for up to `forceAfterMs`, then closes
+   * everything. Queued work still unanswered at the force point fails with UNAVAILABLE.
+   */
+  async stop(forceAfterMs = 30_000): Promise<void> {
+    if (this.stateValue === 'stopped') return;
+    this.stateValue = 'draining';
+    this.updateHealth();
+    if (this.server) {
+      await new Promise<void>((resolve) => {
+        const force = setTimeout(() => {
+          for (const s of this.schedulers.values()) s.failQueued(new OrreryError('ORRERY_ERR_NO_REPLICA', 'router is shutting down'));
+          this.server.forceShutdown();
+          resolve();
+        }, forceAfterMs);
+        this.server.tryShutdown(() => {
+          clearTimeout(force);
+          resolve();
+        });
+      });
+    }
+    clearInterval(this.tick);
+    for (const s of this.schedulers.values()) s.close();
+    this.hbSub?.unsubscribe();
+    await this.metricsServer?.close();
+    await this.nc?.close();
+    this.stateValue = 'stopped';
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop();
+  }
+}

@@ -1,0 +1,105 @@
+/**
+ * A work unit: one image of one pipeline stage of one request — the thing the scheduler queues
+ * and batches. It settles exactly once; a late or duplicate answer for a settled unit is dropped,
+ * which is what keeps a retried batch from answering a request twice.
+ */
+import { CancelledError, OrreryError } from '../common/errors.js';
+
+/** The stage inputs of one image (what travels to the replica as a WorkItem). */
+export interface UnitInput {
+  readonly requestId: string;
+  readonly imageIndex: number;
+  readonly seed: bigint;
+  readonly prompt: string;
+  readonly negativePrompt: string;
+  readonly steps: number;
+  readonly guidanceScale: number;
+  readonly width: number;
+  readonly height: number;
+  readonly strength: number;
+  readonly initImage?: Uint8Array;
+  readonly outputFormat: string;
+  readonly stageParamsJson: string;
+}
+
+export interface UnitResult {
+  readonly data: Uint8Array;
+  readonly width: number;
+  readonly height: number;
+  readonly mimeType: string;
+  readonly replicaId: string;
+  readonly queueSeconds: number;
+  readonly runSeconds: number;
+}
+
+/** Callbacks a streaming request uses to see its work move. */
+export interface UnitObserver {
+  started?(replicaId: string, batchSize: number): void;
+  progress?(step: number, totalSteps: number): void;
+}
+
+export class WorkUnit {
+  /** Times this unit was sent to a replica that was then lost (DESIGN §4: retried elsewhere once). */
+  lostAttempts = 0;
+  enqueuedAtMs = 0;
+  /** When the unit was first queued, for the queue-wait metric and timings. */
+  readonly createdAtMs: number;
+  private settledFlag = false;
+  readonly result: Promise<UnitResult>;
+  private resolveFn!: (r: UnitResult) => void;
+  private rejectFn!: (e: OrreryError) => void;
+
+  constructor(
+    readonly deployment: string,
+    readonly modelId: string,
+    /** Batch key: units with equal keys may share a batch. */
+    readonly key: string,
+    readonly input: UnitInput,
+    /** Absolute deadline in ms since the epoch; 0 = none. */
+    readonly deadlineMs: number,
+    /** Aborts when the request is cancelled or its deadline passes. */
+    readonly signal: AbortSignal,
+    nowMs: number,
+    readonly observer: UnitObserver = {},
+  ) {
+    this.createdAtMs = nowMs;
+    this.enqueuedAtMs = nowMs;
+    this.result = new Promise<UnitResult>((resolve, reject) => {
+      this.resolveFn = resolve;
+      this.rejectFn = reject;
+    });
+    // The request owner always awaits `result`; this keeps an early rejection from being reported as unhandled.
+    this.result.catch(() => undefined);
+    // Cancellation and deadlines reach the unit wherever it is (queued or in a batch).
+    const onAbort = () => this.fail(signal.reason instanceof OrreryError ? signal.reason : new CancelledError('by the client'));
+    if (signal.aborted) onAbort();
+    else {
+      signal.addEventListener('abort', onAbort, { once: true });
+      void this.result.finally(() => signal.removeEventListener('abort', onAbort)).catch(() => undefined);
+    }
+  }
+
+  get settled(): boolean {
+    return this.settledFlag;
+  }
+
+  /** Delivers the result; returns false (and does nothing) if the unit had already settled. */
+  succeed(r: UnitResult): boolean {
+    if (this.settledFlag) return false;
+    this.settledFlag = true;
+    this.resolveFn(r);
+    return true;
+  }
+
+  fail(err: OrreryError): boolean {
+    if (this.settledFlag) return false;
+    this.settledFlag = true;
+    this.rejectFn(err);
+    return true;
+  }
+}
+
+/** The batch key: what must be equal for images to share one model call. */
+export function batchKey(modelId: string, input: UnitInput): string {
+  return [modelId, `${input.width}x${input.height}`, input.steps, input.initImage ? 'init' : 'noinit', input.stageParamsJson].join('|');
+}

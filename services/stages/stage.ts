@@ -1,0 +1,70 @@
+/**
+ * The stage interface: what a deployment's replicas run. A stage loads models (by model id) and
+ * runs batches of work items on a loaded model. Stages execute inside the replica's executor
+ * thread (services/worker/executor-thread.ts), never on the replica's main thread, so a long
+ * ONNX Runtime call cannot stall heartbeats, NATS or /metrics.
+ *
+ * SDXL, img2img and the upscaler plug in here the same way `synthetic` and `texture` do.
+ */
+
+/** One image to produce. Bytes are owned by the stage for the duration of the call. */
+export interface StageItem {
+  readonly requestId: string;
+  readonly imageIndex: number;
+  /** Full 64-bit seed. */
+  readonly seed: bigint;
+  readonly prompt: string;
+  readonly negativePrompt: string;
+  readonly steps: number;
+  readonly guidanceScale: number;
+  readonly width: number;
+  readonly height: number;
+  readonly strength: number;
+  /** Encoded input image (img2img, upscaler, or the previous pipeline stage's output). */
+  readonly initImage?: Uint8Array;
+  readonly outputFormat: 'png' | 'webp' | 'jpeg';
+  /** Parameters from the pipeline definition. */
+  readonly params: Readonly<Record<string, unknown>>;
+}
+
+export interface StageOutput {
+  /** Encoded image bytes. */
+  readonly data: Uint8Array;
+  readonly width: number;
+  readonly height: number;
+  readonly mimeType: string;
+}
+
+export interface RunContext {
+  /** Aborts when the whole batch is cancelled or its deadline passes. */
+  readonly signal: AbortSignal;
+  /** Aborts when one item's request is cancelled (the item's result is then discarded). */
+  itemSignal(index: number): AbortSignal;
+  /** Reports progress of item `index` (e.g. a denoising step). Cheap; may be called often. */
+  progress(index: number, step: number, totalSteps: number): void;
+}
+
+export interface LoadedModel {
+  readonly modelId: string;
+  /** Approximate bytes held (weights, sessions), for metrics and memory budgets. */
+  readonly sizeBytes: number;
+  /**
+   * Runs one batch. Returns one entry per item, in order: an output, or an Error for an item that
+   * failed alone (e.g. its request was cancelled). Throws if the whole batch failed.
+   */
+  run(items: readonly StageItem[], ctx: RunContext): Promise<Array<StageOutput | Error>>;
+  dispose(): Promise<void>;
+}
+
+export interface StageContext {
+  /** The deployment's `options` mapping from the config. */
+  readonly options: Readonly<Record<string, unknown>>;
+  /** Root of the model repository (a directory; a PVC in Kubernetes). */
+  readonly modelRepository: string;
+}
+
+export interface Stage {
+  readonly name: string;
+  /** Loads a model. Throws OrreryError(ORRERY_ERR_MODEL_LOAD_FAILED / _MODEL_NOT_FOUND) on failure. */
+  load(modelId: string, ctx: StageContext): Promise<LoadedModel>;
+}

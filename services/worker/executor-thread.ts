@@ -1,0 +1,152 @@
+/**
+ * Entry point of the executor thread (worker_threads), started by executor.ts. Owns the stage,
+ * the model cache and every running batch; talks to the main thread only through the messages
+ * typed in executor.ts. Batches run concurrently (each awaits its stage promise); ONNX Runtime
+ * calls on one session serialise on their own.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { CancelledError, OrreryError, toWire } from '../common/errors.js';
+import { loadStage } from '../stages/registry.js';
+import type { RunContext, StageOutput } from '../stages/stage.js';
+import type { ExecutorItemResult, FromThread, ThreadInit, ToThread } from './executor.js';
+import { ModelCache, type ModelLease } from './model-cache.js';
+
+if (!parentPort) throw new Error('executor-thread.js must run as a worker thread (see executor.ts)');
+const port = parentPort;
+const init = workerData as ThreadInit;
+const stage = loadStage(init.stage);
+
+function post(msg: FromThread, transfer: ArrayBuffer[] = []): void {
+  port.postMessage(msg, transfer);
+}
+
+const cache: ModelCache = new ModelCache({
+  maxModels: init.maxModels,
+  load: (modelId) => stage.load(modelId, init.stageContext),
+  onLoad: (modelId, seconds) => post({ type: 'model-loaded', modelId, seconds, loaded: cache.loadedModels(), loading: cache.loadingModel() }),
+  onEvict: (modelId) => post({ type: 'model-evicted', modelId, loaded: cache.loadedModels(), loading: cache.loadingModel() }),
+  onChange: () => post({ type: 'models', loaded: cache.loadedModels(), loading: cache.loadingModel() }),
+});
+
+interface Run {
+  readonly batchId: string;
+  readonly requestIds: readonly string[];
+  readonly batch: AbortController;
+  readonly items: readonly AbortController[];
+}
+const runs = new Map<number, Run>();
+
+/** `p`, or a CancelledError as soon as `signal` aborts (a lease that arrives late is released). */
+function unlessAborted(p: Promise<ModelLease>, signal: AbortSignal, what: string): Promise<ModelLease> {
+  if (signal.aborted) {
+    void p.then((l) => l.release(), () => undefined);
+    return Promise.reject(new CancelledError(what));
+  }
+  return new Promise((resolve, reject) => {
+    const onAbort = () => {
+      void p.then((l) => l.release(), () => undefined);
+      reject(new CancelledError(what));
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then((lease) => {
+      signal.removeEventListener('abort', onAbort);
+      if (signal.aborted) lease.release();
+      else resolve(lease);
+    }, (err: unknown) => {
+      signal.removeEventListener('abort', onAbort);
+      reject(err);
+    });
+  });
+}
+
+/**
+ * Encoded outputs leave as transferables. A view that does not span its buffer (a pooled Buffer)
+ * is copied first so the transfer cannot take memory that other objects share. ArrayBuffers that
+ * Node cannot transfer (sharp's external memory) are copied by postMessage itself.
+ */
+function transferOut(out: StageOutput, transfer: ArrayBuffer[]): StageOutput {
+  let data = out.data;
+  if (!(data.buffer instanceof ArrayBuffer) || data.byteOffset !== 0 || data.byteLength !== data.buffer.byteLength) data = data.slice();
+  if (!transfer.includes(data.buffer as ArrayBuffer)) transfer.push(data.buffer as ArrayBuffer);
+  return { data, width: out.width, height: out.height, mimeType: out.mimeType };
+}
+
+async function run(msg: Extract<ToThread, { type: 'run' }>): Promise<void> {
+  const { runId, batchId, modelId, items } = msg;
+  const state: Run = {
+    batchId, requestIds: items.map((it) => it.requestId),
+    batch: new AbortController(), items: items.map(() => new AbortController()),
+  };
+  runs.set(runId, state);
+  const started = performance.now();
+  let lease: ModelLease | undefined;
+  try {
+    lease = await unlessAborted(cache.acquire(modelId), state.batch.signal, `batch ${batchId} while loading ${modelId}`);
+    const loadSeconds = (performance.now() - started) / 1000;
+    // An item's signal also aborts with the batch, so stages need to watch only one per item.
+    const itemSignals = state.items.map((c) => AbortSignal.any([state.batch.signal, c.signal]));
+    const ctx: RunContext = {
+      signal: state.batch.signal,
+      itemSignal: (i) => itemSignals[i],
+      progress: (index, step, total) => post({ type: 'progress', runId, index, step, total }),
+    };
+    const runStarted = performance.now();
+    const outputs = await lease.model.run(items, ctx);
+    const runSeconds = (performance.now() - runStarted) / 1000;
+    if (state.batch.signal.aborted) throw new CancelledError(`batch ${batchId}`);
+    if (outputs.length !== items.length) {
+      throw new OrreryError('ORRERY_ERR_STAGE_FAILED', `stage ${stage.name} returned ${outputs.length} results for ${items.length} items`);
+    }
+    const transfer: ArrayBuffer[] = [];
+    const results = outputs.map((out, i): ExecutorItemResult => {
+      if (out instanceof Error) return { error: toWire(out) };
+      // Cancelled after the stage made it: the result is discarded, as RunContext promises.
+      if (state.items[i].signal.aborted) return { error: toWire(new CancelledError(`request ${items[i].requestId}`)) };
+      return transferOut(out, transfer);
+    });
+    post({ type: 'result', runId, results, loadSeconds, runSeconds }, transfer);
+  } catch (err) {
+    post({ type: 'failed', runId, error: toWire(err) });
+  } finally {
+    lease?.release();
+    runs.delete(runId);
+  }
+}
+
+async function load(runId: number, modelId: string): Promise<void> {
+  const started = performance.now();
+  try {
+    await cache.get(modelId);
+    post({ type: 'result', runId, results: [], loadSeconds: (performance.now() - started) / 1000, runSeconds: 0 });
+  } catch (err) {
+    post({ type: 'failed', runId, error: toWire(err) });
+  }
+}
+
+function cancel(batchId: string, requestIds?: readonly string[]): void {
+  for (const r of runs.values()) {
+    if (r.batchId !== batchId) continue;
+    if (!requestIds) {
+      r.batch.abort(new CancelledError(`batch ${batchId}`));
+      continue;
+    }
+    r.requestIds.forEach((id, i) => {
+      if (requestIds.includes(id)) r.items[i].abort(new CancelledError(`request ${id}`));
+    });
+    // Nobody waits for any item any more: stop the whole batch so the replica's slot frees now.
+    if (r.items.every((c) => c.signal.aborted)) r.batch.abort(new CancelledError(`batch ${batchId}: every request cancelled`));
+  }
+}
+
+port.on('message', (msg: ToThread) => {
+  switch (msg.type) {
+    case 'run': void run(msg); return;
+    case 'load': void load(msg.runId, msg.modelId); return;
+    case 'cancel': cancel(msg.batchId, msg.requestIds); return;
+    case 'close':
+      void cache.close().finally(() => post({ type: 'closed' }));
+      return;
+  }
+});
+
+post({ type: 'ready' });

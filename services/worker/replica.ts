@@ -1,0 +1,234 @@
+/**
+ * A replica process of one deployment: takes batches addressed to it over NATS, runs them on
+ * the executor thread, answers, heartbeats, and drains on SIGTERM (finish in-flight work, then
+ * exit; batches that arrive while draining are refused with ORRERY_ERR_REPLICA_DRAINING so the
+ * router queues them elsewhere). Lifecycle: starting → running → draining → stopped.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
+import type { ClusterConfig, DeploymentConfig } from '../common/config.js';
+import { clampTimerMs } from '../common/deadline.js';
+import { ConfigError, OrreryError, toWire } from '../common/errors.js';
+import type { Logger } from '../common/logger.js';
+import { startMetricsServer, type MetricsServer } from '../common/metrics-server.js';
+import { connectNats } from '../common/nats-connection.js';
+import { PayloadStore } from '../common/payload-store.js';
+import { subjects, type Subjects } from '../common/subjects.js';
+import { wire, type BatchRequest, type ItemResult } from '../common/wire.js';
+import type { StageItem } from '../stages/stage.js';
+import { Executor } from './executor.js';
+import { WorkerMetrics } from './worker-metrics.js';
+
+export interface ReplicaOptions {
+  readonly config: ClusterConfig;
+  readonly deployment: string;
+  readonly log: Logger;
+  /** A NATS subject token; default `<deployment>-<random>`. */
+  readonly replicaId?: string;
+  /** Overrides config.worker.metrics_port (0: a free port). */
+  readonly metricsPort?: number;
+}
+
+export type ReplicaState = 'starting' | 'running' | 'draining' | 'stopped' | 'failed';
+
+interface InFlight {
+  readonly items: number;
+}
+
+export class Replica {
+  readonly id: string;
+  private stateValue: ReplicaState = 'starting';
+  private readonly dep: DeploymentConfig;
+  private readonly subjects: Subjects;
+  private readonly metrics = new WorkerMetrics();
+  private readonly inFlight = new Map<string, InFlight>();
+  private nc!: NatsConnection;
+  private payloads!: PayloadStore;
+  private executor!: Executor;
+  private metricsServer!: MetricsServer;
+  private subs: Subscription[] = [];
+  private hbTimer: NodeJS.Timeout | undefined;
+  private seq = 0;
+  private drained: Promise<void> | undefined;
+  private idleWaiters: Array<() => void> = [];
+
+  private constructor(private readonly options: ReplicaOptions) {
+    const dep = options.config.deployments[options.deployment];
+    if (!dep) throw new ConfigError('--deployment', `unknown deployment "${options.deployment}" (known: ${Object.keys(options.config.deployments).join(', ')})`);
+    this.dep = dep;
+    this.id = options.replicaId ?? `${dep.name}-${randomUUID().slice(0, 8)}`;
+    if (!/^[A-Za-z0-9_-]+$/.test(this.id)) throw new ConfigError('--replica-id', 'must be letters, digits, _ and -');
+    this.subjects = subjects(options.config.nats.prefix);
+  }
+
+  get state(): ReplicaState {
+    return this.stateValue;
+  }
+
+  get metricsUrl(): string {
+    return this.metricsServer.url;
+  }
+
+  static async start(options: ReplicaOptions): Promise<Replica> {
+    const r = new Replica(options);
+    try {
+      await r.startInner();
+    } catch (err) {
+      r.stateValue = 'failed';
+      await r.close().catch(() => undefined);
+      throw err;
+    }
+    return r;
+  }
+
+  private async startInner(): Promise<void> {
+    const { config, log } = this.options;
+    const labels = { deployment: this.dep.name };
+    this.executor = await Executor.start({
+      stage: this.dep.stage,
+      stageContext: { options: this.dep.options, modelRepository: config.modelRepository },
+      maxModels: this.dep.maxModelsPerReplica,
+    });
+    this.executor.on('model-loaded', (e: { modelId: string; seconds: number }) => {
+      this.metrics.modelLoads.inc({ ...labels, model: e.modelId });
+      this.metrics.modelLoadSeconds.observe(labels, e.seconds);
+      this.metrics.modelsLoaded.set(labels, this.executor.loadedModels().length);
+      this.heartbeat();
+    });
+    this.executor.on('model-evicted', (e: { modelId: string }) => {
+      this.metrics.modelEvictions.inc({ ...labels, model: e.modelId });
+      this.metrics.modelsLoaded.set(labels, this.executor.loadedModels().length);
+    });
+    this.executor.on('crashed', (err: unknown) => {
+      log.fatal({ err }, 'executor thread crashed; exiting so the supervisor restarts this replica');
+      this.stateValue = 'failed';
+      process.exitCode = 1;
+      void this.close();
+    });
+    this.nc = await connectNats(config.nats.url, `orrery-${this.id}`, log);
+    this.payloads = new PayloadStore(this.nc, { bucket: this.subjects.payloadBucket, maxInlineBytes: config.maxInlinePayloadBytes });
+    this.subs.push(
+      this.nc.subscribe(this.subjects.batch(this.id), { callback: (err, msg) => void (err ? undefined : this.onBatch(msg)) }),
+      this.nc.subscribe(this.subjects.cancel(this.id), {
+        callback: (err, msg) => {
+          if (err) return;
+          const c = wire.cancel.decode(msg.data);
+          this.executor.cancel(c.batchId, c.requestIds.length ? c.requestIds : undefined);
+        },
+      }),
+      this.nc.subscribe(this.subjects.heartbeatRequest, { callback: () => this.heartbeat() }),
+    );
+    await this.nc.flush();
+    this.metricsServer = await startMetricsServer(this.metrics.registry, this.options.metricsPort ?? config.worker.metricsPort, '0.0.0.0', () => this.stateValue === 'running');
+    this.stateValue = 'running';
+    this.heartbeat();
+    this.hbTimer = setInterval(() => this.heartbeat(), config.worker.heartbeatIntervalMs);
+    log.info({ replicaId: this.id, deployment: this.dep.name, metrics: this.metricsServer.url }, 'replica running');
+  }
+
+  /** Publishes the replica's state now (also on a timer, and when a router asks). */
+  private heartbeat(): void {
+    if (!this.nc || this.nc.isClosed()) return;
+    const items = [...this.inFlight.values()].reduce((n, b) => n + b.items, 0);
+    this.metrics.inFlightItems.set({ deployment: this.dep.name }, items);
+    this.metrics.inFlightBatches.set({ deployment: this.dep.name }, this.inFlight.size);
+    this.nc.publish(this.subjects.heartbeat(this.dep.name), wire.heartbeat.encode({
+      replicaId: this.id, deployment: this.dep.name, state: this.stateValue, loadedModels: this.executor.loadedModels(),
+      inFlightBatches: [...this.inFlight.keys()], inFlightItems: items, maxOngoingBatches: this.dep.maxOngoingBatches,
+      maxModelsPerReplica: this.dep.maxModelsPerReplica, seq: ++this.seq, intervalMs: this.options.config.worker.heartbeatIntervalMs,
+      loadingModel: this.executor.loadingModel() ?? '',
+    }));
+  }
+
+  private async onBatch(msg: Msg): Promise<void> {
+    const req = wire.batchRequest.decode(msg.data);
+    const log = this.options.log.child({ batchId: req.batchId, modelId: req.modelId });
+    if (this.stateValue !== 'running') {
+      msg.respond(wire.batchReply.encode({ batchId: req.batchId, attempt: req.attempt, replicaId: this.id, results: [], error: { code: 'ORRERY_ERR_REPLICA_DRAINING', message: `replica ${this.id} is ${this.stateValue}` }, runSeconds: 0, loadSeconds: 0 }));
+      return;
+    }
+    this.inFlight.set(req.batchId, { items: req.items.length });
+    const labels = { deployment: this.dep.name, model: req.modelId };
+    let deadlineTimer: NodeJS.Timeout | undefined;
+    let reply: Uint8Array;
+    try {
+      if (req.deadlineUnixMs) {
+        deadlineTimer = setTimeout(() => this.executor.cancel(req.batchId), clampTimerMs(req.deadlineUnixMs - Date.now()));
+      }
+      const items = await Promise.all(req.items.map((it) => this.toStageItem(it)));
+      const onProgress = req.progressSubject
+        ? (i: number, step: number, total: number) => this.nc.publish(req.progressSubject, wire.progress.encode({ batchId: req.batchId, requestId: items[i]!.requestId, imageIndex: items[i]!.imageIndex, step, totalSteps: total }))
+        : () => undefined;
+      const res = await this.executor.run({ batchId: req.batchId, modelId: req.modelId, items }, onProgress);
+      const results: ItemResult[] = await Promise.all(res.results.map(async (r, i): Promise<ItemResult> => {
+        const it = req.items[i]!;
+        if ('error' in r) return { requestId: it.requestId, imageIndex: it.imageIndex, width: 0, height: 0, mimeType: '', error: r.error };
+        this.metrics.images.inc(labels);
+        return { requestId: it.requestId, imageIndex: it.imageIndex, width: r.width, height: r.height, mimeType: r.mimeType, image: await this.payloads.put(r.data, `out-${it.requestId}`) };
+      }));
+      this.metrics.batches.inc({ ...labels, outcome: 'ok' });
+      this.metrics.batchRunSeconds.observe({ deployment: this.dep.name }, res.runSeconds);
+      reply = wire.batchReply.encode({ batchId: req.batchId, attempt: req.attempt, replicaId: this.id, results, runSeconds: res.runSeconds, loadSeconds: res.loadSeconds });
+    } catch (err) {
+      const e = toWire(err);
+      this.metrics.batches.inc({ ...labels, outcome: e.code });
+      if (!(err instanceof OrreryError)) log.error({ err }, 'batch failed');
+      reply = wire.batchReply.encode({ batchId: req.batchId, attempt: req.attempt, replicaId: this.id, results: [], error: e, runSeconds: 0, loadSeconds: 0 });
+    } finally {
+      clearTimeout(deadlineTimer);
+    }
+    // Answer first, then stop listing the batch: a heartbeat without it must never precede the reply.
+    msg.respond(reply);
+    this.inFlight.delete(req.batchId);
+    if (this.inFlight.size === 0) this.idleWaiters.splice(0).forEach((w) => w());
+  }
+
+  private async toStageItem(it: BatchRequest['items'][number]): Promise<StageItem> {
+    const initImage = it.initImage ? await this.payloads.take(it.initImage) : undefined;
+    let params: Record<string, unknown> = {};
+    if (it.stageParamsJson) params = JSON.parse(it.stageParamsJson) as Record<string, unknown>;
+    return {
+      requestId: it.requestId, imageIndex: it.imageIndex, seed: BigInt(it.seed), prompt: it.prompt, negativePrompt: it.negativePrompt,
+      steps: it.steps, guidanceScale: it.guidanceScale, width: it.width, height: it.height, strength: it.strength,
+      initImage: initImage && initImage.byteLength > 0 ? initImage : undefined,
+      outputFormat: (it.outputFormat || 'png') as StageItem['outputFormat'], params,
+    };
+  }
+
+  /**
+   * Drains: refuses new batches, finishes the ones in flight (up to drain_timeout_ms, then
+   * stops waiting), says `stopped` — the router then retries what is still in flight elsewhere —
+   * and closes.
+   */
+  drain(): Promise<void> {
+    this.drained ??= (async () => {
+      if (this.stateValue !== 'running') return this.close();
+      this.stateValue = 'draining';
+      this.options.log.info({ inFlight: this.inFlight.size }, 'draining');
+      this.heartbeat();
+      if (this.inFlight.size > 0) {
+        const idle = new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+        const timeout = new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), clampTimerMs(this.options.config.worker.drainTimeoutMs)).unref());
+        if ((await Promise.race([idle, timeout])) === 'timeout') this.options.log.warn({ inFlight: this.inFlight.size }, 'drain timed out');
+      }
+      await this.close();
+    })();
+    return this.drained;
+  }
+
+  private async close(): Promise<void> {
+    clearInterval(this.hbTimer);
+    if (this.nc && !this.nc.isClosed()) {
+      this.stateValue = 'stopped';
+      this.heartbeat();
+      await this.nc.drain().catch(() => undefined);
+    }
+    this.stateValue = this.stateValue === 'failed' ? 'failed' : 'stopped';
+    await this.metricsServer?.close();
+    await this.executor?.close();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.drain();
+  }
+}

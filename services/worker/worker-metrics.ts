@@ -1,0 +1,21 @@
+/** A replica's Prometheus metrics (labels: deployment, model — bounded by the config's model list). */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+const SECONDS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
+
+export class WorkerMetrics {
+  readonly registry = new Registry();
+  readonly modelLoads = new Counter({ name: 'orrery_model_loads_total', help: 'Models loaded by this replica', labelNames: ['deployment', 'model'], registers: [this.registry] });
+  readonly modelEvictions = new Counter({ name: 'orrery_model_evictions_total', help: 'Models evicted from this replica (LRU)', labelNames: ['deployment', 'model'], registers: [this.registry] });
+  readonly modelLoadSeconds = new Histogram({ name: 'orrery_model_load_duration_seconds', help: 'Time to load a model (read, fuse, create sessions)', labelNames: ['deployment'], buckets: SECONDS, registers: [this.registry] });
+  readonly modelsLoaded = new Gauge({ name: 'orrery_models_loaded', help: 'Models currently loaded on this replica', labelNames: ['deployment'], registers: [this.registry] });
+  readonly inFlightItems = new Gauge({ name: 'orrery_replica_in_flight_images', help: 'Images this replica is working on', labelNames: ['deployment'], registers: [this.registry] });
+  readonly inFlightBatches = new Gauge({ name: 'orrery_replica_in_flight_batches', help: 'Batches this replica is working on', labelNames: ['deployment'], registers: [this.registry] });
+  readonly batches = new Counter({ name: 'orrery_replica_batches_total', help: 'Batches run by this replica, by outcome', labelNames: ['deployment', 'model', 'outcome'], registers: [this.registry] });
+  readonly batchRunSeconds = new Histogram({ name: 'orrery_replica_batch_run_seconds', help: 'Execution time of a batch on the replica (model load excluded)', labelNames: ['deployment'], buckets: SECONDS, registers: [this.registry] });
+  readonly images = new Counter({ name: 'orrery_replica_images_total', help: 'Images produced by this replica', labelNames: ['deployment', 'model'], registers: [this.registry] });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry, prefix: 'orrery_worker_' });
+  }
+}

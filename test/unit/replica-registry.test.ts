@@ -1,0 +1,157 @@
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+
+import type { Heartbeat } from '../../services/common/wire.js';
+import { ReplicaRegistry } from '../../services/router/replica-registry.js';
+
+function hb(replicaId: string, over: Partial<Heartbeat> = {}): Heartbeat {
+  return {
+    replicaId,
+    deployment: 'synthetic',
+    state: 'running',
+    loadedModels: [],
+    inFlightBatches: [],
+    inFlightItems: 0,
+    maxOngoingBatches: 1,
+    maxModelsPerReplica: 2,
+    seq: 1,
+    intervalMs: 100,
+    loadingModel: '',
+    ...over,
+  };
+}
+
+const ids = (rs: { id: string }[]) => rs.map((r) => r.id).sort();
+
+describe('ReplicaRegistry.observe', () => {
+  test('reports a replica not seen before as new, and later heartbeats as known', () => {
+    const reg = new ReplicaRegistry(3);
+    assert.equal(reg.observe(hb('r1', { seq: 1 }), 1000), 'new');
+    assert.equal(reg.observe(hb('r1', { seq: 2 }), 1100), 'known');
+    const r = reg.get('r1')!;
+    assert.equal(r.deployment, 'synthetic');
+    assert.equal(r.heartbeat.seq, 2);
+    assert.equal(r.lastSeenMs, 1100);
+    assert.equal(r.heartbeatsSeen, 2);
+  });
+
+  test('reports a known replica that says stopped as gone and forgets it', () => {
+    const reg = new ReplicaRegistry(3);
+    reg.observe(hb('r1'), 0);
+    assert.equal(reg.observe(hb('r1', { seq: 2, state: 'stopped' }), 10), 'gone');
+    assert.equal(reg.get('r1'), undefined);
+    assert.deepEqual(reg.all(), []);
+  });
+
+  test('does not register a replica whose first heartbeat says stopped', () => {
+    const reg = new ReplicaRegistry(3);
+    assert.notEqual(reg.observe(hb('r1', { state: 'stopped' }), 0), 'new');
+    assert.equal(reg.get('r1'), undefined);
+  });
+
+  test('ignores an out-of-order older heartbeat: state, last-seen time and count stay', () => {
+    const reg = new ReplicaRegistry(3);
+    reg.observe(hb('r1', { seq: 5, loadedModels: ['syn-a'] }), 1000);
+    assert.equal(reg.observe(hb('r1', { seq: 4, loadedModels: [], state: 'draining' }), 1050), 'known');
+    const r = reg.get('r1')!;
+    assert.equal(r.heartbeat.seq, 5);
+    assert.deepEqual(r.heartbeat.loadedModels, ['syn-a']);
+    assert.equal(r.heartbeat.state, 'running');
+    assert.equal(r.lastSeenMs, 1000);
+    assert.equal(r.heartbeatsSeen, 1);
+  });
+
+  test('applies a newer heartbeat\'s state, such as draining', () => {
+    const reg = new ReplicaRegistry(3);
+    reg.observe(hb('r1', { seq: 1 }), 0);
+    reg.observe(hb('r1', { seq: 2, state: 'draining', loadedModels: ['syn-b'] }), 100);
+    assert.equal(reg.get('r1')!.heartbeat.state, 'draining');
+    assert.deepEqual(reg.get('r1')!.heartbeat.loadedModels, ['syn-b']);
+  });
+});
+
+describe('ReplicaRegistry.expire', () => {
+  test('keeps a replica up to timeoutIntervals × its interval and drops it just after', () => {
+    const reg = new ReplicaRegistry(3);
+    reg.observe(hb('r1', { intervalMs: 100 }), 1000);
+    assert.deepEqual(reg.expire(1300), []);
+    assert.ok(reg.get('r1'));
+    const lost = reg.expire(1301);
+    assert.deepEqual(ids(lost), ['r1']);
+    assert.equal(reg.get('r1'), undefined);
+    assert.deepEqual(reg.expire(5000), [], 'an expired replica is reported once');
+  });
+
+  test('uses each replica\'s own heartbeat interval', () => {
+    const reg = new ReplicaRegistry(3);
+    reg.observe(hb('fast', { intervalMs: 100 }), 0);
+    reg.observe(hb('slow', { intervalMs: 1000 }), 0);
+    assert.deepEqual(ids(reg.expire(301)), ['fast']);
+    assert.deepEqual(ids(reg.all()), ['slow']);
+    assert.deepEqual(reg.expire(3000), []);
+    assert.deepEqual(ids(reg.expire(3001)), ['slow']);
+  });
+
+  test('scales the timeout with timeoutIntervals', () => {
+    const reg = new ReplicaRegistry(5);
+    reg.observe(hb('r1', { intervalMs: 100 }), 0);
+    assert.deepEqual(reg.expire(500), []);
+    assert.deepEqual(ids(reg.expire(501)), ['r1']);
+  });
+
+  test('counts from the latest accepted heartbeat', () => {
+    const reg = new ReplicaRegistry(3);
+    reg.observe(hb('r1', { seq: 1, intervalMs: 100 }), 0);
+    reg.observe(hb('r1', { seq: 2, intervalMs: 100 }), 250);
+    assert.deepEqual(reg.expire(550), []);
+    assert.deepEqual(ids(reg.expire(551)), ['r1']);
+  });
+
+  test('does not let an out-of-order old heartbeat keep a silent replica alive', () => {
+    const reg = new ReplicaRegistry(3);
+    reg.observe(hb('r1', { seq: 9, intervalMs: 100 }), 0);
+    reg.observe(hb('r1', { seq: 3, intervalMs: 100 }), 250);
+    assert.deepEqual(ids(reg.expire(301)), ['r1']);
+  });
+
+  test('treats a zero interval as 1 ms rather than expiring at once', () => {
+    const reg = new ReplicaRegistry(3);
+    reg.observe(hb('r1', { intervalMs: 0 }), 0);
+    assert.deepEqual(reg.expire(3), []);
+    assert.deepEqual(ids(reg.expire(4)), ['r1']);
+  });
+});
+
+describe('ReplicaRegistry.serving', () => {
+  test('lists running replicas of the deployment only, excluding draining, starting and other deployments', () => {
+    const reg = new ReplicaRegistry(3);
+    reg.observe(hb('run-1'), 0);
+    reg.observe(hb('run-2'), 0);
+    reg.observe(hb('drain', { state: 'draining' }), 0);
+    reg.observe(hb('start', { state: 'starting' }), 0);
+    reg.observe(hb('other', { deployment: 'texture' }), 0);
+    assert.deepEqual(ids(reg.serving('synthetic')), ['run-1', 'run-2']);
+    assert.deepEqual(ids(reg.serving('texture')), ['other']);
+    assert.deepEqual(reg.serving('none'), []);
+    assert.equal(reg.all().length, 5);
+  });
+
+  test('drops a replica from serving once it reports draining', () => {
+    const reg = new ReplicaRegistry(3);
+    reg.observe(hb('r1', { seq: 1 }), 0);
+    assert.deepEqual(ids(reg.serving('synthetic')), ['r1']);
+    reg.observe(hb('r1', { seq: 2, state: 'draining' }), 10);
+    assert.deepEqual(reg.serving('synthetic'), []);
+  });
+});
+
+describe('ReplicaRegistry.remove', () => {
+  test('forgets a replica at once and returns it', () => {
+    const reg = new ReplicaRegistry(3);
+    reg.observe(hb('r1'), 0);
+    assert.equal(reg.remove('r1')?.id, 'r1');
+    assert.equal(reg.get('r1'), undefined);
+    assert.equal(reg.remove('r1'), undefined);
+    assert.equal(reg.observe(hb('r1', { seq: 2 }), 10), 'new', 'a removed replica that heartbeats again is new');
+  });
+});
