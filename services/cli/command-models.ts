@@ -2,6 +2,7 @@
 import path from 'node:path';
 import type { Command } from 'commander';
 import { writeDemoModels } from '../models/demo-models.js';
+import { registerSdxlModelCommands } from './command-models-sdxl.js';
 
 export function registerModelsCommand(program: Command): void {
   const models = program.command('models').description('Model repository tools.');
@@ -13,4 +14,5 @@ export function registerModelsCommand(program: Command): void {
       await writeDemoModels(dir);
       process.stdout.write(`demo models in ${path.resolve(dir)}\n`);
     });
+  registerSdxlModelCommands(models);
 }

@@ -32,8 +32,16 @@ export interface DeploymentConfig {
   readonly options: Readonly<Record<string, unknown>>;
 }
 
+/**
+ * The size a stage is asked to produce: `target` (the request's final size), `bucket` (the SDXL
+ * bucket nearest the final aspect ratio — SDXL generates best there), or `scaled` (the input's
+ * size × `params.scale`, 1 when unset).
+ */
+export type StageSize = 'target' | 'bucket' | 'scaled';
+
 export interface PipelineStageConfig {
   readonly deployment: string;
+  readonly size: StageSize;
   /** Fixed model for this stage; empty: the request's model_id. */
   readonly model: string;
   /** Stage parameters (JSON-serialisable), e.g. `{ scale: 2 }`. */
@@ -43,6 +51,8 @@ export interface PipelineStageConfig {
 export interface PipelineConfig {
   readonly name: string;
   readonly stages: readonly PipelineStageConfig[];
+  /** Final size of requests that give no width/height (an `aspect` keeps this width). */
+  readonly defaultSize?: { readonly width: number; readonly height: number };
 }
 
 export interface ClusterConfig {
@@ -145,20 +155,29 @@ function compilePipeline(name: string, raw: unknown, deployments: Record<string,
   const path = `pipelines.${name}`;
   if (!NAME.test(name)) throw new ConfigError(path, 'pipeline names are lower-case letters, digits and dashes');
   if (!isObj(raw)) throw new ConfigError(path, 'must be a mapping');
-  checkKeys(raw, ['stages'], path);
+  checkKeys(raw, ['stages', 'default_size'], path);
   const stages = raw.stages;
   if (!Array.isArray(stages) || stages.length === 0) throw new ConfigError(`${path}.stages`, 'must be a non-empty list');
+  let defaultSize: PipelineConfig['defaultSize'];
+  if (raw.default_size !== undefined) {
+    const m = /^(\d{2,5})x(\d{2,5})$/.exec(String(raw.default_size));
+    if (!m || Number(m[1]) % 8 || Number(m[2]) % 8) throw new ConfigError(`${path}.default_size`, `must be WIDTHxHEIGHT in multiples of 8, e.g. 2520x1080, got ${JSON.stringify(raw.default_size)}`);
+    defaultSize = { width: Number(m[1]), height: Number(m[2]) };
+  }
   return {
     name,
+    ...(defaultSize ? { defaultSize } : {}),
     stages: stages.map((s, i) => {
       const sp = `${path}.stages[${i}]`;
       if (!isObj(s)) throw new ConfigError(sp, 'must be a mapping');
-      checkKeys(s, ['deployment', 'model', 'params'], sp);
+      checkKeys(s, ['deployment', 'model', 'params', 'size'], sp);
       const deployment = str(s, 'deployment', sp, '');
       if (!deployments[deployment]) {
         throw new ConfigError(`${sp}.deployment`, `unknown deployment "${deployment}" (known: ${Object.keys(deployments).join(', ')})`);
       }
-      return { deployment, model: str(s, 'model', sp, ''), params: structuredClone(section(s, 'params', sp)) };
+      const size = str(s, 'size', sp, i === 0 ? 'target' : 'scaled');
+      if (size !== 'target' && size !== 'bucket' && size !== 'scaled') throw new ConfigError(`${sp}.size`, `must be target, bucket or scaled, got "${size}"`);
+      return { deployment, size, model: str(s, 'model', sp, ''), params: structuredClone(section(s, 'params', sp)) };
     }),
   };
 }
@@ -194,7 +213,7 @@ export function compileConfig(raw: unknown): ClusterConfig {
   for (const [name, p] of Object.entries(rawPipes)) pipelines[name] = compilePipeline(name, p, deployments);
   // Every deployment is also reachable as a one-stage pipeline of the same name.
   for (const name of Object.keys(deployments)) {
-    if (!pipelines[name]) pipelines[name] = { name, stages: [{ deployment: name, model: '', params: {} }] };
+    if (!pipelines[name]) pipelines[name] = { name, stages: [{ deployment: name, size: 'target', model: '', params: {} }] };
   }
   const defaultPipeline = str(raw, 'default_pipeline', '', Object.keys(rawPipes)[0] ?? Object.keys(deployments)[0]!);
   if (!pipelines[defaultPipeline]) throw new ConfigError('default_pipeline', `unknown pipeline "${defaultPipeline}"`);

@@ -3,9 +3,10 @@
  * request as one work unit per stage, the output of a stage handed to the next as its input
  * image. Owns model resolution (NOT_FOUND for unknown models or pipelines).
  */
-import type { ClusterConfig, PipelineConfig } from '../common/config.js';
+import type { ClusterConfig, PipelineConfig, PipelineStageConfig } from '../common/config.js';
 import { CancelledError, ModelNotFoundError, OrreryError, PipelineNotFoundError } from '../common/errors.js';
 import type { DeploymentScheduler } from './deployment-scheduler.js';
+import { nearestBucket, type Size } from './geometry.js';
 import { imageSeed, type NormalizedRequest } from './request-validation.js';
 import { WorkUnit, batchKey, type UnitResult } from './work-unit.js';
 
@@ -39,6 +40,32 @@ export interface PlannedStage {
   readonly deployment: string;
   readonly modelId: string;
   readonly params: string;
+  readonly size: PipelineStageConfig['size'];
+  readonly scale: number;
+  /** img2img strength fixed by the pipeline (e.g. the detail pass); else the request's. */
+  readonly strength?: number;
+}
+
+const round8 = (x: number): number => Math.max(8, Math.round(x / 8) * 8);
+
+/**
+ * The request's final size in this pipeline: explicit width/height as given; otherwise the
+ * pipeline's default size (an `aspect` keeps its width and sets the height), else the request's
+ * size (its aspect's SDXL bucket or the default).
+ */
+export function targetSize(pipeline: PipelineConfig, req: NormalizedRequest): Size {
+  if (req.sizeFrom === 'explicit' || !pipeline.defaultSize) return req.size;
+  if (req.sizeFrom === 'aspect') return { width: pipeline.defaultSize.width, height: round8(pipeline.defaultSize.width / req.aspectRatio!) };
+  return pipeline.defaultSize;
+}
+
+/** The size stage `stage` is asked to produce from an input of `input` (DESIGN §3, 21:9 geometry). */
+export function stageSize(stage: Pick<PlannedStage, 'size' | 'scale'>, target: Size, input: Size): Size {
+  switch (stage.size) {
+    case 'target': return target;
+    case 'bucket': return nearestBucket(target.width / target.height);
+    case 'scaled': return { width: Math.round(input.width * stage.scale), height: Math.round(input.height * stage.scale) };
+  }
 }
 
 /** Resolves the pipeline and each stage's model; throws NOT_FOUND errors naming what is unknown. */
@@ -52,7 +79,9 @@ export function planPipeline(config: ClusterConfig, req: NormalizedRequest): { p
     // must be one the deployment serves.
     const modelId = s.model || req.modelId || dep.models[0]!;
     if (!dep.models.includes(modelId)) throw new ModelNotFoundError(modelId, `deployment ${dep.name} serves ${dep.models.join(', ')}`);
-    return { name: `${i}:${s.deployment}`, deployment: s.deployment, modelId, params: JSON.stringify(s.params) };
+    const scale = typeof s.params.scale === 'number' && s.params.scale > 0 ? s.params.scale : 1;
+    const strength = typeof s.params.strength === 'number' ? s.params.strength : undefined;
+    return { name: `${i}:${s.deployment}`, deployment: s.deployment, modelId, params: JSON.stringify(s.params), size: s.size, scale, ...(strength !== undefined ? { strength } : {}) };
   });
   return { pipeline, stages };
 }
@@ -69,10 +98,11 @@ export class PipelineRunner {
    * the caller's signal). `deadlineMs` is absolute (0: none).
    */
   async run(req: NormalizedRequest, signal: AbortSignal, deadlineMs: number, observer: PipelineObserver = {}): Promise<PipelineResult> {
-    const { stages } = planPipeline(this.config, req);
+    const { pipeline, stages } = planPipeline(this.config, req);
+    const target = targetSize(pipeline, req);
     const timings: StageTiming[] = [];
     let inputs: Array<{ data?: Uint8Array; width: number; height: number }> = Array.from({ length: req.numImages }, () => ({
-      data: req.initImage, width: req.size.width, height: req.size.height,
+      data: req.initImage, width: target.width, height: target.height,
     }));
     let results: UnitResult[] = [];
     for (const stage of stages) {
@@ -80,11 +110,12 @@ export class PipelineRunner {
       const scheduler = this.schedulers.get(stage.deployment)!;
       const dep = scheduler.config;
       const units = inputs.map((inp, i) => {
+        const out = stageSize(stage, target, inp);
         const input = {
           requestId: req.requestId, imageIndex: i, seed: imageSeed(req.seed, i), prompt: req.prompt,
           negativePrompt: req.negativePrompt, steps: req.steps || dep.defaultSteps,
-          guidanceScale: req.guidanceScale ?? dep.defaultGuidanceScale, width: inp.width, height: inp.height,
-          strength: req.strength, initImage: inp.data, outputFormat: req.outputFormat, stageParamsJson: stage.params,
+          guidanceScale: req.guidanceScale ?? dep.defaultGuidanceScale, width: out.width, height: out.height,
+          strength: stage.strength ?? req.strength, initImage: inp.data, outputFormat: req.outputFormat, stageParamsJson: stage.params,
         };
         return new WorkUnit(stage.deployment, stage.modelId, batchKey(stage.modelId, input), input, deadlineMs, signal, this.now(), {
           started: (replicaId, n) => observer.stageStarted?.(stage.name, stage.deployment, replicaId, n),

@@ -45,7 +45,12 @@ export interface NormalizedRequest {
   readonly steps: number;
   /** undefined means: the deployment's default. */
   readonly guidanceScale: number | undefined;
+  /** The size asked for: explicit width/height, the SDXL bucket of `aspect`, or the default. */
   readonly size: Size;
+  /** How `size` was chosen; a pipeline with its own default size reads this (pipeline-runner.ts). */
+  readonly sizeFrom: 'explicit' | 'aspect' | 'default';
+  /** W/H of `aspect`, when given. */
+  readonly aspectRatio?: number;
   /** '' means: the cluster's default pipeline. */
   readonly pipeline: string;
   readonly strength: number;
@@ -170,6 +175,8 @@ export function normalizeRequest(req: GenerateRequestWire, newRequestId: () => s
   }
 
   const size = resolveSize(req);
+  const aspectRatio = (req.aspect ?? '').trim() ? parseAspect(req.aspect!) : undefined;
+  const sizeFrom = aspectRatio !== undefined ? 'aspect' : req.width || req.height ? 'explicit' : 'default';
 
   const pipeline = (req.pipeline ?? '').trim();
   if (pipeline && !PIPELINE.test(pipeline)) throw new InvalidArgumentError('pipeline', `"${pipeline.slice(0, 80)}" is not a pipeline name`);
@@ -199,6 +206,8 @@ export function normalizeRequest(req: GenerateRequestWire, newRequestId: () => s
     steps,
     guidanceScale,
     size,
+    sizeFrom,
+    ...(aspectRatio !== undefined ? { aspectRatio } : {}),
     pipeline,
     strength,
     initImage,

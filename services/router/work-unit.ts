@@ -99,7 +99,10 @@ export class WorkUnit {
   }
 }
 
-/** The batch key: what must be equal for images to share one model call. */
+/**
+ * The batch key: what must be equal for images to share one model call — model, size, steps,
+ * stage parameters, and for image inputs the strength (it sets how many steps run).
+ */
 export function batchKey(modelId: string, input: UnitInput): string {
-  return [modelId, `${input.width}x${input.height}`, input.steps, input.initImage ? 'init' : 'noinit', input.stageParamsJson].join('|');
+  return [modelId, `${input.width}x${input.height}`, input.steps, input.initImage ? `init@${input.strength}` : 'noinit', input.stageParamsJson].join('|');
 }

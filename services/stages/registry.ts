@@ -9,6 +9,8 @@ import type { Stage } from './stage.js';
 const STAGES: Readonly<Record<string, () => Stage>> = {
   synthetic: () => (require('./synthetic.js') as typeof import('./synthetic.js')).syntheticStage,
   texture: () => (require('./texture.js') as typeof import('./texture.js')).textureStage,
+  upscaler: () => (require('./upscaler.js') as typeof import('./upscaler.js')).upscalerStage,
+  sdxl: () => (require('./sdxl/sdxl-stage.js') as typeof import('./sdxl/sdxl-stage.js')).sdxlStage,
 };
 
 /** Names {@link loadStage} accepts, sorted. */

@@ -4,21 +4,18 @@
  * [B,3,H,W] in [0,1]. Noise comes from each item's 64-bit seed, the tint from colour words in the
  * prompt; one session.run covers the whole batch, then sharp encodes each image.
  *
- * Deployment options read (all optional):
- * - `execution_provider`: `cpu` (default) | `cuda` | `tensorrt` (then cuda, then cpu, for the
- *   operators a provider lacks; a provider whose libraries are missing fails the load with
- *   ORRERY_ERR_MODEL_LOAD_FAILED rather than silently running on the CPU);
- * - `device_id`: GPU ordinal for cuda/tensorrt (default 0);
- * - `intra_op_threads`: ONNX Runtime intra-op threads (default 0 = ORT's choice);
- * - `graph_optimization_level`: `disabled` | `basic` | `extended` | `all` (default).
+ * Deployment options read: the ONNX Runtime session options of services/models/session-options.ts
+ * (`execution_provider`, `device_id`, `intra_op_threads`, `graph_optimization_level`); a provider
+ * whose libraries are missing fails the load with ORRERY_ERR_MODEL_LOAD_FAILED.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
 import sharp from 'sharp';
 import {
-  CancelledError, ConfigError, InvalidArgumentError, ModelNotFoundError, OrreryError,
+  CancelledError, InvalidArgumentError, ModelNotFoundError, OrreryError,
 } from '../common/errors.js';
+import { parseSessionOptions, toOrtSessionOptions } from '../models/session-options.js';
 import type { LoadedModel, RunContext, Stage, StageContext, StageItem, StageOutput } from './stage.js';
 
 /** Model ids this stage accepts; checked before any file system access (no `/`, no `..`). */
@@ -31,34 +28,7 @@ interface TextureOptions {
 }
 
 function compileOptions(options: Readonly<Record<string, unknown>>): TextureOptions {
-  const ep = options['execution_provider'] ?? 'cpu';
-  if (ep !== 'cpu' && ep !== 'cuda' && ep !== 'tensorrt') {
-    throw new ConfigError('options.execution_provider', `must be cpu, cuda or tensorrt, got ${JSON.stringify(ep)}`);
-  }
-  const int = (key: string, def: number, max: number): number => {
-    const v = options[key] ?? def;
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > max) {
-      throw new ConfigError(`options.${key}`, `must be an integer in [0, ${max}], got ${JSON.stringify(v)}`);
-    }
-    return v;
-  };
-  const deviceId = int('device_id', 0, 64);
-  const intraOpThreads = int('intra_op_threads', 0, 1024);
-  const level = options['graph_optimization_level'] ?? 'all';
-  if (level !== 'disabled' && level !== 'basic' && level !== 'extended' && level !== 'all') {
-    throw new ConfigError('options.graph_optimization_level', `must be disabled, basic, extended or all, got ${JSON.stringify(level)}`);
-  }
-  // onnxruntime-node takes only deviceId for GPU providers; CPU stays last as the fallback.
-  const providers: InferenceSession.ExecutionProviderConfig[] =
-    ep === 'cpu' ? ['cpu']
-      : ep === 'cuda' ? [{ name: 'cuda', deviceId }, 'cpu']
-        : [{ name: 'tensorrt', deviceId }, { name: 'cuda', deviceId }, 'cpu'];
-  const sessionOptions: InferenceSession.SessionOptions = {
-    executionProviders: providers,
-    graphOptimizationLevel: level,
-    ...(intraOpThreads > 0 ? { intraOpNumThreads: intraOpThreads } : {}),
-  };
-  return { sessionOptions };
+  return { sessionOptions: toOrtSessionOptions(parseSessionOptions(options)) };
 }
 
 /**

@@ -67,8 +67,8 @@ describe('deploy/config/local.yaml', () => {
 
   test('reaches the synthetic deployment as an implicit one-stage pipeline', () => {
     const c = parseConfig(LOCAL_YAML, 'local.yaml');
-    assert.deepEqual(c.pipelines.synthetic, { name: 'synthetic', stages: [{ deployment: 'synthetic', model: '', params: {} }] });
-    assert.deepEqual(c.pipelines.texture, { name: 'texture', stages: [{ deployment: 'texture', model: '', params: {} }] });
+    assert.deepEqual(c.pipelines.synthetic, { name: 'synthetic', stages: [{ deployment: 'synthetic', size: 'target', model: '', params: {} }] });
+    assert.deepEqual(c.pipelines.texture, { name: 'texture', stages: [{ deployment: 'texture', size: 'target', model: '', params: {} }] });
   });
 });
 
@@ -113,13 +113,22 @@ describe('compileConfig: defaults', () => {
   test('makes every deployment a one-stage pipeline of the same name', () => {
     const c = compileConfig({ deployments: { a: { stage: 'synthetic', models: ['m'] }, b: { stage: 'texture', models: ['t'] } } });
     assert.deepEqual(Object.keys(c.pipelines).sort(), ['a', 'b']);
-    for (const name of ['a', 'b']) assert.deepEqual(c.pipelines[name], { name, stages: [{ deployment: name, model: '', params: {} }] });
+    for (const name of ['a', 'b']) assert.deepEqual(c.pipelines[name], { name, stages: [{ deployment: name, size: 'target', model: '', params: {} }] });
   });
 
   test('keeps a declared pipeline that shares a deployment\'s name instead of the implicit one', () => {
     const c = compileConfig(minimal({ pipelines: { synthetic: { stages: [{ deployment: 'synthetic', model: 'syn-a', params: { scale: 2 } }, { deployment: 'synthetic' }] } } }));
     assert.equal(c.pipelines.synthetic!.stages.length, 2);
-    assert.deepEqual(c.pipelines.synthetic!.stages[0], { deployment: 'synthetic', model: 'syn-a', params: { scale: 2 } });
+    assert.deepEqual(c.pipelines.synthetic!.stages[0], { deployment: 'synthetic', size: 'target', model: 'syn-a', params: { scale: 2 } });
+    assert.equal(c.pipelines.synthetic!.stages[1]!.size, 'scaled', 'later stages keep their input size (× params.scale) by default');
+  });
+
+  test('reads a pipeline default_size and stage sizes, naming a bad one', () => {
+    const c = compileConfig(minimal({ pipelines: { p: { default_size: '2520x1080', stages: [{ deployment: 'synthetic', size: 'bucket' }] } } }));
+    assert.deepEqual(c.pipelines.p!.defaultSize, { width: 2520, height: 1080 });
+    assert.equal(c.pipelines.p!.stages[0]!.size, 'bucket');
+    rejects(minimal({ pipelines: { p: { default_size: '2521x1080', stages: [{ deployment: 'synthetic' }] } } }), 'pipelines.p.default_size', /multiples of 8/);
+    rejects(minimal({ pipelines: { p: { stages: [{ deployment: 'synthetic', size: 'huge' }] } } }), 'pipelines.p.stages[0].size', /target, bucket or scaled/);
   });
 
   test('treats an empty YAML document as an empty config (and so asks for deployments)', () => {

@@ -138,5 +138,8 @@ describe('batchKey', () => {
   test('differs by steps', () => assert.notEqual(batchKey('syn-a', input({ steps: 31 })), base));
   test('differs by stage params', () => assert.notEqual(batchKey('syn-a', input({ stageParamsJson: '{"scale":2}' })), base));
   test('differs by whether there is an init image', () => assert.notEqual(batchKey('syn-a', input({ initImage: new Uint8Array([1]) })), base));
+  test('differs by strength when there is an init image (strength sets the steps that run)', () =>
+    assert.notEqual(batchKey('syn-a', input({ initImage: new Uint8Array([1]), strength: 0.5 })), batchKey('syn-a', input({ initImage: new Uint8Array([1]), strength: 0.3 }))));
+  test('ignores strength without an init image', () => assert.equal(batchKey('syn-a', input({ strength: 0.9 })), base));
   test('is a deterministic string', () => assert.equal(base, 'syn-a|1024x1024|30|noinit|{}'));
 });

@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import protobuf from 'protobufjs';
+import { toFloat16Bits } from './float16.js';
 
 /** ONNX TensorProto.DataType numbers (upstream values). */
 export const DataType = {
@@ -244,6 +245,14 @@ export class GraphBuilder {
     this.claim('initializer', name);
     this.initializers.push(makeTensor(name, data, dims, elemType));
     return this;
+  }
+
+  /**
+   * A float weight given as float32 values, stored as FLOAT or as FLOAT16 (values rounded to
+   * nearest-even half precision, raw little-endian half bits, as fp16 exports store them).
+   */
+  addFloatInitializer(name: string, data: Float32Array, dims: readonly number[], elemType: 'FLOAT' | 'FLOAT16' = 'FLOAT'): this {
+    return this.addInitializer(name, elemType === 'FLOAT16' ? toFloat16Bits(data) : data, dims, elemType);
   }
 
   addNode(

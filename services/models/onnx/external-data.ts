@@ -1,0 +1,56 @@
+/**
+ * ONNX external data: large initializers stored in a side file next to the model (how exports past
+ * protobuf's 2 GB limit, such as SDXL's UNet, ship: `unet/model.onnx` + `unet/model.onnx_data`).
+ * Each moved TensorProto keeps its name, type and dims, loses raw_data, and gets
+ * `data_location = EXTERNAL` with `external_data` entries `location`, `offset`, `length`
+ * (onnx/docs/ExternalData.md). ONNX Runtime resolves `location` relative to the model file's
+ * folder, so such a model must be loaded from its path, not from bytes.
+ */
+import type { ModelProto, TensorProto } from './onnx-model.js';
+
+/** TensorProto.DataLocation.EXTERNAL */
+const EXTERNAL = 1;
+
+export interface ExternalDataOptions {
+  /** The side file's name, relative to the model file (Optimum writes `model.onnx_data`). */
+  readonly location: string;
+  /** Initializers with fewer raw bytes stay inline (onnx's `convert_model_to_external_data` default: 1024). */
+  readonly sizeThresholdBytes?: number;
+  /** Each tensor starts at a multiple of this many bytes in the side file (default 64). */
+  readonly alignBytes?: number;
+}
+
+/**
+ * A copy of `model` whose graph initializers of at least `sizeThresholdBytes` live in one external
+ * file, and that file's bytes (tensors in initializer order). `model` itself is not modified.
+ * Throws if `location` is not a plain file name.
+ */
+export function moveInitializersToExternalData(model: ModelProto, options: ExternalDataOptions): { model: ModelProto; data: Uint8Array } {
+  const { location } = options;
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(location)) throw new RangeError(`external data location must be a plain file name, got ${JSON.stringify(location)}`);
+  const threshold = options.sizeThresholdBytes ?? 1024;
+  const align = options.alignBytes ?? 64;
+  const graph = model.graph ?? {};
+  const parts: Array<{ offset: number; bytes: Uint8Array }> = [];
+  let end = 0;
+  const initializer = (graph.initializer ?? []).map((t): TensorProto => {
+    const raw = t.raw_data;
+    if (!raw || raw.length < threshold) return t;
+    const offset = Math.ceil(end / align) * align;
+    parts.push({ offset, bytes: raw });
+    end = offset + raw.length;
+    const { raw_data: _moved, ...rest } = t;
+    return {
+      ...rest,
+      data_location: EXTERNAL,
+      external_data: [
+        { key: 'location', value: location },
+        { key: 'offset', value: String(offset) },
+        { key: 'length', value: String(raw.length) },
+      ],
+    };
+  });
+  const data = new Uint8Array(end);
+  for (const p of parts) data.set(p.bytes, p.offset);
+  return { model: { ...model, graph: { ...graph, initializer } }, data };
+}

@@ -1,0 +1,162 @@
+/**
+ * Stage `sdxl`: SDXL text-to-image and img2img on an Optimum ONNX export, in the replica's
+ * executor thread. One load = the bundle's five sessions, both tokenizers and the scheduler
+ * config; one batch = one text-encoder run per encoder, one UNet call per step for every item
+ * (classifier-free guidance doubles the UNet batch), one VAE decode, then sharp encodes each image.
+ *
+ * Deployment options: `mode` (`text-to-image` | `image-to-image`), `scheduler` (`euler` |
+ * `euler_ancestral` | `ddim`; default: the bundle's scheduler_config.json), `karras_sigmas`,
+ * and the ONNX Runtime session options (`execution_provider`, `device_id`, `intra_op_threads`,
+ * `graph_optimization_level`).
+ */
+import sharp from 'sharp';
+import { ConfigError, InvalidArgumentError, OrreryError } from '../../common/errors.js';
+import { openSdxlBundle, resolveBundleDir, type SdxlBundle } from '../../models/sdxl-bundle.js';
+import { parseSessionOptions } from '../../models/session-options.js';
+import type { LoadedModel, RunContext, Stage, StageContext, StageItem, StageOutput } from '../stage.js';
+import { ClipTokenizer } from './clip-tokenizer.js';
+import { denoise, type DenoiseItem } from './denoise.js';
+import { gaussianSource } from './gaussian-noise.js';
+import { formatParameters, withTextChunk } from './png-parameters.js';
+import { createScheduler, defaultKind, parseSchedulerConfig, type SchedulerConfig, type SchedulerKind } from './schedulers/index.js';
+import { conditionBatch } from './text-conditioning.js';
+import { decodeLatents, encodePixels, imageToPixels } from './vae.js';
+
+type Mode = 'text-to-image' | 'image-to-image';
+
+interface SdxlOptions {
+  readonly mode: Mode;
+  readonly scheduler?: SchedulerKind;
+  /** Unset: the bundle's scheduler_config.json decides (use_karras_sigmas). */
+  readonly karras?: boolean;
+}
+
+const SAMPLER_NAMES: Record<SchedulerKind, string> = { euler: 'Euler', euler_ancestral: 'Euler a', ddim: 'DDIM' };
+
+function compileOptions(o: Readonly<Record<string, unknown>>): SdxlOptions {
+  const mode = o.mode ?? 'text-to-image';
+  if (mode !== 'text-to-image' && mode !== 'image-to-image') throw new ConfigError('options.mode', `must be text-to-image or image-to-image, got ${JSON.stringify(mode)}`);
+  const scheduler = o.scheduler;
+  if (scheduler !== undefined && !(typeof scheduler === 'string' && scheduler in SAMPLER_NAMES)) {
+    throw new ConfigError('options.scheduler', `must be one of ${Object.keys(SAMPLER_NAMES).join(', ')}, got ${JSON.stringify(scheduler)}`);
+  }
+  const karras = o.karras_sigmas;
+  if (karras !== undefined && typeof karras !== 'boolean') throw new ConfigError('options.karras_sigmas', 'must be true or false');
+  if (karras && scheduler === 'ddim') throw new ConfigError('options.karras_sigmas', 'DDIM has no Karras sigmas; use euler or euler_ancestral');
+  return { mode, ...(scheduler ? { scheduler: scheduler as SchedulerKind } : {}), ...(karras !== undefined ? { karras } : {}) };
+}
+
+class SdxlModel implements LoadedModel {
+  constructor(
+    readonly modelId: string,
+    private readonly bundle: SdxlBundle,
+    private readonly tokenizer: ClipTokenizer,
+    private readonly tokenizer2: ClipTokenizer,
+    private readonly schedulerConfig: SchedulerConfig,
+    private readonly opts: SdxlOptions,
+  ) {}
+
+  get sizeBytes(): number {
+    return this.bundle.sizeBytes;
+  }
+
+  async run(items: readonly StageItem[], ctx: RunContext): Promise<Array<StageOutput | Error>> {
+    const first = items[0]!;
+    const { width, height, steps, strength } = first;
+    for (const it of items) {
+      if (it.width !== width || it.height !== height || it.steps !== steps) throw new OrreryError('ORRERY_ERR_INTERNAL', 'a batch must share size and steps (the router batches by them)');
+    }
+    if (width % 8 || height % 8) throw new InvalidArgumentError('width', `${width}x${height} is not on the 8-pixel latent grid`);
+    const img2img = this.opts.mode === 'image-to-image';
+    if (img2img && items.some((it) => !it.initImage)) throw new InvalidArgumentError('init_image', 'is required by the image-to-image deployment');
+    if (!img2img && items.some((it) => it.initImage)) throw new InvalidArgumentError('init_image', 'is not used by the text-to-image deployment; use an img2img pipeline');
+    const kind = this.opts.scheduler ?? defaultKind(this.schedulerConfig);
+    const scheduler = createScheduler(this.schedulerConfig, { kind, steps, strength: img2img ? strength : 1, karras: this.opts.karras });
+    const b = this.bundle;
+    const shape = { channels: b.latentChannels, latentHeight: height / 8, latentWidth: width / 8, height, width };
+    const n = shape.channels * shape.latentHeight * shape.latentWidth;
+    const noise = items.map((it) => gaussianSource(it.seed));
+
+    const { positive, negative } = await conditionBatch(
+      { textEncoder: b.textEncoder, textEncoder2: b.textEncoder2, tokenizer: this.tokenizer, tokenizer2: this.tokenizer2, forceZerosForEmptyPrompt: b.forceZerosForEmptyPrompt },
+      items.map((it) => it.prompt), items.map((it) => it.negativePrompt),
+    );
+    if (ctx.signal.aborted) throw ctx.signal.reason;
+
+    const vae = { decoder: b.vaeDecoder, encoder: b.vaeEncoder, encoderOutput: b.vaeEncoderOutput, dtype: b.dtype, scalingFactor: b.scalingFactor };
+    let latents: Float32Array[];
+    if (img2img) {
+      const pixels = await Promise.all(items.map((it) => imageToPixels(it.initImage!, width, height)));
+      latents = await encodePixels(vae, pixels, height, width, noise);
+      if (scheduler.plan.timesteps.length > 0) {
+        for (let i = 0; i < items.length; i++) {
+          const eps = new Float32Array(n);
+          noise[i]!.fill(eps);
+          scheduler.addNoise(latents[i]!, eps);
+        }
+      }
+    } else {
+      latents = noise.map((src) => {
+        const x = new Float32Array(n);
+        src.fill(x);
+        const s = scheduler.plan.initNoiseSigma;
+        for (let j = 0; j < n; j++) x[j]! *= s;
+        return x;
+      });
+    }
+
+    const work: DenoiseItem[] = items.map((it, i) => ({
+      latents: latents[i]!, guidanceScale: it.guidanceScale, noise: noise[i]!, signal: ctx.itemSignal(i),
+      onStep: (step, total) => ctx.progress(i, step, total),
+    }));
+    const unet = { session: b.unet, dtype: b.dtype, timestep: b.timestepInput };
+    await denoise(unet, scheduler, shape, work, positive, negative, ctx.signal);
+    if (ctx.signal.aborted) throw ctx.signal.reason;
+
+    const live = items.map((_, i) => i).filter((i) => !ctx.itemSignal(i).aborted);
+    const images = live.length ? await decodeLatents(vae, live.map((i) => latents[i]!), shape.channels, shape.latentHeight, shape.latentWidth) : [];
+    // As in diffusers: Euler reads use_karras_sigmas from the config, Euler Ancestral only when asked.
+    const karras = kind === 'euler' ? (this.opts.karras ?? this.schedulerConfig.useKarrasSigmas) : kind === 'euler_ancestral' && this.opts.karras === true;
+    const sampler = `${SAMPLER_NAMES[kind]}${karras ? ' Karras' : ''}`;
+    return Promise.all(items.map(async (it, i): Promise<StageOutput | Error> => {
+      const k = live.indexOf(i);
+      if (k < 0) return ctx.itemSignal(i).reason instanceof Error ? ctx.itemSignal(i).reason : new OrreryError('ORRERY_ERR_CANCELLED', 'cancelled');
+      return encodeImage(images[k]!, width, height, it, {
+        prompt: it.prompt, negativePrompt: it.negativePrompt, steps, sampler, guidanceScale: it.guidanceScale, seed: it.seed,
+        width, height, modelId: this.modelId, ...(img2img ? { strength: it.strength } : {}),
+      });
+    }));
+  }
+
+  async dispose(): Promise<void> {
+    await this.bundle.dispose();
+  }
+}
+
+async function encodeImage(rgb: Uint8Array, width: number, height: number, it: StageItem, params: Parameters<typeof formatParameters>[0]): Promise<StageOutput> {
+  const img = sharp(rgb, { raw: { width, height, channels: 3 } });
+  if (it.outputFormat === 'png') {
+    // Deterministic bytes for the same pixels: fixed compression settings, no timestamps.
+    const png = await img.png({ compressionLevel: 6, adaptiveFiltering: false }).toBuffer();
+    return { data: withTextChunk(png, 'parameters', formatParameters(params)), width, height, mimeType: 'image/png' };
+  }
+  const data = it.outputFormat === 'webp' ? await img.webp({ quality: 92 }).toBuffer() : await img.jpeg({ quality: 92, mozjpeg: true }).toBuffer();
+  return { data, width, height, mimeType: it.outputFormat === 'webp' ? 'image/webp' : 'image/jpeg' };
+}
+
+/** The `sdxl` stage. */
+export const sdxlStage: Stage = {
+  name: 'sdxl',
+  async load(modelId: string, ctx: StageContext): Promise<LoadedModel> {
+    const opts = compileOptions(ctx.options);
+    const bundle = await openSdxlBundle(resolveBundleDir(ctx.modelRepository, modelId), parseSessionOptions(ctx.options));
+    try {
+      const tokenizer = ClipTokenizer.fromDirectory(bundle.tokenizerDirs[1]);
+      const tokenizer2 = ClipTokenizer.fromDirectory(bundle.tokenizerDirs[2]);
+      return new SdxlModel(modelId, bundle, tokenizer, tokenizer2, parseSchedulerConfig(bundle.schedulerConfigJson), opts);
+    } catch (err) {
+      await bundle.dispose();
+      throw new OrreryError('ORRERY_ERR_MODEL_LOAD_FAILED', `model ${modelId}: ${(err as Error).message}`, { cause: err });
+    }
+  },
+};

@@ -1,0 +1,84 @@
+/**
+ * The VAE at both ends of the pipeline: decoding latents to images (latents ÷ scaling factor,
+ * image = clamp(x/2 + 0.5, 0, 1)) and encoding an input image for img2img (pixels in [−1, 1];
+ * `latent_parameters` = mean ‖ logvar in newer exports, sampled with the item's noise as
+ * diffusers' retrieve_latents does, or `latent_sample` in older ones; × scaling factor).
+ */
+import * as ort from 'onnxruntime-node';
+import sharp from 'sharp';
+import { InvalidArgumentError } from '../../common/errors.js';
+import type { GaussianSource } from './gaussian-noise.js';
+import { floatTensor, stack, toFloat32, type FloatType } from './tensors.js';
+
+export interface VaeInfo {
+  readonly decoder: ort.InferenceSession;
+  readonly encoder?: ort.InferenceSession;
+  readonly encoderOutput: 'latent_parameters' | 'latent_sample';
+  readonly dtype: FloatType;
+  readonly scalingFactor: number;
+}
+
+/** Decodes a batch of latents (each [C·h·w]) to interleaved 8-bit RGB images of width × height. */
+export async function decodeLatents(vae: VaeInfo, latents: readonly Float32Array[], c: number, h: number, w: number): Promise<Uint8Array[]> {
+  const scaled = stack(latents);
+  for (let i = 0; i < scaled.length; i++) scaled[i]! /= vae.scalingFactor;
+  const out = await vae.decoder.run({ latent_sample: floatTensor(vae.dtype, scaled, [latents.length, c, h, w]) }, ['sample']);
+  const [, , height, width] = out.sample!.dims as number[];
+  const x = toFloat32(out.sample!);
+  const plane = height! * width!;
+  return latents.map((_, b) => {
+    const rgb = new Uint8Array(plane * 3);
+    for (let ch = 0; ch < 3; ch++) {
+      const base = (b * 3 + ch) * plane;
+      for (let p = 0; p < plane; p++) {
+        const v = Math.min(1, Math.max(0, x[base + p]! / 2 + 0.5));
+        rgb[p * 3 + ch] = Math.round(v * 255);
+      }
+    }
+    return rgb;
+  });
+}
+
+/** Decodes and resizes an input image to width × height, as NCHW float32 in [−1, 1]. */
+export async function imageToPixels(bytes: Uint8Array, width: number, height: number): Promise<Float32Array> {
+  let raw: Buffer;
+  try {
+    raw = await sharp(bytes, { failOn: 'error', limitInputPixels: 8192 * 8192 })
+      .removeAlpha().toColourspace('srgb').resize(width, height, { fit: 'fill', kernel: 'lanczos3' }).raw().toBuffer();
+  } catch (err) {
+    throw new InvalidArgumentError('init_image', `cannot be decoded: ${(err as Error).message}`);
+  }
+  const plane = width * height;
+  const px = new Float32Array(3 * plane);
+  for (let p = 0; p < plane; p++) for (let ch = 0; ch < 3; ch++) px[ch * plane + p] = (raw[p * 3 + ch]! / 255) * 2 - 1;
+  return px;
+}
+
+/** Encodes pixels ([3·H·W] each, in [−1, 1]) to scaled latents ([C·H/8·W/8] each). */
+export async function encodePixels(vae: VaeInfo, pixels: readonly Float32Array[], height: number, width: number, noise: readonly GaussianSource[]): Promise<Float32Array[]> {
+  if (!vae.encoder) throw new Error('this bundle has no vae_encoder (img2img needs vae_encoder/model.onnx)');
+  const out = await vae.encoder.run({ sample: floatTensor(vae.dtype, stack(pixels), [pixels.length, 3, height, width]) }, [vae.encoderOutput]);
+  const t = out[vae.encoderOutput]!;
+  const x = toFloat32(t);
+  const [, channels, h, w] = t.dims as number[];
+  const plane = h! * w!;
+  return pixels.map((_, b) => {
+    if (vae.encoderOutput === 'latent_sample') {
+      const lat = x.slice(b * channels! * plane, (b + 1) * channels! * plane);
+      for (let i = 0; i < lat.length; i++) lat[i]! *= vae.scalingFactor;
+      return lat;
+    }
+    // mean ‖ logvar on channels; sample = mean + exp(logvar / 2) · ε, logvar clamped to [−30, 20].
+    const c = channels! / 2;
+    const eps = new Float32Array(c * plane);
+    noise[b]!.fill(eps);
+    const lat = new Float32Array(c * plane);
+    const base = b * channels! * plane;
+    for (let i = 0; i < c * plane; i++) {
+      const mean = x[base + i]!;
+      const logvar = Math.min(20, Math.max(-30, x[base + c * plane + i]!));
+      lat[i] = (mean + Math.exp(0.5 * logvar) * eps[i]!) * vae.scalingFactor;
+    }
+    return lat;
+  });
+}
