@@ -3,6 +3,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { writeDemoModels } from '../models/demo-models.js';
 import { registerSdxlModelCommands } from './command-models-sdxl.js';
+import { registerUpscalerModelCommands } from './command-models-upscaler.js';
 
 export function registerModelsCommand(program: Command): void {
   const models = program.command('models').description('Model repository tools.');
@@ -15,4 +16,5 @@ export function registerModelsCommand(program: Command): void {
       process.stdout.write(`demo models in ${path.resolve(dir)}\n`);
     });
   registerSdxlModelCommands(models);
+  registerUpscalerModelCommands(models);
 }

@@ -48,7 +48,12 @@ export class NatsServerProcess {
   }
 
   private async spawn(): Promise<void> {
-    const child = spawn(findNatsServer(), ['-a', '127.0.0.1', '-p', String(this.port), '-js', '-sd', this.storeDir], { stdio: ['ignore', 'ignore', 'pipe'] });
+    // nats-server runs under a tiny shell that holds our pipe on its stdin: when this process
+    // ends — even by SIGKILL — the pipe closes, `read` returns, and the shell stops nats-server,
+    // so no server outlives the cluster that started it.
+    const script = 'nats-server "$@" & pid=$!; trap \'kill $pid; wait $pid; exit 0\' TERM; read _; kill $pid; wait $pid';
+    const args = ['-a', '127.0.0.1', '-p', String(this.port), '-js', '-sd', this.storeDir];
+    const child = spawn('/bin/sh', ['-c', script.replace('nats-server', findNatsServer()), 'sh', ...args], { stdio: ['pipe', 'ignore', 'pipe'] });
     this.child = child;
     let stderr = '';
     child.stderr!.on('data', (d: Buffer) => {

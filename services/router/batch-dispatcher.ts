@@ -34,7 +34,8 @@ export type BatchOutcome =
 interface InFlight {
   readonly batchId: string;
   readonly replicaId: string;
-  readonly sentAtMs: number;
+  /** When the batch message was published (0 while its payloads are still being stored). */
+  sentAtMs: number;
   /** Heartbeats from the replica, sent well after the batch, that did not list it. */
   misses: number;
   lost(reason: string): void;
@@ -87,7 +88,7 @@ export class BatchDispatcher {
     const listed = new Set(hb.inFlightBatches);
     for (const b of this.inFlight.values()) {
       if (b.replicaId !== hb.replicaId) continue;
-      if (listed.has(b.batchId) || nowMs - b.sentAtMs < 2 * hb.intervalMs) {
+      if (listed.has(b.batchId) || b.sentAtMs === 0 || nowMs - b.sentAtMs < 2 * hb.intervalMs) {
         b.misses = 0;
         continue;
       }
@@ -116,7 +117,8 @@ export class BatchDispatcher {
         resolve('lost');
       };
     });
-    this.inFlight.set(batchId, { batchId, replicaId, sentAtMs: Date.now(), misses: 0, lost: markLost });
+    const entry: InFlight = { batchId, replicaId, sentAtMs: 0, misses: 0, lost: markLost };
+    this.inFlight.set(batchId, entry);
     try {
       const items: WorkItem[] = await Promise.all(units.map((u) => this.toWireItem(u)));
       const payload = wire.batchRequest.encode({
@@ -125,6 +127,9 @@ export class BatchDispatcher {
       });
       const timeout = deadline ? Math.max(1, deadline - Date.now() + 1000) : this.options.maxBatchWaitMs;
       const request = this.nc.request(this.subjects.batch(replicaId), payload, { timeout });
+      // Only now can the replica's heartbeats be expected to list the batch: storing big input
+      // images in the object store above may take longer than a heartbeat interval.
+      entry.sentAtMs = Date.now();
       const winner = await Promise.race([request, lostPromise]);
       if (winner === 'lost') {
         request.then((m) => this.discardReply(wire.batchReply.decode(m.data)), () => undefined);

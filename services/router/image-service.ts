@@ -38,7 +38,9 @@ function imageMessage(req: NormalizedRequest, img: PipelineResult['images'][numb
   };
 }
 
-function timingMessages(res: PipelineResult) {
+/** Records the per-stage timings in the metrics and turns them into StageTiming messages. */
+function timingMessages(res: PipelineResult, pipeline: string, metrics: RouterMetrics) {
+  for (const t of res.timings) metrics.stageTiming(pipeline, t.deployment, t.queueSeconds + t.runSeconds);
   return res.timings.map((t) => ({ stage: t.stage, deployment: t.deployment, queue_seconds: t.queueSeconds, run_seconds: t.runSeconds }));
 }
 
@@ -74,7 +76,7 @@ export function imageService(deps: ImageServiceDeps): UntypedServiceImplementati
       void handle('Generate', call, async (req, signal, deadlineMs) => {
         const res = await runner.run(req, signal, deadlineMs);
         metrics.pipelineImagesDone(req.pipeline || deps.defaultPipeline, res.images.length);
-        reply = { request_id: req.requestId, images: res.images.map((img) => imageMessage(req, img, true)), timings: timingMessages(res) };
+        reply = { request_id: req.requestId, images: res.images.map((img) => imageMessage(req, img, true)), timings: timingMessages(res, req.pipeline || deps.defaultPipeline, metrics) };
       }).then((err) => (err ? callback(toServiceError(err)) : callback(null, reply)));
     },
 
@@ -102,7 +104,7 @@ export function imageService(deps: ImageServiceDeps): UntypedServiceImplementati
           }
         }
         metrics.pipelineImagesDone(req.pipeline || deps.defaultPipeline, res.images.length);
-        send({ done: { timings: timingMessages(res), num_images: res.images.length } });
+        send({ done: { timings: timingMessages(res, req.pipeline || deps.defaultPipeline, metrics), num_images: res.images.length } });
       }).then((err) => {
         if (err) call.destroy(toServiceError(err) as ServiceError);
         else call.end();

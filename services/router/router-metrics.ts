@@ -19,6 +19,7 @@ export class RouterMetrics {
   private readonly retries = new Counter({ name: 'orrery_batch_retries_total', help: 'Images put back in the queue after their batch was lost or refused', labelNames: ['deployment', 'reason'], registers: [this.registry] });
   private readonly images = new Counter({ name: 'orrery_images_total', help: 'Images produced, per deployment (stage)', labelNames: ['deployment'], registers: [this.registry] });
   private readonly pipelineImages = new Counter({ name: 'orrery_pipeline_images_total', help: 'Images returned to clients, per pipeline', labelNames: ['pipeline'], registers: [this.registry] });
+  private readonly stageDuration = new Histogram({ name: 'orrery_stage_duration_seconds', help: 'Time a pipeline stage took for a request (queue + run), per pipeline and stage deployment', labelNames: ['pipeline', 'deployment'], buckets: LATENCY_BUCKETS, registers: [this.registry] });
   readonly queueDepth = new Gauge({ name: 'orrery_queue_depth', help: 'Images waiting in the deployment queue', labelNames: ['deployment'], registers: [this.registry] });
   readonly replicas = new Gauge({ name: 'orrery_replicas', help: 'Replicas seen by the router, by state', labelNames: ['deployment', 'state'], registers: [this.registry] });
   readonly inFlight = new Gauge({ name: 'orrery_in_flight_images', help: 'Images in batches sent and not yet answered', labelNames: ['deployment'], registers: [this.registry] });
@@ -49,6 +50,9 @@ export class RouterMetrics {
   }
   imageDone(deployment: string): void {
     this.images.inc({ deployment });
+  }
+  stageTiming(pipeline: string, deployment: string, seconds: number): void {
+    this.stageDuration.observe({ pipeline, deployment }, seconds);
   }
   pipelineImagesDone(pipeline: string, n: number): void {
     this.pipelineImages.inc({ pipeline }, n);

@@ -21,13 +21,15 @@
  *
  * Item params (from the pipeline definition): `scale` — if given, must equal the model's scale;
  * `resize` — after upscaling, resize with sharp's lanczos3 to `{width, height, fit?}` or to the
- * request's `width`×`height` (`resize: request`); `fit` is `cover` (default: scale to cover, crop
- * the centre — exact size, aspect kept) or `fill` (stretch).
+ * item's `width`×`height` (`resize: request`, also what happens when `resize` is unset and the
+ * item has a size: the router asks each stage for its output size); `fit` is `cover` (default:
+ * scale to cover, crop the centre — exact size, aspect kept) or `fill` (stretch).
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
 import { CancelledError, ConfigError, InvalidArgumentError, ModelNotFoundError, OrreryError } from '../common/errors.js';
+import { parseSessionOptions, toOrtSessionOptions } from '../models/session-options.js';
 import { parseUpscalerInfo, readModelMetadata, type UpscalerModelInfo } from '../models/upscaler/upscaler-metadata.js';
 import type { LoadedModel, RunContext, Stage, StageContext, StageItem, StageOutput } from './stage.js';
 import { decodeImage, encodeImage, type ResizeSpec, type RgbImage } from './upscaler-image.js';
@@ -55,14 +57,6 @@ export function compileUpscalerOptions(options: Readonly<Record<string, unknown>
     }
     return v;
   };
-  const ep = options['execution_provider'] ?? 'cpu';
-  if (ep !== 'cpu' && ep !== 'cuda' && ep !== 'tensorrt') throw new ConfigError('options.execution_provider', `must be cpu, cuda or tensorrt, got ${JSON.stringify(ep)}`);
-  const deviceId = int('device_id', 0, 0, 64);
-  const intraOpThreads = int('intra_op_threads', 0, 0, 1024);
-  const level = options['graph_optimization_level'] ?? 'all';
-  if (level !== 'disabled' && level !== 'basic' && level !== 'extended' && level !== 'all') {
-    throw new ConfigError('options.graph_optimization_level', `must be disabled, basic, extended or all, got ${JSON.stringify(level)}`);
-  }
   const tileSize = int('tile_size', 128, 8, 4096);
   const tilePadding = int('tile_padding', Math.min(16, tileSize >> 1), 0, 2048);
   try {
@@ -70,11 +64,8 @@ export function compileUpscalerOptions(options: Readonly<Record<string, unknown>
   } catch (err) {
     throw new ConfigError('options.tile_padding', (err as Error).message);
   }
-  // onnxruntime-node takes only deviceId for GPU providers; CPU stays last as the fallback.
-  const providers: InferenceSession.ExecutionProviderConfig[] = ep === 'cpu' ? ['cpu']
-    : ep === 'cuda' ? [{ name: 'cuda', deviceId }, 'cpu'] : [{ name: 'tensorrt', deviceId }, { name: 'cuda', deviceId }, 'cpu'];
   return Object.freeze<UpscalerOptions>({
-    sessionOptions: { executionProviders: providers, graphOptimizationLevel: level, ...(intraOpThreads > 0 ? { intraOpNumThreads: intraOpThreads } : {}) },
+    sessionOptions: toOrtSessionOptions(parseSessionOptions(options)),
     tileSize, tilePadding,
     maxTilesPerRun: int('max_tiles_per_run', 8, 1, 1024),
     maxInputPixels: int('max_input_pixels', 4096 * 4096, 1, 2 ** 31),
@@ -85,7 +76,11 @@ export function compileUpscalerOptions(options: Readonly<Record<string, unknown>
 /** The item's `resize` param → a ResizeSpec, or undefined. Throws ConfigError / InvalidArgumentError. */
 function resizeParam(item: StageItem): ResizeSpec | undefined {
   const r = item.params['resize'];
-  if (r === undefined || r === null) return undefined;
+  if (r === undefined || r === null) {
+    // The router asks every stage for an output size (the pipeline's `size`); an upscaler meets
+    // it by resizing its output when the model's scale does not land on it exactly.
+    return item.width > 0 && item.height > 0 ? { width: item.width, height: item.height, fit: 'cover' } : undefined;
+  }
   const side = (field: string, v: unknown): number => {
     if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > MAX_RESIZE_SIDE) {
       throw new InvalidArgumentError(field, `upscaler resize target must be an integer in [1, ${MAX_RESIZE_SIDE}], got ${JSON.stringify(v)}`);

@@ -274,7 +274,9 @@ export class Executor extends EventEmitter<ExecutorEvents> {
  */
 function transferable(bytes: Uint8Array, transfer: Set<ArrayBuffer>): Uint8Array {
   const whole = bytes.buffer instanceof ArrayBuffer && bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength;
-  const out = whole ? bytes : bytes.slice();
+  // Not bytes.slice(): on a Node Buffer that is a view of the same memory, and transferring it
+  // would detach the NATS message it came from (its reply subject included).
+  const out = whole ? bytes : new Uint8Array(bytes);
   transfer.add(out.buffer as ArrayBuffer);
   return out;
 }

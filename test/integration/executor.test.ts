@@ -162,6 +162,13 @@ describe('Executor lifecycle', () => {
       assert.equal(whole.byteLength, 0, 'the whole buffer was transferred (detached here)');
       assert.equal(view.byteLength, 100, 'a view of a shared buffer is copied, not detached');
       assert.equal(shared[0], 9);
+      // A Node Buffer view (what protobufjs gives for bytes decoded from a NATS message): its
+      // slice() shares memory, so a careless copy would detach the whole message.
+      const message = Buffer.alloc(1088, 3);
+      const bufferView = message.subarray(249, 249 + 762);
+      await executor.run({ batchId: batchId(), modelId: 'm', items: [item(3n, { initImage: bufferView })] });
+      assert.equal(message.byteLength, 1088, 'the message buffer is not detached');
+      assert.equal(bufferView.byteLength, 762);
     } finally {
       await executor.close();
     }

@@ -10,7 +10,7 @@ import { stringify as toYaml } from 'yaml';
 import { imageServiceClient, type ImageServiceClient } from '../../services/cli/client.js';
 import { LocalCluster } from '../../services/cli/local-cluster.js';
 import { loadConfig } from '../../services/cli/load-config.js';
-import { writeDemoModels } from '../../services/models/demo-models.js';
+import { prepareLocalModels } from '../../services/models/local-models.js';
 
 export interface TestCluster {
   readonly cluster: LocalCluster;
@@ -41,7 +41,7 @@ export async function startCluster(config: Record<string, unknown>, options: { r
   const logFile = path.join(dir, 'cluster.log');
   const logFd = fs.openSync(logFile, 'w');
   const loaded = loadConfig(file, {}, {});
-  writeDemoModels(loaded.config.modelRepository);
+  await prepareLocalModels(loaded.config);
   let cluster: LocalCluster;
   try {
     cluster = await LocalCluster.start({ loaded, grpcPort: 0, logs: logFd, restartReplicas: options.restartReplicas ?? false, readyTimeoutMs: 30_000 });

@@ -124,9 +124,13 @@ export function buildUnet(spec: UnetSpec, dtype: TinyDtype, seed: number): Model
   r = net.conv(net.silu(net.groupNorm(r, `${rn}.norm2`, C, spec.groups), `/${rn}/act2`), `${rn}.conv2`, C, C, 3, 0.5);
   x = net.op('Add', [x, r], `/${rn}`);
 
-  // Transformer2DModel (use_linear_projection) with one BasicTransformerBlock.
+  // Transformer2DModel (use_linear_projection) with one BasicTransformerBlock, on features pooled
+  // to a quarter of the latent resolution: SDXL's attention blocks also run on downsampled
+  // features, and self-attention over every latent position of a 1536x640 image (15,360 tokens)
+  // would need gigabytes per call.
   const at = 'down_blocks.0.attentions.0';
-  const tokens = net.op('Transpose', [net.op('Reshape', [net.groupNorm(x, `${at}.norm`, C, spec.groups), net.ints(`/${at}/tokens_shape`, [0, C, -1])], `/${at}`)], `/${at}`, { perm: [0, 2, 1] });
+  const pooled = net.op('AveragePool', [x], `/${at}/down`, { kernel_shape: [4, 4], strides: [4, 4], ceil_mode: 1 });
+  const tokens = net.op('Transpose', [net.op('Reshape', [net.groupNorm(pooled, `${at}.norm`, C, spec.groups), net.ints(`/${at}/tokens_shape`, [0, C, -1])], `/${at}`)], `/${at}`, { perm: [0, 2, 1] });
   let h = net.linear(tokens, `${at}.proj_in`, C, C);
   const tb = `${at}.transformer_blocks.0`;
   const n1 = net.layerNorm(h, `${tb}.norm1`, C);
@@ -135,8 +139,9 @@ export function buildUnet(spec: UnetSpec, dtype: TinyDtype, seed: number): Model
   h = net.op('Add', [h, attention(net, `${tb}.attn2`, n2, 'encoder_hidden_states', C, spec.crossAttentionDim, spec.heads)], `/${tb}`);
   h = net.op('Add', [h, feedForward(net, `${tb}.ff`, net.layerNorm(h, `${tb}.norm3`, C), C)], `/${tb}`);
   const out = net.linear(h, `${at}.proj_out`, C, C, { gain: 0.5 });
-  const spatial = net.op('Reshape', [net.op('Transpose', [out], `/${at}`, { perm: [0, 2, 1] }), net.op('Shape', [x], `/${at}`)], `/${at}`);
-  x = net.op('Add', [x, spatial], `/${at}`);
+  const spatial = net.op('Reshape', [net.op('Transpose', [out], `/${at}`, { perm: [0, 2, 1] }), net.op('Shape', [pooled], `/${at}`)], `/${at}`);
+  const up = net.op('Resize', [spatial, '', '', net.op('Shape', [x], `/${at}/up`)], `/${at}/up`, { mode: 'nearest' });
+  x = net.op('Add', [x, up], `/${at}`);
 
   // SiLU(norm) has a standard deviation of about 0.6: the gain gives conv_out a std of OUT_GAIN;
   // zero-mean kernels keep SiLU's positive mean from drifting the latents over the steps.
