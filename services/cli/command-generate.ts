@@ -18,6 +18,12 @@ const int = (v: string): number => {
 const collect = (v: string, prev: string[]) => [...prev, v];
 const EXT: Record<string, string> = { 'image/png': 'png', 'image/webp': 'webp', 'image/jpeg': 'jpg' };
 
+/** A file name from the prompt: its first words, lower-case, dashes ("deep-blue-planet-with"). */
+function fileStem(prompt: string): string {
+  const slug = prompt.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '');
+  return (slug.length > 40 ? slug.slice(0, 41).replace(/-[^-]*$/, '') : slug) || 'image';
+}
+
 function buildRequest(o: GenerateOptions, index: number): Record<string, unknown> {
   const planet = o.color || o.atmosphere || o.moons || o.sky ? { color: o.color ?? '', atmosphere: o.atmosphere ?? '', moons: o.moons ?? '', sky: o.sky ?? '', extras: o.extra } : undefined;
   return {
@@ -109,7 +115,7 @@ export async function generateToFolder(o: GenerateOptions): Promise<{ files: str
         else if (e.stage_started) status(`[${done}/${total} done] request ${r}: ${e.stage_started.deployment} on ${e.stage_started.replica_id} (batch of ${e.stage_started.batch_size})`);
       });
       for (const img of images) {
-        const file = path.join(o.out, `${img.model_id}-${img.seed}.${EXT[img.mime_type] ?? 'bin'}`);
+        const file = path.join(o.out, `${fileStem(img.prompt)}-${img.seed}.${EXT[img.mime_type] ?? 'bin'}`);
         fs.writeFileSync(file, img.data);
         files.push(file);
         done++;

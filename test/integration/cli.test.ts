@@ -87,7 +87,7 @@ describe('the orrery command', () => {
     const gen = orrery(['generate', '--addr', m[1]!, '--prompt', 'a small moon', '-n', '3', '--seed', '7', '--out', out, '--pipeline', 'synthetic']);
     assert.equal(gen.status, 0, gen.stderr);
     assert.match(gen.stdout, /3 images in [\d.]+ s \([\d.]+ images\/s\) written to /);
-    assert.deepEqual(fs.readdirSync(out).sort(), ['syn-a-7.bin', 'syn-a-8.bin', 'syn-a-9.bin']);
+    assert.deepEqual(fs.readdirSync(out).sort(), ['a-small-moon-7.bin', 'a-small-moon-8.bin', 'a-small-moon-9.bin']);
     assert.equal((await fetch(m[2]!)).status, 200);
 
     const children = descendants(child.pid!);

@@ -37,19 +37,23 @@ function rejects(raw: unknown, key: string, messagePart?: RegExp): void {
 }
 
 describe('deploy/config/local.yaml', () => {
-  test('compiles', () => {
+  test('compiles, with the product workflow planet-ultrawide as the default pipeline', () => {
     const c = parseConfig(LOCAL_YAML, 'local.yaml');
-    assert.deepEqual(Object.keys(c.deployments).sort(), ['synthetic', 'texture']);
-    assert.equal(c.defaultPipeline, 'texture');
+    assert.deepEqual(Object.keys(c.deployments).sort(), ['sdxl-base', 'sdxl-img2img', 'synthetic', 'upscaler']);
+    assert.equal(c.defaultPipeline, 'planet-ultrawide');
     assert.equal(c.worker.heartbeatIntervalMs, 500);
     assert.equal(c.nats.url, 'nats://127.0.0.1:4222');
     assert.equal(c.nats.prefix, 'orrery');
-    assert.deepEqual(c.deployments.synthetic!.models, ['syn-a', 'syn-b', 'syn-c']);
-    assert.equal(c.deployments.synthetic!.maxBatchSize, 8);
-    assert.equal(c.deployments.synthetic!.maxOngoingBatches, 2);
+    assert.equal(c.deployments['sdxl-base']!.maxBatchSize, 4, 'DESIGN §6: 4 images per UNet call');
+    assert.deepEqual(c.deployments['sdxl-img2img']!.options, { mode: 'image-to-image' });
     assert.deepEqual(c.deployments.synthetic!.options, { fixed_ms: 40, per_item_ms: 10, load_ms: 200 });
-    assert.equal(c.deployments.texture!.defaultSteps, 1);
-    assert.equal(c.deployments.texture!.maxQueuedRequests, 256);
+  });
+
+  test('planet-ultrawide is generate at the bucket → 2x → target → img2img 0.3 → 2x → target, 2520x1080 by default', () => {
+    const p = parseConfig(LOCAL_YAML, 'local.yaml').pipelines['planet-ultrawide']!;
+    assert.deepEqual(p.defaultSize, { width: 2520, height: 1080 });
+    assert.deepEqual(p.stages.map((s) => [s.deployment, s.size]), [['sdxl-base', 'bucket'], ['upscaler', 'target'], ['sdxl-img2img', 'scaled'], ['upscaler', 'target']]);
+    assert.equal(p.stages[2]!.params.strength, 0.3);
   });
 
   test('fills the defaults for keys it leaves unset', () => {
@@ -58,8 +62,8 @@ describe('deploy/config/local.yaml', () => {
     assert.equal(c.worker.metricsPort, 0);
     assert.equal(c.worker.drainTimeoutMs, 60_000);
     assert.equal(c.maxInlinePayloadBytes, 512 * 1024);
-    assert.equal(c.deployments.texture!.replicas, 1);
-    assert.equal(c.deployments.texture!.maxModelsPerReplica, 2);
+    assert.equal(c.deployments.upscaler!.replicas, 1);
+    assert.equal(c.deployments.upscaler!.maxModelsPerReplica, 2);
     assert.equal(c.deployments.synthetic!.defaultSteps, 30);
     assert.equal(c.deployments.synthetic!.maxQueuedRequests, 1000);
     assert.equal(c.deployments.synthetic!.defaultGuidanceScale, 5);
@@ -68,7 +72,6 @@ describe('deploy/config/local.yaml', () => {
   test('reaches the synthetic deployment as an implicit one-stage pipeline', () => {
     const c = parseConfig(LOCAL_YAML, 'local.yaml');
     assert.deepEqual(c.pipelines.synthetic, { name: 'synthetic', stages: [{ deployment: 'synthetic', size: 'target', model: '', params: {} }] });
-    assert.deepEqual(c.pipelines.texture, { name: 'texture', stages: [{ deployment: 'texture', size: 'target', model: '', params: {} }] });
   });
 });
 
