@@ -6,7 +6,7 @@ SHELL := /bin/bash
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 TEST_FLAGS := --test-concurrency=1 --test-timeout=300000
 
-.PHONY: help deps install-nats-server build test test-unit test-integration demo bench clean
+.PHONY: help deps install-debian-packages build test test-unit test-integration demo bench clean
 
 help:
 	@echo "make demo    run a local cluster and generate images into ./out"
@@ -19,13 +19,19 @@ node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	@touch $@
 
-# Debian's nats-server (2.9, JetStream capable) when it is not installed.
-install-nats-server:
-	@command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || { \
-	  echo "installing nats-server (Debian package)"; \
-	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nats-server; }
+# Debian packages the tests run, installed when missing: nats-server (2.9, JetStream capable) and
+# prometheus (the dashboards test evaluates every Grafana query against a real one; it runs its own
+# process on a free port, whatever the package's system service does).
+install-debian-packages:
+	@missing=""; \
+	{ command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ]; } || missing="$$missing nats-server"; \
+	{ command -v prometheus >/dev/null 2>&1 || [ -x /usr/bin/prometheus ]; } || missing="$$missing prometheus"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
 
-deps: node_modules/.package-lock.json install-nats-server
+deps: node_modules/.package-lock.json install-debian-packages
 
 build: deps
 	npx tsc -p tsconfig.json

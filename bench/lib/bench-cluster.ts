@@ -13,7 +13,7 @@ import { generate, type ImageServiceClient } from '../../services/cli/client.js'
 import { LocalCluster } from '../../services/cli/local-cluster.js';
 import { loadConfig } from '../../services/cli/load-config.js';
 import { protoDir } from '../../services/common/wire.js';
-import { childPids } from './proc-cpu.js';
+import { descendantPids } from './proc-cpu.js';
 
 export interface BenchCluster {
   readonly cluster: LocalCluster;
@@ -60,7 +60,7 @@ export async function startBenchCluster(config: Record<string, unknown>): Promis
   const pids = {
     router: [cluster.router!.pid!],
     replicas: cluster.replicas.map((r) => r.child.pid!),
-    nats: childPids(process.pid, 'nats-server'),
+    nats: descendantPids(process.pid, 'nats-server'),
   };
   const stop = async (keepLogs = false) => {
     await cluster.stop();

@@ -30,15 +30,21 @@ export function cpuSeconds(pid: number | undefined): number {
   return pid === undefined ? Number.NaN : (readStat(pid)?.cpuSeconds ?? Number.NaN);
 }
 
-/** Direct children of `pid` whose command name is `comm` (e.g. the nats-server a cluster started). */
-export function childPids(pid: number, comm: string): number[] {
+/** Descendants of `pid` whose command name is `comm` (e.g. the nats-server a cluster started, under its shell). */
+export function descendantPids(pid: number, comm: string): number[] {
   let entries: string[];
   try {
     entries = fs.readdirSync('/proc').filter((e) => /^\d+$/.test(e));
   } catch {
     return [];
   }
-  return entries.map((e) => readStat(Number(e))).filter((s): s is Stat => !!s && s.ppid === pid && s.comm === comm).map((s) => s.pid);
+  const stats = entries.map((e) => readStat(Number(e))).filter((s): s is Stat => !!s);
+  const parent = new Map(stats.map((s) => [s.pid, s.ppid]));
+  const descends = (p: number): boolean => {
+    for (let cur = parent.get(p), hops = 0; cur !== undefined && hops < 64; cur = parent.get(cur), hops++) if (cur === pid) return true;
+    return false;
+  };
+  return stats.filter((s) => s.comm === comm && descends(s.pid)).map((s) => s.pid);
 }
 
 /** CPU seconds used by the whole machine so far (all CPUs, from /proc/stat), NaN if unknown. */

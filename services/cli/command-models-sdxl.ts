@@ -1,6 +1,10 @@
 /** `orrery models make-tiny`: the tiny SDXL-shaped bundle for tests and demos. */
 import type { Command } from 'commander';
+import path from 'node:path';
+import { LORA_FOLDER, MODEL_ID } from '../models/model-id.js';
+import { nameSeed } from '../models/local-models.js';
 import { writeTinySdxlBundle } from '../models/tiny-sdxl.js';
+import { writeTinyLora } from '../models/tiny-sdxl/tiny-lora.js';
 
 interface MakeTinyFlags {
   fp16?: boolean;
@@ -13,7 +17,7 @@ function formatBytes(n: number): string {
   return n >= 1e6 ? `${(n / 1e6).toFixed(2)} MB` : `${(n / 1e3).toFixed(1)} kB`;
 }
 
-/** Adds `make-tiny` to the `models` command. */
+/** Adds `make-tiny` and `make-tiny-lora` to the `models` command. */
 export function registerSdxlModelCommands(models: Command): void {
   models
     .command('make-tiny')
@@ -40,5 +44,57 @@ export function registerSdxlModelCommands(models: Command): void {
       for (const f of info.files) writeOut(`  ${f.path.padEnd(width)}  ${formatBytes(f.bytes).padStart(9)}\n`);
       writeOut(`  ${'total'.padEnd(width)}  ${formatBytes(info.totalBytes).padStart(9)}\n`);
       writeOut('Reminder: a tiny bundle has random weights, so its images are noise; serve a real Optimum export for real images.\n');
+    });
+
+  models
+    .command('make-tiny-lora')
+    .description(
+      'Write a tiny LoRA adapter for the tiny SDXL bundle to <repository>/loras/<name>.safetensors, targeting real modules of its UNet ' +
+      'and both text encoders; serve it as model id tiny-sdxl+<name>. Deterministic: the same name and options write the same bytes.',
+    )
+    .argument('<repository>', 'the model repository, e.g. models')
+    .argument('<name>', 'the adapter name (the part after + in the model id)')
+    .option('--format <format>', 'kohya (SGM UNet names, as SDXL kohya files) | kohya-diffusers | peft | peft-legacy', 'kohya')
+    .option('--rank <n>', 'LoRA rank', '4')
+    .option('--fp16', 'store the tensors as F16')
+    .action((repository: string, name: string, flags: { format: string; rank: string; fp16?: boolean }, cmd: Command) => {
+      if (!MODEL_ID.test(`base+${name}`) || name.includes('@')) cmd.error(`"${name}" is not a LoRA name (lower-case letters, digits, . _ -)`);
+      const formats = ['kohya', 'kohya-diffusers', 'peft', 'peft-legacy'];
+      if (!formats.includes(flags.format)) cmd.error(`--format must be one of ${formats.join(', ')}`);
+      const rank = Number(flags.rank);
+      if (!Number.isInteger(rank) || rank < 1 || rank > 32) cmd.error('--rank must be an integer in [1, 32]');
+      const file = path.join(repository, LORA_FOLDER, `${name}.safetensors`);
+      const modules = writeTinyLora(file, {
+        format: flags.format === 'kohya-diffusers' ? 'kohya' : flags.format as 'kohya' | 'peft' | 'peft-legacy',
+        sgmNames: flags.format === 'kohya', seed: nameSeed(name), rank, dtype: flags.fp16 ? 'F16' : 'F32',
+      });
+      const writeOut = cmd.configureOutput().writeOut ?? ((s: string) => process.stdout.write(s));
+      writeOut(`tiny ${flags.format} LoRA (${modules.length} modules, rank ${rank}) in ${path.resolve(file)}; model id tiny-sdxl+${name}\n`);
+    });
+
+  models
+    .command('quantize')
+    .description(
+      'Write <repository>/<base>@<variant>/: the base bundle with its unet and text encoders quantized (int8: weight-only per-channel ' +
+      'int8 MatMul weights, QDQ). The variant renders a fixed prompt and seed beside the base and is refused when the PSNR of its ' +
+      'image is below --min-psnr-db. Serve it as model id <base>@<variant> (or <base>+<lora>@<variant>).',
+    )
+    .argument('[repository]', 'the model repository', './models')
+    .requiredOption('--model <base>', 'the base model id')
+    .requiredOption('--variant <variant>', 'int8 (fp16 and q4 are not implemented yet)')
+    .option('--min-psnr-db <db>', 'refuse the variant below this PSNR against the base image', '30')
+    .action(async (repository: string, flags: { model: string; variant: string; minPsnrDb: string }, cmd: Command) => {
+      const { quantizeBundle } = await import('../models/quantize/quantize-bundle.js');
+      const { MODEL_VARIANTS } = await import('../models/model-id.js');
+      if (!(MODEL_VARIANTS as readonly string[]).includes(flags.variant)) cmd.error(`--variant must be one of ${MODEL_VARIANTS.join(', ')}`);
+      const minPsnrDb = Number(flags.minPsnrDb);
+      if (!Number.isFinite(minPsnrDb)) cmd.error('--min-psnr-db must be a number');
+      try {
+        const r = await quantizeBundle({ repository, base: flags.model, variant: flags.variant as 'int8', minPsnrDb });
+        const writeOut = cmd.configureOutput().writeOut ?? ((s: string) => process.stdout.write(s));
+        writeOut(`${r.dir}: ${r.matmulsQuantized} MatMul weights quantized, ${formatBytes(r.bytesBefore)} → ${formatBytes(r.bytesAfter)}, PSNR ${r.psnrDb.toFixed(2)} dB against ${flags.model}\n`);
+      } catch (err) {
+        cmd.error((err as Error).message);
+      }
     });
 }

@@ -1,11 +1,12 @@
 /** `orrery serve-local`, `orrery router` and `orrery worker`: the long-running commands. */
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
+import { SCALE_TARGETS, type ScaleTargetKind } from '../common/config.js';
 import { createLogger } from '../common/logger.js';
 import { Router } from '../router/router.js';
 import { Replica } from '../worker/replica.js';
 import { LocalCluster } from './local-cluster.js';
 import { loadConfig, parseReplicaCounts } from './load-config.js';
-import { writeDemoModels } from '../models/demo-models.js';
+import { prepareLocalModels } from '../models/local-models.js';
 
 const collect = (v: string, prev: string[]) => [...prev, v];
 const port = (v: string): number => {
@@ -33,6 +34,12 @@ function onShutdown(stop: () => Promise<void>): void {
   };
   process.on('SIGINT', handler);
   process.on('SIGTERM', handler);
+  // Started by serve-local (an IPC channel to the parent): if the parent dies without stopping us,
+  // the channel closes and we drain and exit instead of living on as an orphan.
+  if (process.channel) {
+    process.channel.unref();
+    process.on('disconnect', () => handler('SIGTERM'));
+  }
 }
 
 export function registerServeCommands(program: Command): void {
@@ -48,7 +55,7 @@ export function registerServeCommands(program: Command): void {
     .addHelpText('after', '\nPrints one line `ready grpc=HOST:PORT metrics=URL` when it can serve. Ctrl-C drains and stops everything.')
     .action(async (opts: { config?: string; grpcPort?: number; natsUrl?: string; replicas: string[]; modelRepository?: string; quiet?: boolean }) => {
       const loaded = loadConfig(opts.config, { natsUrl: opts.natsUrl, modelRepository: opts.modelRepository, replicas: parseReplicaCounts(opts.replicas) });
-      if (Object.values(loaded.config.deployments).some((d) => d.stage === 'texture')) await writeDemoModels(loaded.config.modelRepository);
+      for (const line of await prepareLocalModels(loaded.config)) process.stderr.write(`orrery: made ${line}\n`);
       const cluster = await LocalCluster.start({ loaded, natsUrl: opts.natsUrl, grpcPort: opts.grpcPort, logs: opts.quiet ? 'ignore' : 'inherit' });
       onShutdown(() => cluster.stop());
       process.stdout.write(`ready grpc=${cluster.grpcAddress} metrics=${cluster.metricsUrl}\n`);
@@ -61,11 +68,12 @@ export function registerServeCommands(program: Command): void {
     .option('--grpc-port <n>', 'gRPC port (default: router.grpc_port); 0 picks a free one', port)
     .option('--metrics-port <n>', 'metrics port (default: router.metrics_port); 0 picks a free one', port)
     .option('--nats-url <url>', 'NATS URL (default: nats.url, or $ORRERY_NATS_URL)')
+    .addOption(new Option('--scale-target <kind>', 'where autoscaling decisions go (default: autoscaler.scale_target): none, local (serve-local), kubernetes').choices(SCALE_TARGETS))
     .option('--log-level <level>', 'trace, debug, info, warn, error', 'info')
-    .action(async (opts: { config?: string; grpcPort?: number; metricsPort?: number; natsUrl?: string; logLevel: string }) => {
+    .action(async (opts: { config?: string; grpcPort?: number; metricsPort?: number; natsUrl?: string; scaleTarget?: ScaleTargetKind; logLevel: string }) => {
       const { config } = loadConfig(opts.config, { natsUrl: opts.natsUrl });
       const log = createLogger('orrery-router', opts.logLevel);
-      const router = await Router.start({ config, log, grpcPort: opts.grpcPort, metricsPort: opts.metricsPort });
+      const router = await Router.start({ config, log, grpcPort: opts.grpcPort, metricsPort: opts.metricsPort, scaleTarget: opts.scaleTarget });
       onShutdown(() => router.stop());
       process.stdout.write(`ready grpc=${router.grpcAddress} metrics=${router.metricsUrl}\n`);
     });

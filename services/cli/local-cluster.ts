@@ -2,15 +2,20 @@
  * `orrery serve-local`: a whole cluster on one machine — nats-server (unless given a URL), the
  * router and each deployment's replicas — as separate processes, like in Kubernetes. Replicas
  * that die are restarted (as a Deployment would); stop() drains in order: router, replicas, NATS.
+ * For deployments with `autoscaling`, it plays the part of the Kubernetes Deployment controller:
+ * the router's autoscaler (scale target `local`) asks over NATS for N replicas and this starts
+ * processes, or stops some with SIGTERM, which drains them.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { stringify as toYaml } from 'yaml';
 import type { ClusterConfig } from '../common/config.js';
 import { packageRoot } from '../common/package-root.js';
+import { decodeScaleMessage, encodeScaleMessage, scaleSubject, type ScaleRequest } from '../router/scale-targets/local.js';
 import { checkHealth, healthClient } from './client.js';
 import type { LoadedConfig } from './load-config.js';
 import { NatsServerProcess, freePort } from './nats-server-process.js';
@@ -43,7 +48,9 @@ const CLI = (): string => path.join(packageRoot(), 'bin/orrery.js');
 
 /** Spawns `orrery <args>` and resolves with the fields of its first `ready k=v ...` line on stdout. */
 function spawnReady(args: string[], logs: LocalClusterOptions['logs'], env: NodeJS.ProcessEnv, timeoutMs: number): Promise<{ child: ChildProcess; fields: Record<string, string> }> {
-  const child = spawn(process.execPath, [CLI(), ...args], { stdio: ['ignore', 'pipe', logs ?? 'inherit'], env: { ...process.env, ...env } });
+  // The IPC channel is a lifeline: a child whose parent dies sees it close and drains (commands-serve.ts).
+  const child = spawn(process.execPath, [CLI(), ...args], { stdio: ['ignore', 'pipe', logs ?? 'inherit', 'ipc'], env: { ...process.env, ...env } });
+  child.channel?.unref();
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
@@ -74,6 +81,12 @@ export class LocalCluster {
   private tmpDir = '';
   private stopping = false;
   private config!: ClusterConfig;
+  /** Autoscaled deployments: the replica count the router last asked for. */
+  private readonly desired = new Map<string, number>();
+  /** Replicas being started per autoscaled deployment (counted as running when reconciling). */
+  private readonly starting = new Map<string, number>();
+  private readonly pendingStarts = new Set<Promise<unknown>>();
+  private scaleConnection: NatsConnection | undefined;
 
   private constructor(private readonly options: LocalClusterOptions) {}
 
@@ -110,8 +123,14 @@ export class LocalCluster {
     this.configFile = path.join(this.tmpDir, 'config.yaml');
     fs.writeFileSync(this.configFile, toYaml(raw));
 
+    const autoscaled = Object.values(this.config.deployments).filter((d) => d.autoscaling);
+    for (const d of autoscaled) this.desired.set(d.name, d.replicas);
+    // Listening before the router starts, so its autoscaler learns the counts from here.
+    if (autoscaled.length > 0) await this.listenForScale();
+
     const grpcPort = this.options.grpcPort ?? this.config.router.grpcPort;
     const routerArgs = ['router', '--config', this.configFile, '--grpc-port', String(grpcPort === 0 ? await freePort() : grpcPort), '--metrics-port', '0'];
+    if (autoscaled.length > 0) routerArgs.push('--scale-target', 'local');
     const r = await spawnReady(routerArgs, this.options.logs, this.env, this.timeoutMs);
     this.router = r.child;
     this.grpcAddress = r.fields.grpc!;
@@ -133,10 +152,78 @@ export class LocalCluster {
       const i = this.replicas.indexOf(rp);
       if (i >= 0) this.replicas.splice(i, 1);
       if (this.stopping || rp.stopping || this.options.restartReplicas === false) return;
+      if (this.desired.has(deployment)) {
+        process.stderr.write(`orrery: replica ${rp.id} exited (${signal ?? code}); starting a new one\n`);
+        setTimeout(() => this.reconcile(deployment), 500);
+        return;
+      }
       process.stderr.write(`orrery: replica ${rp.id} exited (${signal ?? code}); starting a new one\n`);
       setTimeout(() => void this.addReplica(deployment).catch((err: Error) => process.stderr.write(`orrery: restart failed: ${err.message}\n`)), 500);
     });
     return rp;
+  }
+
+  /** The replica count the autoscaler last asked for (undefined: `deployment` does not autoscale). */
+  desiredReplicas(deployment: string): number | undefined {
+    return this.desired.get(deployment);
+  }
+
+  /** Answers the router's scale requests (scale target `local`, services/router/scale-targets/local.ts). */
+  private async listenForScale(): Promise<void> {
+    this.scaleConnection = await connect({ servers: this.natsUrl, name: 'orrery-serve-local', maxReconnectAttempts: -1, reconnectTimeWait: 250 });
+    this.scaleConnection.subscribe(scaleSubject(this.config.nats.prefix, '*'), {
+      callback: (err, msg) => {
+        if (err) return;
+        let req: ScaleRequest;
+        try {
+          req = decodeScaleMessage<ScaleRequest>(msg.data);
+        } catch (e) {
+          msg.respond(encodeScaleMessage({ error: `not a scale request: ${(e as Error).message}` }));
+          return;
+        }
+        const current = this.desired.get(req.deployment);
+        if (current === undefined) {
+          msg.respond(encodeScaleMessage({ error: `deployment ${req.deployment} does not autoscale here` }));
+          return;
+        }
+        if (typeof req.replicas === 'number' && Number.isInteger(req.replicas) && req.replicas >= 0 && req.replicas !== current) {
+          if (this.options.logs === 'inherit') process.stderr.write(`orrery: scaling ${req.deployment} from ${current} to ${req.replicas} replicas (${req.reason ?? 'no reason given'})\n`);
+          this.desired.set(req.deployment, req.replicas);
+          this.reconcile(req.deployment);
+        }
+        msg.respond(encodeScaleMessage({ replicas: this.desired.get(req.deployment)! }));
+      },
+    });
+    await this.scaleConnection.flush();
+  }
+
+  /**
+   * Starts or stops replicas of an autoscaled deployment until running + starting equals the
+   * desired count. Stopping is a SIGTERM: the replica drains (refuses new batches, finishes its
+   * own) and exits, so nothing in flight is lost. The newest replicas go first.
+   */
+  private reconcile(deployment: string): void {
+    const want = this.desired.get(deployment);
+    if (want === undefined || this.stopping) return;
+    const live = this.replicas.filter((r) => r.deployment === deployment && !r.stopping);
+    const starting = this.starting.get(deployment) ?? 0;
+    const have = live.length + starting;
+    for (let i = have; i < want; i++) {
+      this.starting.set(deployment, (this.starting.get(deployment) ?? 0) + 1);
+      const p = this.addReplica(deployment).then(
+        (rp) => {
+          if (this.stopping) void this.stopReplica(rp);
+        },
+        (err: Error) => process.stderr.write(`orrery: starting a replica of ${deployment} failed: ${err.message}\n`),
+      ).finally(() => {
+        this.starting.set(deployment, this.starting.get(deployment)! - 1);
+        this.pendingStarts.delete(p);
+        this.reconcile(deployment);
+      });
+      this.pendingStarts.add(p);
+    }
+    // Replicas still starting cannot be stopped yet; the reconcile after their start does it.
+    if (have > want) for (const rp of live.slice(-Math.min(have - want, live.length))) void this.stopReplica(rp, 'SIGTERM');
   }
 
   /** Stops one replica with `signal` (SIGTERM drains, SIGKILL crashes) and waits for it to exit. */
@@ -167,6 +254,9 @@ export class LocalCluster {
   /** Drains the router (running calls finish), then the replicas, then stops NATS. */
   async stop(): Promise<void> {
     this.stopping = true;
+    await this.scaleConnection?.close();
+    // Replicas still starting are stopped as soon as they are up (see reconcile).
+    await Promise.allSettled([...this.pendingStarts]);
     const exit = (c: ChildProcess | undefined) =>
       !c || c.exitCode !== null || c.signalCode !== null ? Promise.resolve() : new Promise<void>((resolve) => {
         c.once('exit', () => resolve());

@@ -25,12 +25,54 @@ export interface DeploymentConfig {
   readonly maxQueuedRequests: number;
   /** Loaded models per replica (LRU beyond). */
   readonly maxModelsPerReplica: number;
+  /** Longest a group waits for busy replicas holding its model before another replica loads it. */
+  readonly affinityWaitMs: number;
+  /** A group also spills past this many full batches queued per replica holding its model. */
+  readonly spillBacklogBatches: number;
   /** Defaults applied to requests that leave these unset. */
   readonly defaultSteps: number;
   readonly defaultGuidanceScale: number;
   /** Stage-specific options (cost model, model repository paths, ...), passed to the stage as is. */
   readonly options: Readonly<Record<string, unknown>>;
+  /** Load-based replica count (Ray Serve's autoscaling_config); absent: a fixed `replicas`. */
+  readonly autoscaling?: AutoscalingConfig;
 }
+
+/**
+ * Autoscaling of one deployment, with Ray Serve's semantics and defaults (key `autoscaling` of a
+ * deployment; every key optional). The policy is services/router/autoscale-policy.ts.
+ */
+export interface AutoscalingConfig {
+  /** `min_replicas` (default 1); 0 lets the deployment scale to zero. */
+  readonly minReplicas: number;
+  /** `max_replicas` (default max(min_replicas, 1)). */
+  readonly maxReplicas: number;
+  /** `initial_replicas` (default min_replicas): what serve-local and a fresh install start with. */
+  readonly initialReplicas: number;
+  /** `target_ongoing_requests` (default 2): queued + in-flight images per replica the policy aims at. */
+  readonly targetOngoingRequests: number;
+  /** `upscale_delay_s` (default 30): how long the load must ask for more replicas before scaling up. */
+  readonly upscaleDelayMs: number;
+  /** `downscale_delay_s` (default 600): how long the load must ask for fewer before scaling down. */
+  readonly downscaleDelayMs: number;
+  /** `downscale_to_zero_delay_s` (default downscale_delay_s): the delay of the last step, 1 → 0. */
+  readonly downscaleToZeroDelayMs: number;
+  /** `upscaling_factor` (default 1): gain applied to an upscale step (< 1 smooths, > 1 jumps). */
+  readonly upscalingFactor: number;
+  /** `downscaling_factor` (default 1): gain applied to a downscale step. */
+  readonly downscalingFactor: number;
+  /**
+   * `max_hold_s` (default 300): longest a request waits in the queue for a replica while the
+   * deployment has none (scaling from zero, or every replica gone); then UNAVAILABLE.
+   */
+  readonly maxHoldMs: number;
+  /** `kubernetes_deployment` (default: the deployment's name): the Deployment the kubernetes target scales (in autoscaler.kubernetes_namespace). */
+  readonly kubernetesDeployment: string;
+}
+
+/** Where the router's autoscaler applies its decisions (services/router/scale-targets/). */
+export type ScaleTargetKind = 'none' | 'local' | 'kubernetes';
+export const SCALE_TARGETS: readonly ScaleTargetKind[] = ['none', 'local', 'kubernetes'];
 
 /**
  * The size a stage is asked to produce: `target` (the request's final size), `bucket` (the SDXL
@@ -62,6 +104,18 @@ export interface ClusterConfig {
     readonly metricsPort: number;
     /** Heartbeats older than this many intervals drop the replica. */
     readonly replicaTimeoutIntervals: number;
+  };
+  /** The router's autoscaler (section `autoscaler`); it manages deployments that have `autoscaling`. */
+  readonly autoscaler: {
+    /**
+     * `scale_target` (default none: decisions are computed and exported as metrics only, e.g.
+     * when KEDA scales): `local` (serve-local starts and stops replica processes) or `kubernetes`.
+     */
+    readonly scaleTarget: ScaleTargetKind;
+    /** `interval_ms` (default 1000): how often the autoscaler looks at the load. */
+    readonly intervalMs: number;
+    /** `kubernetes_namespace` (default `default`): namespace of the Deployments the kubernetes target scales. */
+    readonly kubernetesNamespace: string;
   };
   readonly worker: { readonly heartbeatIntervalMs: number; readonly metricsPort: number; readonly drainTimeoutMs: number };
   /** Payloads above this many bytes go through the NATS object store. */
@@ -121,8 +175,51 @@ function section(obj: Obj, key: string, path: string): Obj {
 
 const DEPLOYMENT_KEYS = [
   'stage', 'models', 'replicas', 'max_batch_size', 'batch_wait_timeout_ms', 'max_ongoing_batches',
-  'max_queued_requests', 'max_models_per_replica', 'default_steps', 'default_guidance_scale', 'options',
+  'max_queued_requests', 'max_models_per_replica', 'affinity_wait_ms', 'spill_backlog_batches', 'default_steps', 'default_guidance_scale', 'options', 'autoscaling',
 ] as const;
+
+const AUTOSCALING_KEYS = [
+  'min_replicas', 'max_replicas', 'initial_replicas', 'target_ongoing_requests', 'upscale_delay_s', 'downscale_delay_s',
+  'downscale_to_zero_delay_s', 'upscaling_factor', 'downscaling_factor', 'max_hold_s', 'kubernetes_deployment',
+] as const;
+
+/** A number > 0 (targets and gains: zero would divide by zero or freeze the policy). */
+function positive(obj: Obj, key: string, path: string, def: number): number {
+  const v = obj[key];
+  if (v === undefined) return def;
+  if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) throw new ConfigError(keyPath(path, key), `must be a number > 0, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+function compileAutoscaling(name: string, raw: unknown): AutoscalingConfig {
+  const path = `deployments.${name}.autoscaling`;
+  if (!isObj(raw)) throw new ConfigError(path, 'must be a mapping');
+  checkKeys(raw, AUTOSCALING_KEYS, path);
+  const minReplicas = int(raw, 'min_replicas', path, 1, 0, 1000);
+  const maxReplicas = int(raw, 'max_replicas', path, Math.max(minReplicas, 1), 1, 1000);
+  if (maxReplicas < minReplicas) throw new ConfigError(`${path}.max_replicas`, `must be ≥ min_replicas (${minReplicas}), got ${maxReplicas}`);
+  const initialReplicas = int(raw, 'initial_replicas', path, minReplicas, 0, 1000);
+  if (initialReplicas < minReplicas || initialReplicas > maxReplicas) {
+    throw new ConfigError(`${path}.initial_replicas`, `must be in [min_replicas, max_replicas] = [${minReplicas}, ${maxReplicas}], got ${initialReplicas}`);
+  }
+  const seconds = (key: string, def: number) => Math.round(num(raw, key, path, def, 0) * 1000);
+  const downscaleDelayMs = seconds('downscale_delay_s', 600);
+  const kubernetesDeployment = str(raw, 'kubernetes_deployment', path, name);
+  if (!/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/.test(kubernetesDeployment)) throw new ConfigError(`${path}.kubernetes_deployment`, `must be a Kubernetes object name, got ${JSON.stringify(kubernetesDeployment)}`);
+  return {
+    minReplicas,
+    maxReplicas,
+    initialReplicas,
+    targetOngoingRequests: positive(raw, 'target_ongoing_requests', path, 2),
+    upscaleDelayMs: seconds('upscale_delay_s', 30),
+    downscaleDelayMs,
+    downscaleToZeroDelayMs: raw.downscale_to_zero_delay_s === undefined ? downscaleDelayMs : seconds('downscale_to_zero_delay_s', 0),
+    upscalingFactor: positive(raw, 'upscaling_factor', path, 1),
+    downscalingFactor: positive(raw, 'downscaling_factor', path, 1),
+    maxHoldMs: seconds('max_hold_s', 300),
+    kubernetesDeployment,
+  };
+}
 
 function compileDeployment(name: string, raw: unknown): DeploymentConfig {
   const path = `deployments.${name}`;
@@ -135,19 +232,25 @@ function compileDeployment(name: string, raw: unknown): DeploymentConfig {
   if (!Array.isArray(models) || models.length === 0 || !models.every((m) => typeof m === 'string' && m.length > 0)) {
     throw new ConfigError(`${path}.models`, 'must be a non-empty list of model ids');
   }
+  const autoscaling = raw.autoscaling === undefined ? undefined : compileAutoscaling(name, raw.autoscaling);
+  // An autoscaled deployment starts with initial_replicas; a second count would contradict it.
+  if (autoscaling && raw.replicas !== undefined) throw new ConfigError(`${path}.replicas`, 'conflicts with autoscaling: set autoscaling.initial_replicas instead');
   return {
     name,
     stage,
     models: [...models] as string[],
-    replicas: int(raw, 'replicas', path, 1, 0, 64),
+    replicas: autoscaling ? autoscaling.initialReplicas : int(raw, 'replicas', path, 1, 0, 64),
     maxBatchSize: int(raw, 'max_batch_size', path, 4, 1, 1024),
     batchWaitTimeoutMs: num(raw, 'batch_wait_timeout_ms', path, 10, 0),
     maxOngoingBatches: int(raw, 'max_ongoing_batches', path, 1, 1, 64),
     maxQueuedRequests: int(raw, 'max_queued_requests', path, 1000, 1),
     maxModelsPerReplica: int(raw, 'max_models_per_replica', path, 2, 1, 64),
+    affinityWaitMs: num(raw, 'affinity_wait_ms', path, Math.max(1000, 20 * num(raw, 'batch_wait_timeout_ms', path, 10, 0)), 0),
+    spillBacklogBatches: int(raw, 'spill_backlog_batches', path, 3, 1, 1000),
     defaultSteps: int(raw, 'default_steps', path, 30, 1, 1000),
     defaultGuidanceScale: num(raw, 'default_guidance_scale', path, 5, 0),
     options: structuredClone(section(raw, 'options', path)),
+    ...(autoscaling ? { autoscaling } : {}),
   };
 }
 
@@ -193,13 +296,17 @@ function deepFreeze<T>(v: T): T {
 /** Validates a parsed config object, fills defaults and freezes it. Throws ConfigError naming the key. */
 export function compileConfig(raw: unknown): ClusterConfig {
   if (!isObj(raw)) throw new ConfigError('(root)', 'must be a mapping');
-  checkKeys(raw, ['nats', 'router', 'worker', 'max_inline_payload_bytes', 'model_repository', 'deployments', 'pipelines', 'default_pipeline'], '');
+  checkKeys(raw, ['nats', 'router', 'autoscaler', 'worker', 'max_inline_payload_bytes', 'model_repository', 'deployments', 'pipelines', 'default_pipeline'], '');
   const nats = section(raw, 'nats', '');
   checkKeys(nats, ['url', 'prefix'], 'nats');
   const prefix = str(nats, 'prefix', 'nats', 'orrery');
   if (!/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(prefix)) throw new ConfigError('nats.prefix', 'must be NATS subject tokens (letters, digits, _ and -) joined by dots');
   const router = section(raw, 'router', '');
   checkKeys(router, ['grpc_port', 'metrics_port', 'replica_timeout_intervals'], 'router');
+  const autoscaler = section(raw, 'autoscaler', '');
+  checkKeys(autoscaler, ['scale_target', 'interval_ms', 'kubernetes_namespace'], 'autoscaler');
+  const scaleTarget = str(autoscaler, 'scale_target', 'autoscaler', 'none') as ScaleTargetKind;
+  if (!SCALE_TARGETS.includes(scaleTarget)) throw new ConfigError('autoscaler.scale_target', `must be one of ${SCALE_TARGETS.join(', ')}, got "${scaleTarget}"`);
   const worker = section(raw, 'worker', '');
   checkKeys(worker, ['heartbeat_interval_ms', 'metrics_port', 'drain_timeout_ms'], 'worker');
 
@@ -224,6 +331,11 @@ export function compileConfig(raw: unknown): ClusterConfig {
       grpcPort: int(router, 'grpc_port', 'router', 50051, 0, 65535),
       metricsPort: int(router, 'metrics_port', 'router', 9464, 0, 65535),
       replicaTimeoutIntervals: int(router, 'replica_timeout_intervals', 'router', 3, 2, 100),
+    },
+    autoscaler: {
+      scaleTarget,
+      intervalMs: int(autoscaler, 'interval_ms', 'autoscaler', 1000, 10, 600_000),
+      kubernetesNamespace: str(autoscaler, 'kubernetes_namespace', 'autoscaler', 'default'),
     },
     worker: {
       heartbeatIntervalMs: int(worker, 'heartbeat_interval_ms', 'worker', 1000, 20, 60_000),

@@ -15,6 +15,11 @@ export async function connectNats(url: string, name: string, log: Logger): Promi
     waitOnFirstConnect: true,
     pingInterval: 2000,
     maxPingOut: 2,
+    // Without this, every request() builds two Error objects (stack captured) before it publishes
+    // and a third when it settles: ~10% of the router's CPU per batch at max_batch_size 1
+    // (bench/results/core-serving.md). Timeout and no-responders errors keep their types and
+    // messages; only the caller's stack is lost, which no log here prints.
+    noAsyncTraces: true,
   });
   void (async () => {
     for await (const s of nc.status()) {

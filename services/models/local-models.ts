@@ -1,14 +1,16 @@
 /**
  * Models the local default can make for itself, so `make demo` and the tests need no download:
  * the demo `texture` network, the tiny SDXL-shaped bundle (model id `tiny-sdxl`, its images are
- * noise by design), and ESRGAN upscalers converted from the UpscalerJS npm packages (model ids
+ * noise by design) with tiny LoRAs for `tiny-sdxl+<name>` ids, and ESRGAN upscalers converted from the UpscalerJS npm packages (model ids
  * `esrgan-{slim,medium,thick}-x{2,3,4}`). Anything else must already be in the repository.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import type { ClusterConfig } from '../common/config.js';
 import { writeDemoModels } from './demo-models.js';
+import { loraFileOf, parseModelId, type ParsedModelId } from './model-id.js';
 import { writeTinySdxlBundle } from './tiny-sdxl.js';
+import { writeTinyLora } from './tiny-sdxl/tiny-lora.js';
 import { convertUpscaler } from './upscaler/convert-upscaler.js';
 
 export const TINY_SDXL_MODEL_ID = 'tiny-sdxl';
@@ -22,10 +24,7 @@ export async function prepareLocalModels(config: ClusterConfig): Promise<string[
     if (dep.stage === 'texture') made.push(...writeDemoModels(repo).map((f) => `texture: ${f}`));
     for (const id of dep.models) {
       const dir = path.join(repo, id);
-      if (dep.stage === 'sdxl' && id === TINY_SDXL_MODEL_ID && !fs.existsSync(path.join(dir, 'model_index.json'))) {
-        await writeTinySdxlBundle(dir, { dtype: 'float32', timestep: 'float-scalar', vaeEncoderOutput: 'latent_parameters', externalData: true });
-        made.push(`${id}: ${dir} (tiny SDXL-shaped bundle; its images are noise)`);
-      }
+      if (dep.stage === 'sdxl') made.push(...await prepareTinySdxl(repo, id));
       const m = ESRGAN.exec(id);
       if (dep.stage === 'upscaler' && m && !fs.existsSync(path.join(dir, 'model.onnx'))) {
         const pkg = packageDir(`@upscalerjs/esrgan-${m[1]}`);
@@ -36,6 +35,39 @@ export async function prepareLocalModels(config: ClusterConfig): Promise<string[
     }
   }
   return made;
+}
+
+/**
+ * For `tiny-sdxl` and `tiny-sdxl+<lora>` ids: the tiny bundle, and a tiny kohya LoRA seeded by
+ * its name (so `+a`, `+b` are different adapters) when `loras/<lora>.safetensors` is missing.
+ */
+async function prepareTinySdxl(repo: string, modelId: string): Promise<string[]> {
+  let id: ParsedModelId;
+  try {
+    id = parseModelId(modelId);
+  } catch {
+    return [];
+  }
+  if (id.base !== TINY_SDXL_MODEL_ID || id.variant) return [];
+  const made: string[] = [];
+  const dir = path.join(repo, id.base);
+  if (!fs.existsSync(path.join(dir, 'model_index.json'))) {
+    await writeTinySdxlBundle(dir, { dtype: 'float32', timestep: 'float-scalar', vaeEncoderOutput: 'latent_parameters', externalData: true });
+    made.push(`${id.base}: ${dir} (tiny SDXL-shaped bundle; its images are noise)`);
+  }
+  const loraFile = loraFileOf(repo, id);
+  if (loraFile && !fs.existsSync(loraFile)) {
+    writeTinyLora(loraFile, { format: 'kohya', seed: nameSeed(id.lora!) });
+    made.push(`${modelId}: ${loraFile} (tiny kohya LoRA seeded by its name)`);
+  }
+  return made;
+}
+
+/** FNV-1a of a name: a stable seed per LoRA name. */
+export function nameSeed(name: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 0x01000193);
+  return h >>> 0;
 }
 
 /** The installed folder of an npm package (its package.json is not exported, so walk up from its entry). */

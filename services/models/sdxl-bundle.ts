@@ -69,9 +69,9 @@ export interface SdxlBundle {
   dispose(): Promise<void>;
 }
 
-async function createSession(layout: BundleLayout, c: ComponentFiles, options: InferenceSession.SessionOptions): Promise<InferenceSession> {
+async function createSession(layout: BundleLayout, c: ComponentFiles, options: InferenceSession.SessionOptions, modelPath = c.model): Promise<InferenceSession> {
   try {
-    return await InferenceSession.create(c.model, options);
+    return await InferenceSession.create(modelPath, options);
   } catch (err) {
     const hint = c.externalData ? '' : `; if the export keeps its weights in ${c.name}/model.onnx_data, that file must sit next to it`;
     throw new SdxlBundleError(layout.dir, `${c.name}/model.onnx`, `ONNX Runtime could not load it: ${(err as Error).message}${hint}`, { cause: err });
@@ -82,17 +82,23 @@ async function releaseAll(sessions: readonly InferenceSession[]): Promise<void> 
   await Promise.allSettled(sessions.map((s) => s.release()));
 }
 
+/** Replacements for a bundle's files (a fused LoRA's models). */
+export interface OpenOverrides {
+  /** Component folder name (`unet`, `text_encoder`, …) → the model file to load instead of `<dir>/<name>/model.onnx`. */
+  readonly modelPaths?: Readonly<Record<string, string | undefined>>;
+}
+
 /**
  * Inspects the bundle in `dir`, creates its sessions with `sessionOptions` and validates them.
  * Throws SdxlBundleError (ORRERY_ERR_MODEL_LOAD_FAILED) naming the file; sessions created before
  * a failure are released.
  */
-export async function openSdxlBundle(dir: string, sessionOptions: SessionOptions): Promise<SdxlBundle> {
+export async function openSdxlBundle(dir: string, sessionOptions: SessionOptions, overrides: OpenOverrides = {}): Promise<SdxlBundle> {
   const layout = inspectSdxlBundle(dir);
   const ort = toOrtSessionOptions(sessionOptions);
   const opened: InferenceSession[] = [];
   const open = async (c: ComponentFiles) => {
-    const s = await createSession(layout, c, ort);
+    const s = await createSession(layout, c, ort, overrides.modelPaths?.[c.name]);
     opened.push(s);
     return s;
   };

@@ -27,6 +27,12 @@ export interface BatchPolicyOptions {
   readonly batchWaitTimeoutMs: number;
   /** Longest a group waits for a busy replica that holds its model before spilling to another replica. */
   readonly affinityWaitMs: number;
+  /**
+   * A group also spills when it holds more than this many full batches per replica holding its
+   * model (default 1). Loading a model costs far more than a batch on a GPU, so deployments set it
+   * higher: a backlog of a batch or two is cheaper to wait out than a reload.
+   */
+  readonly spillBacklogBatches?: number;
 }
 
 export type BatchDecision =
@@ -104,8 +110,9 @@ function compareCandidates(a: Candidate, b: Candidate): number {
  *   load items simply accumulate, so the batch taken when a slot frees is as large as allowed.
  * - The queue is grouped by `key`. A group may **spill** (be placed on a replica that must load its
  *   model although a busy replica holds it) when its oldest item has waited ≥ `affinityWaitMs`, or
- *   when it holds more than `maxBatchSize × holders` items (`holders` = replicas holding the model,
- *   busy or not) — the holders cannot absorb it soon. A model held nowhere always "spills".
+ *   when it holds more than `maxBatchSize × holders × spillBacklogBatches` items (`holders` =
+ *   replicas holding the model, busy or not) — the holders cannot absorb it soon. A model held
+ *   nowhere always "spills".
  *   Otherwise a group whose holders are all busy gets `wait-affinity` and is skipped.
  * - Groups are tried in order: overdue groups (oldest item waited ≥ `affinityWaitMs`) oldest first,
  *   so no group starves; then groups with a hit on a free replica, largest first (keeps a mixed
@@ -134,7 +141,7 @@ export function decideBatch(
   const candidates: Candidate[] = groupByKey(queue).map((group) => {
     const overdue = nowMs - group.headEnqueuedAtMs >= opts.affinityWaitMs;
     const holders = replicas.filter((r) => holdsModel(r, group.modelId)).length;
-    const spill = overdue || group.indexes.length > opts.maxBatchSize * holders;
+    const spill = overdue || group.indexes.length > opts.maxBatchSize * holders * (opts.spillBacklogBatches ?? 1);
     return { group, overdue, placement: placeBatch(group.modelId, replicas, spill, rng) };
   });
   candidates.sort(compareCandidates);

@@ -25,13 +25,24 @@ export interface SchedulerDeps {
   readonly affinityWaitMs: number;
   /** Attempts of a unit whose replica was lost before it fails (DESIGN §4: retried elsewhere once). */
   readonly maxLostAttempts: number;
+  /**
+   * For an autoscaled deployment: with no replica, submit() holds requests in the queue and calls
+   * `onHold` (the autoscaler scales up at once) instead of failing with NoReplicaError. A held
+   * unit waits until its deadline or `maxHoldMs` (see expireHeld), whichever comes first.
+   */
+  readonly scaleFromZero?: { readonly maxHoldMs: number; onHold(): void };
 }
 
 interface ReplicaLoad {
   batches: number;
   items: number;
-  /** Models this router sent to the replica since its last heartbeat (a miss makes it load one). */
-  assumedModels: Set<string>;
+  /**
+   * Models of batches this router has in flight on the replica, with their batch counts: the
+   * replica holds (or is loading) them even if a heartbeat sent before the batch arrived says
+   * otherwise. Counted down when the batch's reply comes back; heartbeats sent after the reply
+   * (same connection, so received after it) report the model themselves.
+   */
+  inFlightModels: Map<string, number>;
 }
 
 export class DeploymentScheduler {
@@ -51,10 +62,12 @@ export class DeploymentScheduler {
 
   /**
    * Queues all units of one request for this deployment, or none: throws QueueFullError when
-   * they would pass max_queued_requests, NoReplicaError when no replica serves the deployment.
+   * they would pass max_queued_requests, NoReplicaError when no replica serves the deployment
+   * (unless it scales from zero: then the units wait for one, see SchedulerDeps.scaleFromZero).
    */
   submit(units: readonly WorkUnit[]): void {
-    if (this.deps.registry.serving(this.config.name).length === 0) throw new NoReplicaError(this.config.name);
+    const noReplica = this.deps.registry.serving(this.config.name).length === 0;
+    if (noReplica && !this.deps.scaleFromZero) throw new NoReplicaError(this.config.name);
     if (this.queue.length + units.length > this.config.maxQueuedRequests) throw new QueueFullError(this.config.name, this.config.maxQueuedRequests);
     const now = this.deps.now();
     for (const u of units) {
@@ -62,12 +75,26 @@ export class DeploymentScheduler {
       this.queue.push(u);
       u.signal.addEventListener('abort', () => this.dropQueued(u), { once: true });
     }
+    if (noReplica) this.deps.scaleFromZero!.onHold();
     this.pump();
   }
 
-  /** A replica's heartbeat changed what it holds: forget what we assumed about it. */
-  replicaHeartbeat(replicaId: string): void {
-    this.load.get(replicaId)?.assumedModels.clear();
+  /**
+   * Fails units held longer than scaleFromZero.maxHoldMs while no replica serves (the scale-up
+   * did not bring one in time). The router calls this on its tick.
+   */
+  expireHeld(nowMs: number): void {
+    const hold = this.deps.scaleFromZero;
+    if (!hold || this.queue.length === 0 || this.deps.registry.serving(this.config.name).length > 0) return;
+    const expired = this.queue.filter((u) => nowMs - u.enqueuedAtMs >= hold.maxHoldMs);
+    if (expired.length === 0) return;
+    this.queue = this.queue.filter((u) => nowMs - u.enqueuedAtMs < hold.maxHoldMs);
+    const err = new OrreryError('ORRERY_ERR_NO_REPLICA', `deployment ${this.config.name} has no ready replica: none became ready within ${hold.maxHoldMs / 1000} s (autoscaling.max_hold_s)`);
+    for (const u of expired) u.fail(err);
+  }
+
+  /** A replica's heartbeat may have freed a slot or changed what it holds: try to dispatch. */
+  replicaHeartbeat(): void {
     this.pump();
   }
 
@@ -87,14 +114,14 @@ export class DeploymentScheduler {
     return this.deps.registry.serving(this.config.name).map((r) => {
       const l = this.replicaLoad(r.id);
       const hb = r.heartbeat;
-      const models = new Set([...hb.loadedModels, ...(hb.loadingModel ? [hb.loadingModel] : []), ...l.assumedModels]);
+      const models = new Set([...hb.loadedModels, ...(hb.loadingModel ? [hb.loadingModel] : []), ...l.inFlightModels.keys()]);
       return { id: r.id, loadedModels: [...models], ongoingBatches: l.batches, maxOngoingBatches: hb.maxOngoingBatches || this.config.maxOngoingBatches, inFlightItems: l.items };
     });
   }
 
   private replicaLoad(id: string): ReplicaLoad {
     let l = this.load.get(id);
-    if (!l) this.load.set(id, (l = { batches: 0, items: 0, assumedModels: new Set() }));
+    if (!l) this.load.set(id, (l = { batches: 0, items: 0, inFlightModels: new Map() }));
     return l;
   }
 
@@ -108,6 +135,7 @@ export class DeploymentScheduler {
         maxBatchSize: this.config.maxBatchSize,
         batchWaitTimeoutMs: this.config.batchWaitTimeoutMs,
         affinityWaitMs: this.deps.affinityWaitMs,
+        spillBacklogBatches: this.config.spillBacklogBatches,
       }, now, this.deps.rng);
       if (d.kind === 'idle') return;
       if (d.kind === 'wait') {
@@ -120,7 +148,7 @@ export class DeploymentScheduler {
       const l = this.replicaLoad(d.replicaId);
       l.batches++;
       l.items += units.length;
-      l.assumedModels.add(d.modelId);
+      l.inFlightModels.set(d.modelId, (l.inFlightModels.get(d.modelId) ?? 0) + 1);
       this.deps.metrics.batchDispatched(this.config.name, units.length, d.affinity);
       for (const u of units) this.deps.metrics.queueWait(this.config.name, (now - u.enqueuedAtMs) / 1000);
       void this.run(d.replicaId, units);
@@ -152,6 +180,10 @@ export class DeploymentScheduler {
     const l = this.replicaLoad(replicaId);
     l.batches--;
     l.items -= units.length;
+    const modelId = units[0]!.modelId;
+    const left = (l.inFlightModels.get(modelId) ?? 1) - 1;
+    if (left > 0) l.inFlightModels.set(modelId, left);
+    else l.inFlightModels.delete(modelId);
     this.deps.metrics.batchFinished(this.config.name, (this.deps.now() - startedMs) / 1000);
     this.apply(outcome, replicaId, units, startedMs);
     this.pump();

@@ -5,6 +5,7 @@
  * planner, which knows the cluster config.
  */
 import { InvalidArgumentError } from '../common/errors.js';
+import { ModelIdError, parseModelId } from '../models/model-id.js';
 import { nearestBucket, parseAspect, type Size } from './geometry.js';
 import { buildPlanetPrompt, type PlanetPrompt } from './planet-prompt.js';
 
@@ -79,8 +80,8 @@ export const DEFAULT_SIZE: Size = Object.freeze({ width: 1024, height: 1024 });
 /** img2img strength when a request leaves it unset (diffusers' SDXL img2img default). */
 export const DEFAULT_STRENGTH = 0.3;
 
-/** Strict grammar for model ids: `base`, `base+lora`, `base+lora@variant`. No path characters. */
-export const MODEL_ID = /^[a-z0-9][a-z0-9._-]{0,63}(\+[a-z0-9][a-z0-9._-]{0,63})?(@[a-z0-9][a-z0-9_-]{0,31})?$/;
+/** The model id grammar lives with the model repository (services/models/model-id.ts). */
+export { MODEL_ID } from '../models/model-id.js';
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 const PIPELINE = /^[a-z][a-z0-9-]{0,62}$/;
 const U64_MAX = (1n << 64n) - 1n;
@@ -144,8 +145,13 @@ export function normalizeRequest(req: GenerateRequestWire, newRequestId: () => s
   if (!REQUEST_ID.test(requestId)) throw new InvalidArgumentError('request_id', 'must be 1-128 characters of letters, digits and ._:-');
 
   const modelId = (req.model_id ?? '').trim();
-  if (modelId && !MODEL_ID.test(modelId)) {
-    throw new InvalidArgumentError('model_id', `"${modelId.slice(0, 80)}" is not a model id (base, base+lora or base+lora@variant; lower-case letters, digits, . _ -)`);
+  if (modelId) {
+    try {
+      parseModelId(modelId);
+    } catch (err) {
+      if (err instanceof ModelIdError) throw new InvalidArgumentError('model_id', err.message);
+      throw err;
+    }
   }
 
   let prompt: string;

@@ -9,7 +9,7 @@ import * as protoLoader from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation, protoPath as healthProtoPath, type ServingStatus } from 'grpc-health-check';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
-import type { ClusterConfig } from '../common/config.js';
+import type { ClusterConfig, ScaleTargetKind } from '../common/config.js';
 import { NoReplicaError, OrreryError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import { startMetricsServer, type MetricsServer } from '../common/metrics-server.js';
@@ -17,12 +17,15 @@ import { connectNats } from '../common/nats-connection.js';
 import { PayloadStore } from '../common/payload-store.js';
 import { subjects, type Subjects } from '../common/subjects.js';
 import { protoDir, wire } from '../common/wire.js';
+import { Autoscaler } from './autoscaler.js';
 import { BatchDispatcher } from './batch-dispatcher.js';
 import { DeploymentScheduler } from './deployment-scheduler.js';
 import { imageService } from './image-service.js';
 import { PipelineRunner } from './pipeline-runner.js';
 import { ReplicaRegistry } from './replica-registry.js';
 import { RouterMetrics } from './router-metrics.js';
+import { LocalScaleTarget } from './scale-targets/local.js';
+import type { ScaleTarget } from './scale-targets/scale-target.js';
 
 export const SERVICE_NAME = 'orrery.v1.ImageService';
 
@@ -36,6 +39,8 @@ export interface RouterOptions {
   readonly metricsPort?: number;
   /** Fail queued work after a deployment has had no replica this long. */
   readonly noReplicaTimeoutMs?: number;
+  /** Where autoscaling decisions go; overrides config autoscaler.scale_target (an object: tests). */
+  readonly scaleTarget?: ScaleTargetKind | ScaleTarget;
 }
 
 export type RouterState = 'starting' | 'running' | 'draining' | 'stopped' | 'failed';
@@ -53,6 +58,7 @@ export class Router {
   private readonly noReplicaSince = new Map<string, number>();
   private tick: NodeJS.Timeout | undefined;
   private hbSub: Subscription | undefined;
+  private autoscaler: Autoscaler | undefined;
   grpcAddress = '';
 
   private constructor(private readonly options: RouterOptions) {
@@ -88,7 +94,8 @@ export class Router {
     for (const dep of Object.values(config.deployments)) {
       this.schedulers.set(dep.name, new DeploymentScheduler(dep, {
         registry: this.registry, dispatcher, metrics: this.metrics, log: log.child({ deployment: dep.name }),
-        rng: Math.random, now: Date.now, affinityWaitMs: Math.max(1000, 20 * dep.batchWaitTimeoutMs), maxLostAttempts: 2,
+        rng: Math.random, now: Date.now, affinityWaitMs: dep.affinityWaitMs, maxLostAttempts: 2,
+        ...(dep.autoscaling ? { scaleFromZero: { maxHoldMs: dep.autoscaling.maxHoldMs, onHold: () => this.autoscaler?.wake(dep.name) } } : {}),
       }));
       this.health.setStatus(dep.name, 'NOT_SERVING');
     }
@@ -103,12 +110,13 @@ export class Router {
         if (seen === 'gone') dispatcher.replicaStopped(hb);
         else dispatcher.reconcile(hb, Date.now());
         this.updateHealth();
-        scheduler.replicaHeartbeat(hb.replicaId);
+        scheduler.replicaHeartbeat();
       },
     });
     // Replicas already running answer at once instead of at their next interval.
     this.nc.publish(this.subjects.heartbeatRequest);
     this.tick = setInterval(() => this.onTick(dispatcher), 100);
+    await this.startAutoscaler();
 
     const runner = new PipelineRunner(config, this.schedulers, Date.now);
     const packageDefinition = protoLoader.loadSync(path.join(protoDir(), 'orrery/v1/image_service.proto'), {
@@ -134,6 +142,35 @@ export class Router {
     log.info({ grpc: this.grpcAddress, metrics: this.metricsServer.url }, 'router running');
   }
 
+  /** Starts the autoscaler when some deployment has `autoscaling` (DESIGN §4). */
+  private async startAutoscaler(): Promise<void> {
+    const { config, log } = this.options;
+    const deployments = Object.values(config.deployments).filter((d) => d.autoscaling);
+    if (deployments.length === 0) return;
+    const choice = this.options.scaleTarget ?? config.autoscaler.scaleTarget;
+    let target: ScaleTarget | undefined;
+    if (typeof choice === 'object') target = choice;
+    else if (choice === 'local') target = new LocalScaleTarget(this.nc, config.nats.prefix);
+    else if (choice === 'kubernetes') {
+      // Loaded on demand: only a router that scales Kubernetes Deployments needs the client.
+      const { KubernetesScaleTarget } = await import('./scale-targets/kubernetes.js');
+      target = await KubernetesScaleTarget.create({ namespace: config.autoscaler.kubernetesNamespace });
+    }
+    this.autoscaler = await Autoscaler.start({
+      deployments, target, registry: this.metrics.registry, log: log.child({ component: 'autoscaler' }),
+      intervalMs: config.autoscaler.intervalMs, now: Date.now,
+      observe: (name) => ({
+        runningReplicas: this.registry.serving(name).length,
+        totalOngoing: this.schedulers.get(name)!.queueDepth + this.inFlightImages(name),
+      }),
+    });
+  }
+
+  /** Images the replicas of `deployment` are working on, as their last heartbeats said. */
+  private inFlightImages(deployment: string): number {
+    return this.registry.all().reduce((n, r) => (r.deployment === deployment ? n + r.heartbeat.inFlightItems : n), 0);
+  }
+
   private onTick(dispatcher: BatchDispatcher): void {
     const now = Date.now();
     for (const lost of this.registry.expire(now)) {
@@ -143,7 +180,10 @@ export class Router {
     for (const [name, s] of this.schedulers) {
       const serving = this.registry.serving(name).length;
       this.metrics.queueDepth.set({ deployment: name }, s.queueDepth);
-      if (serving > 0) this.noReplicaSince.delete(name);
+      this.metrics.inFlight.set({ deployment: name }, this.inFlightImages(name));
+      // An autoscaled deployment holds requests while it scales up from zero, each for at most max_hold_s.
+      if (s.config.autoscaling) s.expireHeld(now);
+      else if (serving > 0) this.noReplicaSince.delete(name);
       else if (!this.noReplicaSince.has(name)) this.noReplicaSince.set(name, now);
       else if (s.queueDepth > 0 && now - this.noReplicaSince.get(name)! > (this.options.noReplicaTimeoutMs ?? 30_000)) s.failQueued(new NoReplicaError(name));
     }
@@ -158,7 +198,8 @@ export class Router {
     for (const name of this.schedulers.keys()) {
       const ok = running && this.registry.serving(name).length > 0;
       this.health.setStatus(name, ok ? 'SERVING' : 'NOT_SERVING');
-      const wanted = this.options.config.deployments[name]!.replicas > 0;
+      const dep = this.options.config.deployments[name]!;
+      const wanted = (dep.autoscaling ? dep.autoscaling.minReplicas : dep.replicas) > 0;
       if (wanted && !ok) all = false;
     }
     const status: ServingStatus = running ? 'SERVING' : 'NOT_SERVING';
@@ -209,6 +250,7 @@ export class Router {
       });
     }
     clearInterval(this.tick);
+    await this.autoscaler?.stop();
     for (const s of this.schedulers.values()) s.close();
     this.hbSub?.unsubscribe();
     await this.metricsServer?.close();

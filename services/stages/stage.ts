@@ -44,10 +44,19 @@ export interface RunContext {
   progress(index: number, step: number, totalSteps: number): void;
 }
 
+/** A LoRA fused at load: modules fused, and those the graph lacked (with `lora_unmatched: warn`). */
+export interface LoadReport {
+  readonly loraFile?: string;
+  readonly loraModulesFused: number;
+  readonly loraModulesUnmatched: readonly string[];
+}
+
 export interface LoadedModel {
   readonly modelId: string;
   /** Approximate bytes held (weights, sessions), for metrics and memory budgets. */
   readonly sizeBytes: number;
+  /** What the load did beyond reading the model (a fused LoRA), for the replica's logs and metrics. */
+  readonly loadReport?: LoadReport;
   /**
    * Runs one batch. Returns one entry per item, in order: an output, or an Error for an item that
    * failed alone (e.g. its request was cancelled). Throws if the whole batch failed.

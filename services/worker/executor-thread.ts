@@ -23,7 +23,10 @@ function post(msg: FromThread, transfer: ArrayBuffer[] = []): void {
 const cache: ModelCache = new ModelCache({
   maxModels: init.maxModels,
   load: (modelId) => stage.load(modelId, init.stageContext),
-  onLoad: (modelId, seconds) => post({ type: 'model-loaded', modelId, seconds, loaded: cache.loadedModels(), loading: cache.loadingModel() }),
+  onLoad: (modelId, seconds, model) => post({
+    type: 'model-loaded', modelId, seconds, loaded: cache.loadedModels(), loading: cache.loadingModel(),
+    ...(model.loadReport ? { report: { ...model.loadReport, loraModulesUnmatched: [...model.loadReport.loraModulesUnmatched] } } : {}),
+  }),
   onEvict: (modelId) => post({ type: 'model-evicted', modelId, loaded: cache.loadedModels(), loading: cache.loadingModel() }),
   onChange: () => post({ type: 'models', loaded: cache.loadedModels(), loading: cache.loadingModel() }),
 });

@@ -13,7 +13,7 @@ import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { fromWire, OrreryError, type WireError } from '../common/errors.js';
 import { knownStages, loadStage } from '../stages/registry.js';
-import type { StageContext, StageItem, StageOutput } from '../stages/stage.js';
+import type { LoadReport, StageContext, StageItem, StageOutput } from '../stages/stage.js';
 
 export interface ExecutorOptions {
   /** Stage name (services/stages/registry.ts). */
@@ -44,7 +44,7 @@ export interface ExecutorRunResult {
 export type ProgressListener = (itemIndex: number, step: number, totalSteps: number) => void;
 
 export interface ExecutorEvents {
-  'model-loaded': [{ modelId: string; seconds: number }];
+  'model-loaded': [{ modelId: string; seconds: number; report?: LoadReport }];
   'model-evicted': [{ modelId: string }];
   /** The thread died; every pending call has been rejected. */
   crashed: [OrreryError];
@@ -65,7 +65,7 @@ export type FromThread =
   | { type: 'progress'; runId: number; index: number; step: number; total: number }
   | { type: 'result'; runId: number; results: ExecutorItemResult[]; loadSeconds: number; runSeconds: number }
   | { type: 'failed'; runId: number; error: WireError }
-  | { type: 'model-loaded'; modelId: string; seconds: number; loaded: string[]; loading?: string }
+  | { type: 'model-loaded'; modelId: string; seconds: number; loaded: string[]; loading?: string; report?: LoadReport }
   | { type: 'model-evicted'; modelId: string; loaded: string[]; loading?: string }
   | { type: 'models'; loaded: string[]; loading?: string }
   | { type: 'closed' };
@@ -236,7 +236,7 @@ export class Executor extends EventEmitter<ExecutorEvents> {
       case 'models':
         this.loaded = m.loaded;
         this.loading = m.loading;
-        if (m.type === 'model-loaded') this.emit('model-loaded', { modelId: m.modelId, seconds: m.seconds });
+        if (m.type === 'model-loaded') this.emit('model-loaded', { modelId: m.modelId, seconds: m.seconds, ...(m.report ? { report: m.report } : {}) });
         if (m.type === 'model-evicted') this.emit('model-evicted', { modelId: m.modelId });
         return;
       case 'closed':

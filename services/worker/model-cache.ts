@@ -15,7 +15,7 @@ export interface ModelCacheOptions {
   /** Monotonic clock in milliseconds (injected for tests). */
   readonly now?: () => number;
   /** A load finished; `seconds` is the load's own duration (excluding evictions before it). */
-  readonly onLoad?: (modelId: string, seconds: number) => void;
+  readonly onLoad?: (modelId: string, seconds: number, model: LoadedModel) => void;
   /** A model left the cache (its dispose may still be running). */
   readonly onEvict?: (modelId: string) => void;
   /** The loaded or loading lists changed. */
@@ -135,7 +135,7 @@ export class ModelCache {
       const model = await this.opts.load(entry.modelId);
       entry.state = 'ready';
       entry.model = model;
-      this.opts.onLoad?.(entry.modelId, (performance.now() - started) / 1000);
+      this.opts.onLoad?.(entry.modelId, (performance.now() - started) / 1000, model);
       this.opts.onChange?.();
       return model;
     } catch (err) {

@@ -15,7 +15,7 @@ import { connectNats } from '../common/nats-connection.js';
 import { PayloadStore } from '../common/payload-store.js';
 import { subjects, type Subjects } from '../common/subjects.js';
 import { wire, type BatchRequest, type ItemResult } from '../common/wire.js';
-import type { StageItem } from '../stages/stage.js';
+import type { LoadReport, StageItem } from '../stages/stage.js';
 import { Executor } from './executor.js';
 import { WorkerMetrics } from './worker-metrics.js';
 
@@ -89,8 +89,14 @@ export class Replica {
       stageContext: { options: this.dep.options, modelRepository: config.modelRepository },
       maxModels: this.dep.maxModelsPerReplica,
     });
-    this.executor.on('model-loaded', (e: { modelId: string; seconds: number }) => {
+    this.executor.on('model-loaded', (e: { modelId: string; seconds: number; report?: LoadReport }) => {
       this.metrics.modelLoads.inc({ ...labels, model: e.modelId });
+      if (e.report) {
+        this.metrics.loraModulesFused.inc({ ...labels, model: e.modelId }, e.report.loraModulesFused);
+        const fields = { modelId: e.modelId, loraFile: e.report.loraFile, fused: e.report.loraModulesFused, unmatched: e.report.loraModulesUnmatched };
+        if (e.report.loraModulesUnmatched.length) log.warn(fields, 'LoRA fused; some modules match no weight (lora_unmatched: warn)');
+        else log.info(fields, 'LoRA fused');
+      }
       this.metrics.modelLoadSeconds.observe(labels, e.seconds);
       this.metrics.modelsLoaded.set(labels, this.executor.loadedModels().length);
       this.heartbeat();

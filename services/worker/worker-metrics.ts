@@ -8,6 +8,7 @@ export class WorkerMetrics {
   readonly modelLoads = new Counter({ name: 'orrery_model_loads_total', help: 'Models loaded by this replica', labelNames: ['deployment', 'model'], registers: [this.registry] });
   readonly modelEvictions = new Counter({ name: 'orrery_model_evictions_total', help: 'Models evicted from this replica (LRU)', labelNames: ['deployment', 'model'], registers: [this.registry] });
   readonly modelLoadSeconds = new Histogram({ name: 'orrery_model_load_duration_seconds', help: 'Time to load a model (read, fuse, create sessions)', labelNames: ['deployment'], buckets: SECONDS, registers: [this.registry] });
+  readonly loraModulesFused = new Counter({ name: 'orrery_lora_modules_fused_total', help: 'LoRA modules fused into model weights at load', labelNames: ['deployment', 'model'], registers: [this.registry] });
   readonly modelsLoaded = new Gauge({ name: 'orrery_models_loaded', help: 'Models currently loaded on this replica', labelNames: ['deployment'], registers: [this.registry] });
   readonly inFlightItems = new Gauge({ name: 'orrery_replica_in_flight_images', help: 'Images this replica is working on', labelNames: ['deployment'], registers: [this.registry] });
   readonly inFlightBatches = new Gauge({ name: 'orrery_replica_in_flight_batches', help: 'Batches this replica is working on', labelNames: ['deployment'], registers: [this.registry] });

@@ -165,6 +165,13 @@ describe('decideBatch: affinity and spilling', () => {
     assert.deepEqual(d.indexes, [0, 1, 2, 3]);
   });
 
+  test('with spill_backlog_batches = 3 a group waits until it holds more than three batches per holder', () => {
+    const rs = [replica('holder', ['a'], 1), replica('free')];
+    const o3 = { ...opts, spillBacklogBatches: 3 };
+    assert.equal(decideBatch(items('a', 12, 100), rs, o3, 110, lcg(1)).kind, 'wait');
+    assert.equal(dispatched(decideBatch(items('a', 13, 100), rs, o3, 110, lcg(1))).replicaId, 'free');
+  });
+
   test('does not starve an old group of another model', () => {
     // A steady full group of 'a' would always win as the largest hit; 'b' has waited past affinity_wait_ms.
     const queue = [item('b', 0), ...items('a', 8, 400)];

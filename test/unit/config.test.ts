@@ -94,6 +94,8 @@ describe('compileConfig: defaults', () => {
       maxOngoingBatches: 1,
       maxQueuedRequests: 1000,
       maxModelsPerReplica: 2,
+      affinityWaitMs: 1000,
+      spillBacklogBatches: 3,
       defaultSteps: 30,
       defaultGuidanceScale: 5,
       options: {},

@@ -81,6 +81,47 @@ every entry of .Values.deployments must agree on metricsPort.
 {{- if eq $port 0 }}9465{{ else }}{{ $port }}{{ end }}
 {{- end }}
 
+{{/* The worker Deployment of model deployment `name`: (dict "root" $ "name" $name). */}}
+{{- define "orrery.workerName" -}}
+{{- printf "%s-%s" (include "orrery.fullname" .root) .name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The `autoscaling` mapping of config.deployments.<name> as YAML ("{}" when it has none). */}}
+{{- define "orrery.autoscalingOf" -}}
+{{- toYaml (dig "deployments" .name "autoscaling" dict (default dict .root.Values.config)) }}
+{{- end }}
+
+{{/*
+"true" when model deployment `name` is scaled by load: its config has `autoscaling` and
+autoscaling.mode is router or keda. Its Deployment's replica count then belongs to the scaler.
+*/}}
+{{- define "orrery.isAutoscaled" -}}
+{{- $as := include "orrery.autoscalingOf" . | fromYaml }}
+{{- if and $as (ne .root.Values.autoscaling.mode "none") }}true{{ end }}
+{{- end }}
+
+{{/*
+The replica count to render for an autoscaled Deployment: the live count when it exists (so an
+upgrade does not undo the autoscaler's work; `lookup` is empty under `helm template`), else
+autoscaling.initial_replicas (default min_replicas, default 1), as Ray Serve starts.
+*/}}
+{{- define "orrery.autoscaledReplicas" -}}
+{{- $as := include "orrery.autoscalingOf" . | fromYaml }}
+{{- $initial := 1 }}
+{{- if hasKey $as "min_replicas" }}{{ $initial = int (get $as "min_replicas") }}{{ end }}
+{{- if hasKey $as "initial_replicas" }}{{ $initial = int (get $as "initial_replicas") }}{{ end }}
+{{- $live := lookup "apps/v1" "Deployment" .root.Release.Namespace (include "orrery.workerName" .) }}
+{{- if and $live $live.spec (hasKey $live.spec "replicas") }}{{ $live.spec.replicas }}{{ else }}{{ $initial }}{{ end }}
+{{- end }}
+
+{{- define "orrery.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (printf "%s-router" (include "orrery.fullname" .)) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
 {{/*
 The cluster config with the keys the chart owns filled in from chart values, as YAML. Also checks
 that every Kubernetes deployment exists in the config and outlives the worker drain timeout.
@@ -98,6 +139,30 @@ that every Kubernetes deployment exists in the config and outlives the worker dr
 {{- $_ := set $worker "metrics_port" (int (include "orrery.workerMetricsPort" .)) }}
 {{- $_ := set $cfg "worker" $worker }}
 {{- $_ := set $cfg "model_repository" .Values.modelRepository.mountPath }}
+{{- $mode := .Values.autoscaling.mode }}
+{{- $autoscaler := deepCopy (default dict $cfg.autoscaler) }}
+{{- $_ := set $autoscaler "scale_target" (ternary "kubernetes" "none" (eq $mode "router")) }}
+{{- $_ := set $autoscaler "kubernetes_namespace" .Release.Namespace }}
+{{- $_ := set $autoscaler "interval_ms" (int .Values.autoscaling.intervalMs) }}
+{{- $_ := set $cfg "autoscaler" $autoscaler }}
+{{- if and (eq $mode "router") (gt (int .Values.router.replicas) 1) }}
+{{- fail (printf "autoscaling.mode=router needs router.replicas=1 (got %d): each router would scale from its own queue. With several routers use autoscaling.mode=keda, which sums the queues of all routers" (int .Values.router.replicas)) }}
+{{- end }}
+{{- $cfgDepsW := deepCopy (default dict $cfg.deployments) }}
+{{- range $name, $cd := $cfgDepsW }}
+{{- if and (kindIs "map" $cd) (hasKey $cd "autoscaling") }}
+{{- if not (hasKey $.Values.deployments $name) }}
+{{- fail (printf "config.deployments.%s.autoscaling is set but deployments.%s is not: there is no Kubernetes Deployment to scale" $name $name) }}
+{{- end }}
+{{- if hasKey $cd "replicas" }}
+{{- fail (printf "config.deployments.%s has both replicas and autoscaling: set autoscaling.initial_replicas (the chart's deployments.%s.replicas is ignored for autoscaled deployments)" $name $name) }}
+{{- end }}
+{{- $as := deepCopy $cd.autoscaling }}
+{{- $_ := set $as "kubernetes_deployment" (include "orrery.workerName" (dict "root" $ "name" $name)) }}
+{{- $_ := set $cd "autoscaling" $as }}
+{{- end }}
+{{- end }}
+{{- $_ := set $cfg "deployments" $cfgDepsW }}
 {{- $drainMs := int (default 60000 $worker.drain_timeout_ms) }}
 {{- $cfgDeps := default dict $cfg.deployments }}
 {{- range $name, $d := .Values.deployments }}

@@ -54,6 +54,9 @@ export async function denoise(
   const { timesteps } = scheduler.plan;
   const n = shape.channels * shape.latentHeight * shape.latentWidth;
   const timeIds = Float32Array.of(shape.height, shape.width, 0, 0, shape.height, shape.width);
+  // The conditioning feeds change only when an item leaves the batch: built once per active set
+  // (on a real export they are 77 × 2048 values per row, converted again for fp16).
+  let conditioning: { key: string; feeds: Record<string, ort.Tensor> } | undefined;
   for (let step = 0; step < timesteps.length; step++) {
     if (batchSignal.aborted) throw new CancelledError('batch, between denoising steps');
     const active = items.map((it, i) => ({ it, i })).filter(({ it }) => !it.signal.aborted);
@@ -62,28 +65,44 @@ export async function denoise(
     const cfg = active.some(({ it }) => it.guidanceScale > 1);
     const rows = cfg ? [...active, ...active] : active;
     const b = rows.length;
+    const key = `${cfg}:${active.map(({ i }) => i).join(',')}`;
+    if (conditioning?.key !== key) {
+      const embeds = rows.map(({ i }, r) => (cfg && r < active.length ? negative : positive).embeds[i]!);
+      const pooled = rows.map(({ i }, r) => (cfg && r < active.length ? negative : positive).pooled[i]!);
+      conditioning = {
+        key,
+        feeds: {
+          encoder_hidden_states: floatTensor(unet.dtype, stack(embeds), [b, positive.seqLen, positive.hiddenSize]),
+          text_embeds: floatTensor(unet.dtype, stack(pooled), [b, positive.pooledSize]),
+          time_ids: floatTensor(unet.dtype, stack(rows.map(() => timeIds)), [b, 6]),
+        },
+      };
+    }
     const scaled = active.map(({ it }) => scheduler.scaleModelInput(it.latents, step));
-    const embeds = rows.map(({ i }, r) => (cfg && r < active.length ? negative : positive).embeds[i]!);
-    const pooled = rows.map(({ i }, r) => (cfg && r < active.length ? negative : positive).pooled[i]!);
     const feeds: Record<string, ort.Tensor> = {
       sample: floatTensor(unet.dtype, stack(cfg ? [...scaled, ...scaled] : scaled), [b, shape.channels, shape.latentHeight, shape.latentWidth]),
       timestep: timestepTensor(unet.timestep, timesteps[step]!, b),
-      encoder_hidden_states: floatTensor(unet.dtype, stack(embeds), [b, positive.seqLen, positive.hiddenSize]),
-      text_embeds: floatTensor(unet.dtype, stack(pooled), [b, positive.pooledSize]),
-      time_ids: floatTensor(unet.dtype, stack(rows.map(() => timeIds)), [b, 6]),
+      ...conditioning.feeds,
     };
+    // A fresh buffer per run: the guidance mix writes each item's noise over its unconditional half.
     const out = toFloat32((await unet.session.run(feeds, ['out_sample'])).out_sample!);
     active.forEach(({ it }, k) => {
       const text = out.subarray((cfg ? active.length + k : k) * n, (cfg ? active.length + k + 1 : k + 1) * n);
       let eps: Float32Array = text;
       if (cfg && it.guidanceScale > 1) {
-        const uncond = out.subarray(k * n, (k + 1) * n);
-        eps = new Float32Array(n);
-        const g = it.guidanceScale;
-        for (let j = 0; j < n; j++) eps[j] = uncond[j]! + g * (text[j]! - uncond[j]!);
+        eps = out.subarray(k * n, (k + 1) * n);
+        guide(eps, text, it.guidanceScale);
       }
       scheduler.step(eps, step, it.latents, it.noise);
       it.onStep(step + 1, timesteps.length);
     });
+  }
+}
+
+/** uncond ← uncond + g·(text − uncond), in place. */
+function guide(uncond: Float32Array, text: Float32Array, g: number): void {
+  for (let j = 0; j < uncond.length; j++) {
+    const u = uncond[j]!;
+    uncond[j] = u + g * (text[j]! - u);
   }
 }

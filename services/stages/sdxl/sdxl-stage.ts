@@ -7,13 +7,20 @@
  * Deployment options: `mode` (`text-to-image` | `image-to-image`), `scheduler` (`euler` |
  * `euler_ancestral` | `ddim`; default: the bundle's scheduler_config.json), `karras_sigmas`,
  * and the ONNX Runtime session options (`execution_provider`, `device_id`, `intra_op_threads`,
- * `graph_optimization_level`).
+ * `graph_optimization_level`). A `base+lora` model id fuses `<repository>/loras/<lora>.safetensors`
+ * into the weights at load: `lora_scale` (default 1), `lora_unmatched` (`error` default | `warn`),
+ * `fused_model_dir` (where fused models are written while loaded; default `<tmp>/orrery-fused`).
  */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import sharp from 'sharp';
 import { ConfigError, InvalidArgumentError, OrreryError } from '../../common/errors.js';
-import { openSdxlBundle, resolveBundleDir, type SdxlBundle } from '../../models/sdxl-bundle.js';
+import { fuseLoraIntoBundle, type FusedBundle, type UnmatchedPolicy } from '../../models/lora/fused-bundle.js';
+import { resolveModelFiles } from '../../models/model-files.js';
+import { openSdxlBundle, type SdxlBundle } from '../../models/sdxl-bundle.js';
 import { parseSessionOptions } from '../../models/session-options.js';
-import type { LoadedModel, RunContext, Stage, StageContext, StageItem, StageOutput } from '../stage.js';
+import type { LoadedModel, LoadReport, RunContext, Stage, StageContext, StageItem, StageOutput } from '../stage.js';
 import { ClipTokenizer } from './clip-tokenizer.js';
 import { denoise, type DenoiseItem } from './denoise.js';
 import { gaussianSource } from './gaussian-noise.js';
@@ -54,6 +61,8 @@ class SdxlModel implements LoadedModel {
     private readonly tokenizer2: ClipTokenizer,
     private readonly schedulerConfig: SchedulerConfig,
     private readonly opts: SdxlOptions,
+    readonly loadReport: LoadReport | undefined,
+    private readonly cleanup: () => void,
   ) {}
 
   get sizeBytes(): number {
@@ -130,6 +139,7 @@ class SdxlModel implements LoadedModel {
 
   async dispose(): Promise<void> {
     await this.bundle.dispose();
+    this.cleanup();
   }
 }
 
@@ -149,14 +159,55 @@ export const sdxlStage: Stage = {
   name: 'sdxl',
   async load(modelId: string, ctx: StageContext): Promise<LoadedModel> {
     const opts = compileOptions(ctx.options);
-    const bundle = await openSdxlBundle(resolveBundleDir(ctx.modelRepository, modelId), parseSessionOptions(ctx.options));
+    const lora = compileLoraOptions(ctx.options);
+    const files = resolveModelFiles(ctx.modelRepository, modelId);
+    let fused: FusedBundle | undefined;
+    let fusedDir: string | undefined;
+    if (files.loraFile) {
+      fusedDir = fs.mkdtempSync(path.join(lora.fusedModelDir, `${files.id.base}+${files.id.lora}-`));
+      try {
+        fused = fuseLoraIntoBundle(files.bundleDir, files.loraFile, { scale: lora.scale, unmatched: lora.unmatched, outDir: fusedDir });
+      } catch (err) {
+        fs.rmSync(fusedDir, { recursive: true, force: true });
+        if (err instanceof OrreryError) throw new OrreryError(err.code, `model ${modelId}: ${err.message}`, { cause: err });
+        throw new OrreryError('ORRERY_ERR_MODEL_LOAD_FAILED', `model ${modelId}: LoRA ${files.loraFile}: ${(err as Error).message}`, { cause: err });
+      }
+    }
+    const removeFused = () => { if (fusedDir) fs.rmSync(fusedDir, { recursive: true, force: true }); };
+    let bundle: SdxlBundle;
+    try {
+      bundle = await openSdxlBundle(files.bundleDir, parseSessionOptions(ctx.options), { modelPaths: fused?.modelPaths ?? {} });
+    } catch (err) {
+      removeFused();
+      throw err;
+    }
     try {
       const tokenizer = ClipTokenizer.fromDirectory(bundle.tokenizerDirs[1]);
       const tokenizer2 = ClipTokenizer.fromDirectory(bundle.tokenizerDirs[2]);
-      return new SdxlModel(modelId, bundle, tokenizer, tokenizer2, parseSchedulerConfig(bundle.schedulerConfigJson), opts);
+      const report = fused ? { loraFile: files.loraFile!, loraModulesFused: fused.matched, loraModulesUnmatched: fused.unmatched } : undefined;
+      return new SdxlModel(modelId, bundle, tokenizer, tokenizer2, parseSchedulerConfig(bundle.schedulerConfigJson), opts, report, removeFused);
     } catch (err) {
       await bundle.dispose();
+      removeFused();
       throw new OrreryError('ORRERY_ERR_MODEL_LOAD_FAILED', `model ${modelId}: ${(err as Error).message}`, { cause: err });
     }
   },
 };
+
+interface LoraOptions {
+  readonly scale: number;
+  readonly unmatched: UnmatchedPolicy;
+  readonly fusedModelDir: string;
+}
+
+/** `lora_scale` (default 1), `lora_unmatched` (`error` | `warn`), `fused_model_dir` (default: the OS temp folder). */
+function compileLoraOptions(o: Readonly<Record<string, unknown>>): LoraOptions {
+  const scale = o.lora_scale ?? 1;
+  if (typeof scale !== 'number' || !Number.isFinite(scale)) throw new ConfigError('options.lora_scale', `must be a number, got ${JSON.stringify(scale)}`);
+  const unmatched = o.lora_unmatched ?? 'error';
+  if (unmatched !== 'error' && unmatched !== 'warn') throw new ConfigError('options.lora_unmatched', `must be error or warn, got ${JSON.stringify(unmatched)}`);
+  const dir = o.fused_model_dir ?? path.join(os.tmpdir(), 'orrery-fused');
+  if (typeof dir !== 'string' || !dir) throw new ConfigError('options.fused_model_dir', 'must be a folder path');
+  fs.mkdirSync(dir, { recursive: true });
+  return { scale, unmatched, fusedModelDir: dir };
+}

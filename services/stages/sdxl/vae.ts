@@ -29,10 +29,13 @@ export async function decodeLatents(vae: VaeInfo, latents: readonly Float32Array
   return latents.map((_, b) => {
     const rgb = new Uint8Array(plane * 3);
     for (let ch = 0; ch < 3; ch++) {
-      const base = (b * 3 + ch) * plane;
-      for (let p = 0; p < plane; p++) {
-        const v = Math.min(1, Math.max(0, x[base + p]! / 2 + 0.5));
-        rgb[p * 3 + ch] = Math.round(v * 255);
+      for (let p = 0, i = (b * 3 + ch) * plane, o = ch; p < plane; p++, i++, o += 3) {
+        // round(clamp(x/2 + 0.5, 0, 1) · 255), byte for byte what Math.min/max/round gave (checked
+        // over every float32; NaN stores 0 either way) at about a third of the time
+        // (bench/results/sdxl.md): adding 0.5 could only round across an integer just below
+        // v·255 = 0.5, where a float32 x leaves v too few bits to do so.
+        const v = x[i]! / 2 + 0.5;
+        rgb[o] = v <= 0 ? 0 : v >= 1 ? 255 : (v * 255 + 0.5) | 0;
       }
     }
     return rgb;

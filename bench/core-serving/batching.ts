@@ -1,0 +1,127 @@
+/**
+ * Benchmark 3, batching efficiency with a GPU-like cost model: a batch of n costs
+ * 40 + 10·n ms, at most 8 per batch, one replica running one batch at a time — so the ideal
+ * batched capacity is 8 / 0.120 s ≈ 66.7 images/s, and unbatched 1 / 0.050 s = 20/s. Open-loop
+ * Poisson arrivals (seeded) at 50/80/95% of the batched capacity, batching on and off.
+ */
+import { imageServiceClient } from '../../services/cli/client.js';
+import { poissonArrivals } from '../lib/arrivals.js';
+import { simulateBatching } from '../lib/batch-queue-model.js';
+import { benchConfig, startBenchCluster, timedGenerate } from '../lib/bench-cluster.js';
+import { openLoop } from '../lib/load.js';
+import { CpuMeter } from '../lib/proc-cpu.js';
+import { delta, scrape } from '../lib/prometheus.js';
+import { round, summarize } from '../lib/stats.js';
+import type { Check, Table } from '../lib/types.js';
+
+const COST = { fixed_ms: 40, per_item_ms: 10 };
+const MAX_BATCH = 8;
+const FULL_BATCH_MS = COST.fixed_ms + COST.per_item_ms * MAX_BATCH;
+
+export const BATCHING = {
+  modes: {
+    batched: { stage: 'synthetic', models: ['gpu'], replicas: 1, max_batch_size: MAX_BATCH, batch_wait_timeout_ms: 20, max_ongoing_batches: 1, options: COST },
+    unbatched: { stage: 'synthetic', models: ['gpu'], replicas: 1, max_batch_size: 1, batch_wait_timeout_ms: 0, max_ongoing_batches: 1, options: COST },
+  },
+  capacityPerS: (MAX_BATCH * 1000) / FULL_BATCH_MS,
+  loads: [0.5, 0.8, 0.95],
+  runMs: 20_000,
+  /** Answers before this are warm-up: not counted in the throughput. */
+  warmupMs: 2_000,
+  /** Client deadline per request: what "served" means for an overloaded configuration. */
+  deadlineMs: 5_000,
+  p99TargetMs: 2.5 * FULL_BATCH_MS,
+} as const;
+
+interface Point {
+  mode: string;
+  load: number;
+  offeredPerS: number;
+  sent: number;
+  answered: number;
+  servedPct: number;
+  throughputPerS: number;
+  p50Ms: number;
+  p99Ms: number;
+  meanBatch: number;
+  /** Images the replica was sent whose request had ended before it answered (work thrown away). */
+  wastedPct: number;
+  /** The ideal batching server (batch-queue-model.ts) on the same arrivals; batched mode only. */
+  model?: { p50Ms: number; p99Ms: number; meanBatch: number };
+  failures: Record<string, number>;
+}
+
+export async function batchingEfficiency(): Promise<{ checks: Check[]; tables: Table[]; notes: string[]; data: Record<string, unknown> }> {
+  const B = BATCHING;
+  const c = await startBenchCluster(benchConfig(B.modes));
+  const client = imageServiceClient(c.cluster.grpcAddress);
+  const points: Point[] = [];
+  const cpu = new CpuMeter({ router: c.pids.router, replicas: c.pids.replicas, 'nats-server': c.pids.nats });
+  let ok = false;
+  try {
+    cpu.begin();
+    for (const mode of Object.keys(B.modes)) {
+      for (const [k, load] of B.loads.entries()) {
+        const rate = load * B.capacityPerS;
+        const seed = 100 + k;
+        const m0 = await scrape(c.cluster.metricsUrl);
+        const res = await openLoop(rate, B.runMs, seed, () => timedGenerate(client, { pipeline: mode, prompt: 'a small planet', seed: '1' }, B.deadlineMs));
+        const m1 = await scrape(c.cluster.metricsUrl);
+        const good = res.filter((r) => r.ok);
+        const lat = summarize(good.map((r) => r.ms));
+        const inWindow = good.filter((r) => r.doneMs >= B.warmupMs && r.doneMs <= B.runMs).length;
+        const failures: Record<string, number> = {};
+        for (const r of res) if (!r.ok) failures[String(r.code)] = (failures[String(r.code)] ?? 0) + 1;
+        const dispatched = delta(m0, m1, 'orrery_batch_size_sum', { deployment: mode });
+        const produced = delta(m0, m1, 'orrery_images_total', { deployment: mode });
+        const dep = B.modes[mode as keyof typeof B.modes];
+        const model = dep.max_batch_size > 1
+          ? simulateBatching(poissonArrivals(rate, B.runMs, seed), { maxBatch: dep.max_batch_size, fixedMs: COST.fixed_ms, perItemMs: COST.per_item_ms, waitMs: dep.batch_wait_timeout_ms })
+          : undefined;
+        const modelLat = model ? summarize(model.latencies) : undefined;
+        points.push({
+          mode, load, offeredPerS: round(rate), sent: res.length, answered: good.length,
+          servedPct: round((100 * good.length) / res.length),
+          throughputPerS: round(inWindow / ((B.runMs - B.warmupMs) / 1000)),
+          p50Ms: round(lat.p50), p99Ms: round(lat.p99),
+          meanBatch: round(dispatched / delta(m0, m1, 'orrery_batch_size_count', { deployment: mode })),
+          wastedPct: round((100 * (dispatched - produced)) / dispatched),
+          ...(model && modelLat ? { model: { p50Ms: round(modelLat.p50), p99Ms: round(modelLat.p99), meanBatch: round(model.meanBatch) } } : {}),
+          failures,
+        });
+        process.stdout.write(`  batching ${mode} at ${load * 100}%: ${JSON.stringify(points[points.length - 1])}\n`);
+      }
+    }
+    const used = cpu.end();
+    const at95 = points.find((p) => p.mode === 'batched' && p.load === 0.95)!;
+    const checks: Check[] = [
+      { name: 'Batching on, 95% load: offered load served', measured: at95.servedPct, unit: '%', target: '≥ 95%', pass: at95.servedPct >= 95, note: `${at95.throughputPerS}/s of ${at95.offeredPerS}/s offered` },
+      {
+        name: 'Batching on, 95% load: p99 latency', measured: at95.p99Ms, unit: 'ms', target: `≤ ${B.p99TargetMs} ms (2.5 × ${FULL_BATCH_MS} ms)`, pass: at95.p99Ms <= B.p99TargetMs,
+        note: `the ideal batcher (no overhead) on the same arrivals: p99 ${at95.model!.p99Ms} ms`,
+      },
+    ];
+    const tables: Table[] = [{
+      title: '3. Batching efficiency (cost 40 + 10·n ms per batch, 1 replica, 1 batch at a time)',
+      columns: ['batching', 'load', 'offered/s', 'throughput/s', 'served %', 'p50 ms', 'p99 ms', 'mean batch', 'ideal p50 / p99 ms, mean batch', 'wasted %', 'failures (gRPC code: n)'],
+      rows: points.map((p) => [
+        p.mode === 'batched' ? `on (max ${MAX_BATCH}, wait ${B.modes.batched.batch_wait_timeout_ms} ms)` : 'off (max 1)', `${p.load * 100}%`, p.offeredPerS, p.throughputPerS, p.servedPct,
+        p.p50Ms, p.p99Ms, p.meanBatch, p.model ? `${p.model.p50Ms} / ${p.model.p99Ms}, ${p.model.meanBatch}` : '–', p.wastedPct,
+        Object.entries(p.failures).map(([k, v]) => `${k}: ${v}`).join(', ') || '–',
+      ]),
+      note: `Ideal batched capacity ${round(B.capacityPerS)} images/s, unbatched 20/s. ${B.runMs / 1000} s of Poisson arrivals per point; served % = answered within the ${B.deadlineMs / 1000} s client deadline ÷ sent; throughput counts answers between ${B.warmupMs / 1000} s and the end of arrivals; latency percentiles over answered requests; mean batch from orrery_batch_size_sum / _count; ideal = the same arrivals through a simulated zero-overhead FIFO batcher with the same settings (bench/lib/batch-queue-model.ts); wasted = images sent to the replica whose request had already ended (deadline or cancel) when it answered, from orrery_batch_size_sum − orrery_images_total. gRPC codes: 1 CANCELLED, 4 DEADLINE_EXCEEDED. CPU over the whole part (cores busy): ${Object.entries(used).map(([k, v]) => `${k} ${v.cores}`).join(', ')}.`,
+    }];
+    const off = points.filter((p) => p.mode === 'unbatched');
+    const notes = [
+      `Batching: at 95% of the ideal capacity the router served ${at95.servedPct}% with batches of ${at95.meanBatch} on average, but p99 was ${at95.p99Ms} ms. That is queueing, not overhead: the same arrivals through a simulated zero-overhead FIFO batcher with the same settings give p99 ${at95.model!.p99Ms} ms. With one replica running one batch at a time, max_batch_size ${MAX_BATCH} and Poisson arrivals, no batch-forming policy meets p99 ≤ ${B.p99TargetMs} ms at 95% load (in the model the p99 stays under it only up to about 80% load; batch_wait_timeout_ms between 0 and 40 ms changes the model's p99 by a few ms). Meeting it takes more capacity per queue: a larger max_batch_size, a second replica, or admission control that sheds load past ~85%.`,
+      `Batching off is overloaded at every point (capacity 20/s) and its throughput falls below even that: ${off.map((p) => `${p.throughputPerS}/s at ${p.load * 100}%`).join(', ')}. Under overload the FIFO queue grows until requests wait about their ${B.deadlineMs / 1000} s deadline, so the replica works mostly on requests that expire before or during their run (${off.map((p) => `${p.wastedPct}%`).join(', ')} of the images it was sent were thrown away). Router finding (services/router/deployment-scheduler.ts pump / batch-policy.ts): units are dispatched with no check that their remaining deadline covers the expected batch time; skipping (failing fast with DEADLINE_EXCEEDED) units whose deadline is nearer than the deployment's recent batch duration, or serving the newest first when the queue is past its deadline horizon, would keep goodput near capacity under overload.`,
+      `batch_wait_timeout_ms ${B.modes.batched.batch_wait_timeout_ms} ms: about half the fixed batch cost. It only applies when the replica is idle (a queue that waited for a busy replica leaves at once), so it grows batches at low load (mean ${points[0]!.meanBatch} at 50%) at no cost to p99 in the model.`,
+    ];
+    if ((used.other?.cores ?? 0) > 0.25) notes.push(`Caution: other work on the machine used ${used.other!.cores} cores on average during the batching runs.`);
+    ok = true;
+    return { checks, tables, notes, data: { config: B, points, cpu: used } };
+  } finally {
+    client.close();
+    await c.stop(!ok);
+  }
+}

@@ -1,0 +1,139 @@
+/**
+ * Benchmark 2, throughput ceiling of one router: a zero-cost synthetic deployment with large
+ * batches and several replicas, driven closed-loop by several client processes (each with a few
+ * HTTP/2 connections and many requests in flight) so the clients are not one event loop. Counts
+ * answers per second inside a window after a warm-up, and the CPU each process group used.
+ * The same clients then drive a gRPC stub that answers at once (echo-server.ts): the ceiling of
+ * grpc-js itself on this machine, which no router built on it can pass.
+ */
+import type { ChildProcess } from 'node:child_process';
+import os from 'node:os';
+import { benchConfig, startBenchCluster } from '../lib/bench-cluster.js';
+import { forkHelper, spawnReady, stopChild } from '../lib/child.js';
+import type { LoadJob, LoadReport } from '../lib/load-worker.js';
+import { CpuMeter } from '../lib/proc-cpu.js';
+import { delta, scrape } from '../lib/prometheus.js';
+import { round, summarize, type Summary } from '../lib/stats.js';
+import type { Check, Table } from '../lib/types.js';
+
+export const THROUGHPUT = {
+  deployment: {
+    stage: 'synthetic', models: ['bulk'], replicas: 2, max_batch_size: 64, batch_wait_timeout_ms: 1,
+    max_ongoing_batches: 8, max_queued_requests: 50_000, options: {},
+  },
+  clientProcesses: 2,
+  channelsPerProcess: 2,
+  inFlightPerProcess: 256,
+  warmupMs: 3_000,
+  windowMs: 10_000,
+  stubWarmupMs: 2_000,
+  stubWindowMs: 6_000,
+  deadlineMs: 30_000,
+  target: 20_000,
+} as const;
+
+const REQUEST = { pipeline: 'bulk', prompt: 'a small planet', seed: '1' };
+
+function runWorker(child: ChildProcess, job: LoadJob): Promise<LoadReport> {
+  return new Promise((resolve, reject) => {
+    child.once('message', (m) => resolve(m as LoadReport));
+    child.once('exit', (code) => reject(new Error(`load worker exited (${code}) before reporting`)));
+    child.send(job);
+  });
+}
+
+interface Driven {
+  readonly perS: number;
+  readonly failed: number;
+  readonly latency: Summary;
+  readonly cpu: Record<string, { cpuSeconds: number; cores: number }>;
+}
+
+/** Closed-loop load from fresh client processes on `address`; `around` runs at the window's edges. */
+async function drive(address: string, warmupMs: number, windowMs: number, pids: Record<string, number[]>, around?: { begin(): Promise<void>; end(): Promise<void> }): Promise<Driven> {
+  const T = THROUGHPUT;
+  const workers = Array.from({ length: T.clientProcesses }, () => forkHelper('load-worker.js'));
+  try {
+    const startAtMs = Date.now() + 500;
+    const job: LoadJob = { address, channels: T.channelsPerProcess, inFlight: T.inFlightPerProcess, startAtMs, warmupMs, durationMs: windowMs, request: REQUEST, deadlineMs: T.deadlineMs };
+    const reports = Promise.all(workers.map((w) => runWorker(w, job)));
+    const cpu = new CpuMeter({ ...pids, clients: workers.map((w) => w.pid!) });
+    await new Promise((r) => setTimeout(r, startAtMs + warmupMs - Date.now()));
+    cpu.begin();
+    await around?.begin();
+    await new Promise((r) => setTimeout(r, startAtMs + warmupMs + windowMs - Date.now()));
+    const used = cpu.end();
+    await around?.end();
+    const all = await reports;
+    return {
+      perS: all.reduce((n, r) => n + r.ok, 0) / (windowMs / 1000),
+      failed: all.reduce((n, r) => n + r.failed, 0),
+      latency: summarize(all.flatMap((r) => r.latencies)),
+      cpu: used,
+    };
+  } finally {
+    await Promise.all(workers.map((w) => stopChild(w)));
+  }
+}
+
+export async function throughputCeiling(): Promise<{ checks: Check[]; tables: Table[]; notes: string[]; data: Record<string, unknown> }> {
+  const T = THROUGHPUT;
+  const c = await startBenchCluster(benchConfig({ bulk: T.deployment }));
+  let ok = false;
+  try {
+    let m0 = await scrape(c.cluster.metricsUrl);
+    let m1 = m0;
+    const routed = await drive(c.cluster.grpcAddress, T.warmupMs, T.windowMs, { router: c.pids.router, replicas: c.pids.replicas, 'nats-server': c.pids.nats }, {
+      begin: async () => { m0 = await scrape(c.cluster.metricsUrl); },
+      end: async () => { m1 = await scrape(c.cluster.metricsUrl); },
+    });
+    const stubProc = await spawnReady('echo-server.js', [c.cluster.natsUrl, 'bench.echo', '16']);
+    let stub: Driven;
+    try {
+      stub = await drive(stubProc.fields.grpc!, T.stubWarmupMs, T.stubWindowMs, { 'gRPC stub': [stubProc.child.pid!] });
+    } finally {
+      await stopChild(stubProc.child);
+    }
+
+    const batches = delta(m0, m1, 'orrery_batch_size_count', { deployment: 'bulk' });
+    const meanBatch = delta(m0, m1, 'orrery_batch_size_sum', { deployment: 'bulk' }) / batches;
+    const usPerReq = (d: Driven, who: string) => Math.round((d.cpu[who]!.cpuSeconds / (d.perS * (who === 'gRPC stub' ? T.stubWindowMs : T.windowMs) / 1000)) * 1e6);
+    const routerUs = usPerReq(routed, 'router');
+    const checks: Check[] = [{
+      name: 'Throughput of one router (zero-cost replicas, batching)', measured: Math.round(routed.perS), unit: 'req/s', target: `≥ ${T.target.toLocaleString('en')} req/s`,
+      pass: routed.perS >= T.target && routed.failed === 0,
+      note: `${routed.failed ? `${routed.failed} failed; ` : ''}a bare grpc-js stub with the same clients: ${Math.round(stub.perS)} req/s`,
+    }];
+    const cpuCols = (d: Driven) => Object.entries(d.cpu).map(([k, v]) => `${k} ${v.cores}`).join(', ');
+    const tables: Table[] = [
+      {
+        title: '2. Throughput ceiling of one router',
+        columns: ['server', 'answered/s', 'failed', 'p50 ms', 'p99 ms', 'mean batch', 'batches/s', 'server CPU µs/req', 'client CPU µs/req'],
+        rows: [
+          ['router → NATS → 2 replicas', Math.round(routed.perS), routed.failed, round(routed.latency.p50), round(routed.latency.p99), round(meanBatch), Math.round(batches / (T.windowMs / 1000)), routerUs, usPerReq(routed, 'clients')],
+          ['grpc-js stub (answers at once)', Math.round(stub.perS), stub.failed, round(stub.latency.p50), round(stub.latency.p99), '–', '–', usPerReq(stub, 'gRPC stub'), usPerReq(stub, 'clients')],
+        ],
+        note: `${T.clientProcesses} client processes × ${T.channelsPerProcess} HTTP/2 connections, ${T.inFlightPerProcess} requests in flight each; ${T.deployment.replicas} zero-cost replicas, max_batch_size ${T.deployment.max_batch_size}, max_ongoing_batches ${T.deployment.max_ongoing_batches}, batch_wait_timeout_ms ${T.deployment.batch_wait_timeout_ms}; ${T.warmupMs / 1000} s warm-up, ${T.windowMs / 1000} s window (stub: ${T.stubWarmupMs / 1000} s, ${T.stubWindowMs / 1000} s). CPU in cores busy during the window — router run: ${cpuCols(routed)}; stub run: ${cpuCols(stub)}.`,
+      },
+    ];
+    const stubUs = usPerReq(stub, 'gRPC stub');
+    const clientUs = usPerReq(routed, 'clients');
+    const notes = [
+      `Throughput: the router answered ${Math.round(routed.perS)} req/s using ${routed.cpu.router!.cores} of a core (${routerUs} µs of CPU per request, batches of ${round(meanBatch)}); its clients needed ${clientUs} µs per request and the whole machine was busy (${routed.cpu.machine?.cores} of ${os.cpus().length} cores, ${routed.cpu.other?.cores} of them other work). `
+        + `With every core shared between clients, router, NATS and replicas, this machine cannot show a 20,000 req/s router: at these costs 20,000 req/s needs ≈ ${round((20_000 * (routerUs + clientUs)) / 1e6)} cores for router and clients alone. `
+        + `On a dedicated core the router would saturate near ${Math.round(1e6 / routerUs).toLocaleString('en')} req/s; the bare grpc-js stub costs ${stubUs} µs per request server-side (its ceiling with the same clients here: ${Math.round(stub.perS)} req/s), so one Node.js router process on grpc-js reaches 20,000 req/s only if its whole per-request cost, gRPC included, falls to ≤ 50 µs: ${round(routerUs / stubUs)}× the stub today. Closing it means spending less per request (the router's own share is ${routerUs - stubUs} µs over the stub: protobuf encoding via fromObject, per-request AbortController, timers, promise chains, metrics) and running several router processes behind one address (SO_REUSEPORT or a load balancer) on a machine with the cores for them.`,
+    ];
+    const other = Math.max(routed.cpu.other?.cores ?? 0, stub.cpu.other?.cores ?? 0);
+    if (other > 0.25) notes.push(`Caution: other work on the machine used up to ${other} cores during the throughput runs; the req/s figures are lower than this machine gives when it is otherwise idle.`);
+    ok = true;
+    return {
+      checks, tables, notes,
+      data: {
+        config: T, router: { ...routed, meanBatchSize: meanBatch, batchesPerS: batches / (T.windowMs / 1000), cpuUsPerRequest: routerUs }, grpcStub: stub,
+        oneCoreCeilingPerS: Math.round(1e6 / routerUs),
+      },
+    };
+  } finally {
+    await c.stop(!ok);
+  }
+}

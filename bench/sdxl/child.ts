@@ -1,0 +1,222 @@
+/**
+ * One configuration of the SDXL stage benchmark, in its own process so hooks, ONNX Runtime's arena
+ * and the profiler are its own: `node child.js '<json ChildArgs>'` prints `result <json ChildResult>`.
+ *
+ * It loads the `sdxl` stage exactly as a replica does (loadStage('sdxl').load) and times whole
+ * stage runs, timestamping from the outside only — production code is not changed:
+ * - every InferenceSession.run call (onnxruntime-common's wrapper, so the time includes feed
+ *   checks and output Tensor wrapping) and, inside it, the backend handler's run (the native
+ *   call on the calling thread); the session is named by its inputs and outputs;
+ * - the stage's progress callback after each denoising step;
+ * - sharp's toBuffer (the PNG encode, which runs on libuv's thread pool).
+ * From those marks a run splits into text encoding, denoising, VAE decode and PNG encode
+ * (timeline.ts). With `profile`, one more run at that batch size runs under the V8 CPU profiler
+ * (started and stopped around that run only) and the summary of the profile is returned.
+ */
+import { Session } from 'node:inspector';
+import { InferenceSession } from 'onnxruntime-node';
+import sharp from 'sharp';
+import { loadStage } from '../../services/stages/registry.js';
+import type { RunContext, StageItem, StageOutput } from '../../services/stages/stage.js';
+import { summarizeProfile, type ProfileSummary } from '../lib/cpu-profile.js';
+import * as float16 from '../../services/stages/sdxl/float16.js';
+import { float32ToHalfFast, halfToFloat32Fast } from './float16-fast.js';
+import type { RunRecord, SessionName } from './timeline.js';
+
+export interface ChildArgs {
+  readonly repo: string;
+  readonly model: string;
+  readonly width: number;
+  readonly height: number;
+  readonly steps: number;
+  readonly guidanceScale: number;
+  readonly batches: readonly number[];
+  /** Measured runs per batch size (after one warm-up run each), interleaved across batch sizes. */
+  readonly reps: number;
+  /** One extra profiled run at this batch size. */
+  readonly profileBatch?: number;
+  /**
+   * Also run every warm-up and measured run a second time, right after the first, with
+   * float16.ts's converters swapped for the proposed ones (float16-fast.ts) — an A/B under the
+   * same load, projecting that change's effect (tensors.ts calls them through the module's exports).
+   */
+  readonly compareFastFloat16?: boolean;
+}
+
+export interface ChildResult {
+  readonly runs: RunRecord[];
+  readonly profile?: ProfileSummary & { wallMs: number };
+  readonly intraOpThreads: string;
+  readonly peakRssBytes: number;
+  /** One output image re-encoded by sharp at several zlib levels (the stage uses 6, no adaptive filtering). */
+  readonly pngLevels: Array<{ level: number; ms: number; bytes: number }>;
+}
+
+type Mark = { name: SessionName; start: number; end: number; handlerMs: number };
+let marks: Mark[] = [];
+let pngMarks: Array<{ start: number; end: number }> = [];
+
+function sessionName(s: InferenceSession): SessionName {
+  if (s.inputNames.includes('latent_sample')) return 'vae_decoder';
+  if (s.inputNames.includes('encoder_hidden_states')) return 'unet';
+  if (s.inputNames.includes('input_ids')) return s.outputNames.includes('text_embeds') ? 'text_encoder_2' : 'text_encoder';
+  return 'vae_encoder';
+}
+
+/** Wraps InferenceSession.prototype.run and (on first use) the backend handler's run. */
+function hookOrt(): void {
+  type Run = (...a: unknown[]) => Promise<unknown>;
+  const proto = (InferenceSession as unknown as { prototype: { run: Run } }).prototype;
+  const orig = proto.run;
+  const hooked = new Set<object>();
+  let handlerMs = 0;
+  proto.run = async function (this: InferenceSession & { handler?: object }, ...a: unknown[]) {
+    const handler = this.handler ? Object.getPrototypeOf(this.handler) as { run: Run } : undefined;
+    if (handler && !hooked.has(handler)) {
+      hooked.add(handler);
+      const inner = handler.run;
+      handler.run = async function (this: unknown, ...b: unknown[]) {
+        const t = performance.now();
+        try {
+          return await inner.apply(this, b);
+        } finally {
+          handlerMs += performance.now() - t;
+        }
+      };
+    }
+    const before = handlerMs;
+    const start = performance.now();
+    try {
+      return await orig.apply(this, a);
+    } finally {
+      marks.push({ name: sessionName(this), start, end: performance.now(), handlerMs: handlerMs - before });
+    }
+  };
+}
+
+function hookSharp(): void {
+  type ToBuffer = (...a: unknown[]) => Promise<unknown>;
+  const proto = (sharp as unknown as { prototype: { toBuffer: ToBuffer } }).prototype;
+  const orig = proto.toBuffer;
+  proto.toBuffer = async function (this: unknown, ...a: unknown[]) {
+    const start = performance.now();
+    try {
+      return await orig.apply(this, a);
+    } finally {
+      pngMarks.push({ start, end: performance.now() });
+    }
+  };
+}
+
+let float16Ms = 0;
+type Convert = (...a: unknown[]) => unknown;
+const F16_IMPLS = {
+  current: { float32ToHalf: float16.float32ToHalf as Convert, halfToFloat32: float16.halfToFloat32 as Convert },
+  proposed: { float32ToHalf: float32ToHalfFast as Convert, halfToFloat32: halfToFloat32Fast as Convert },
+};
+
+/**
+ * Puts timed wrappers of one implementation in float16.ts's exports: tensors.ts calls the
+ * converters through them, so this both times the conversions and swaps in the proposal.
+ */
+function useFloat16(which: keyof typeof F16_IMPLS): void {
+  const exportsObj = require('../../services/stages/sdxl/float16.js') as Record<string, Convert>;
+  for (const [name, inner] of Object.entries(F16_IMPLS[which])) {
+    exportsObj[name] = (...a: unknown[]) => {
+      const t = performance.now();
+      try {
+        return inner(...a);
+      } finally {
+        float16Ms += performance.now() - t;
+      }
+    };
+  }
+}
+
+const PROMPTS = [
+  'deep blue planet with frosted cloudy zones, no moons, distant stars dark sky',
+  'violet gas giant, thin rings, three small moons, nebula sky',
+  'burnt orange desert planet, dust storms, one moon, milky way',
+  'pale green ocean planet, swirling white clouds, two moons, dark sky',
+];
+
+async function main(): Promise<void> {
+  const a = JSON.parse(process.argv[2]!) as ChildArgs;
+  hookOrt();
+  hookSharp();
+  useFloat16('current');
+  const model = await loadStage('sdxl').load(a.model, { options: {}, modelRepository: a.repo });
+  const never = new AbortController().signal;
+  const item = (i: number): StageItem => ({
+    requestId: `bench-${i}`, imageIndex: 0, seed: BigInt(1000 + i), prompt: PROMPTS[i % PROMPTS.length]!, negativePrompt: '',
+    steps: a.steps, guidanceScale: a.guidanceScale, width: a.width, height: a.height, strength: 1, outputFormat: 'png', params: {},
+  });
+  let lastImage: Uint8Array | undefined;
+  const once = async (batch: number, rep: number): Promise<RunRecord> => {
+    const steps: number[] = [];
+    const ctx: RunContext = { signal: never, itemSignal: () => never, progress: (i) => { if (i === 0) steps.push(performance.now()); } };
+    marks = [];
+    pngMarks = [];
+    float16Ms = 0;
+    const cpu0 = process.cpuUsage();
+    const start = performance.now();
+    const out = await model.run(Array.from({ length: batch }, (_, i) => item(i)), ctx);
+    const end = performance.now();
+    const cpu = process.cpuUsage(cpu0);
+    for (const o of out) if (o instanceof Error) throw o;
+    lastImage = (out[0] as StageOutput).data;
+    return {
+      batch, rep, start, end, cpuMs: (cpu.user + cpu.system) / 1000, float16Ms, steps, sessions: marks, png: pngMarks,
+      outputBytes: out.reduce((s, o) => s + (o instanceof Error ? 0 : o.data.length), 0),
+    };
+  };
+  const runs: RunRecord[] = [];
+  const both = async (b: number, rep: number) => {
+    runs.push(await once(b, rep));
+    if (!a.compareFastFloat16) return;
+    useFloat16('proposed');
+    runs.push({ ...(await once(b, rep)), variant: 'fast-f16' });
+    useFloat16('current');
+  };
+  for (const b of a.batches) await both(b, -1); // warm-up: ONNX Runtime sizes its arena for the shapes
+  for (let rep = 0; rep < a.reps; rep++) for (const b of a.batches) await both(b, rep);
+
+  let profile: ChildResult['profile'];
+  if (a.profileBatch) {
+    const session = new Session();
+    session.connect();
+    const post = <T>(method: string, params?: object) => new Promise<T>((resolve, reject) => session.post(method, params, (err, res) => (err ? reject(err) : resolve(res as T))));
+    await post('Profiler.enable');
+    await post('Profiler.setSamplingInterval', { interval: 200 });
+    await post('Profiler.start');
+    const r = await once(a.profileBatch, -2);
+    const { profile: p } = await post<{ profile: Parameters<typeof summarizeProfile>[0] }>('Profiler.stop');
+    session.disconnect();
+    runs.push(r);
+    profile = { ...summarizeProfile(p, 40), wallMs: r.end - r.start };
+  }
+  await model.dispose();
+
+  const pngLevels: ChildResult['pngLevels'] = [];
+  const raw = await sharp(lastImage!).raw().toBuffer({ resolveWithObject: true });
+  for (const level of [1, 3, 6]) {
+    const ms: number[] = [];
+    let bytes = 0;
+    for (let k = 0; k < 3; k++) {
+      const t = performance.now();
+      bytes = (await sharp(raw.data, { raw: { width: raw.info.width, height: raw.info.height, channels: 3 } }).png({ compressionLevel: level, adaptiveFiltering: false }).toBuffer()).length;
+      ms.push(performance.now() - t);
+    }
+    pngLevels.push({ level, ms: ms.sort((x, y) => x - y)[1]!, bytes });
+  }
+  process.stdout.write(`result ${JSON.stringify({
+    runs, ...(profile ? { profile } : {}), intraOpThreads: 'ONNX Runtime default (one per physical core)', peakRssBytes: process.resourceUsage().maxRSS * 1024, pngLevels,
+  } satisfies ChildResult)}\n`);
+}
+
+if (require.main === module) {
+  main().catch((err: unknown) => {
+    process.stderr.write(`sdxl bench child: ${err instanceof Error ? err.stack : String(err)}\n`);
+    process.exit(1);
+  });
+}
