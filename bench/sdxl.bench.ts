@@ -30,6 +30,8 @@ interface Config {
   readonly height: number;
   readonly batches: readonly number[];
   readonly reps: number;
+  /** img2img at this strength (default: text-to-image). */
+  readonly img2imgStrength?: number;
   readonly profileBatch?: number;
   /** Also measure each run with the proposed float16 converters, as `<key>+fast-f16`. */
   readonly compareFastFloat16?: boolean;
@@ -40,6 +42,8 @@ const GUIDANCE = 5; // the local deployments' default_guidance_scale: classifier
 const CONFIGS: readonly Config[] = [
   { key: 'fp32-1536x640', dtype: 'float32', width: 1536, height: 640, batches: [1, 2, 4], reps: 5, profileBatch: 4 },
   { key: 'fp32-768x320', dtype: 'float32', width: 768, height: 320, batches: [1, 4], reps: 3 },
+  // The pipeline's img2img stage: the target size, strength 0.3 of 30 steps = 9 denoising steps.
+  { key: 'fp32-img2img-2520x1080', dtype: 'float32', width: 2520, height: 1080, batches: [1, 4], reps: 3, img2imgStrength: 0.3 },
   { key: 'fp16-1536x640', dtype: 'float16', width: 1536, height: 640, batches: [1, 4], reps: 3, profileBatch: 4, compareFastFloat16: true },
 ];
 const PROBE_CASES: readonly DenoiseProbeCase[] = [
@@ -81,9 +85,10 @@ export async function run(): Promise<BenchResult> {
       await writeTinySdxlBundle(path.join(tmp, `tiny-sdxl-${dtype}`), { dtype, timestep: 'float-scalar', vaeEncoderOutput: 'latent_parameters', externalData: true });
     }
     for (const c of configs) {
-      process.stdout.write(`  ${c.key}: batches ${c.batches.join(', ')}, ${reps ?? c.reps} runs each after a warm-up, ${STEPS} steps\n`);
+      process.stdout.write(`  ${c.key}: batches ${c.batches.join(', ')}, ${reps ?? c.reps} runs each after a warm-up\n`);
       const child = await runChild({
         repo: tmp, model: `tiny-sdxl-${c.dtype}`, width: c.width, height: c.height, steps: STEPS, guidanceScale: GUIDANCE,
+        ...(c.img2imgStrength !== undefined ? { img2imgStrength: c.img2imgStrength } : {}),
         batches: c.batches, reps: reps ?? c.reps, ...(c.profileBatch ? { profileBatch: c.profileBatch } : {}), ...(c.compareFastFloat16 ? { compareFastFloat16: true } : {}),
       });
       for (const variant of c.compareFastFloat16 ? [undefined, 'fast-f16'] : [undefined]) {
@@ -108,19 +113,29 @@ export async function run(): Promise<BenchResult> {
 
     const checks: Check[] = [];
     const range = (runs: readonly Phases[], k: keyof Phases) => `${pct(Math.min(...runs.map((r) => r[k])))}–${pct(Math.max(...runs.map((r) => r[k])))} %`;
+    /**
+     * The share on an unloaded machine, estimated from the fastest ONNX Runtime time and the fastest
+     * outside time among the runs: other work on the 2 cores slows ONNX Runtime's two threads more
+     * than the single-threaded JS, which lowers the measured share when the machine is busy.
+     */
+    const quiet = (runs: readonly Phases[], withPng: boolean) => {
+      const ort = Math.min(...runs.map((r) => r.ortMs));
+      const out = Math.min(...runs.map((r) => r.outsideMs - (withPng ? 0 : r.pngMs)));
+      return (100 * out) / (ort + out);
+    };
     const target = results[TARGET.key]?.median[TARGET.batch];
     const targetRuns = results[TARGET.key]?.all[TARGET.batch] ?? [];
     if (target) {
       checks.push({
         name: `Wall time outside ONNX Runtime session.run, batch ${TARGET.batch}, fp32 tiny bundle 1536x640, ${STEPS} steps — excluding the PNG encode (the meaning we propose)`,
         measured: pct(target.outsideNoPngPct), unit: '%', target: '≤ 5 %', pass: target.outsideNoPngPct <= 5,
-        note: `median of ${targetRuns.length} runs (range ${range(targetRuns, 'outsideNoPngPct')}); median run: ${ms(target.outsideMs - target.pngMs)} ms of ${ms(target.wallMs - target.pngMs)} ms`,
+        note: `median of ${targetRuns.length} runs (range ${range(targetRuns, 'outsideNoPngPct')}); median run: ${ms(target.outsideMs - target.pngMs)} ms of ${ms(target.wallMs - target.pngMs)} ms; uncontended estimate ${pct(quiet(targetRuns, false))} % (see notes)`,
       });
       const withPng = median(targetRuns.map((r) => r.outsidePct));
       checks.push({
         name: `The same including the PNG encode (sharp on libuv's pool; ${ms(target.pngMs)} ms for ${TARGET.batch} images in the median run)`,
         measured: pct(withPng), unit: '%', target: '≤ 5 %', pass: withPng <= 5,
-        note: `median of ${targetRuns.length} runs (range ${range(targetRuns, 'outsidePct')})`,
+        note: `median of ${targetRuns.length} runs (range ${range(targetRuns, 'outsidePct')}); uncontended estimate ${pct(quiet(targetRuns, true))} %`,
       });
     }
     const fp16 = results['fp16-1536x640']?.median[TARGET.batch];
@@ -136,7 +151,7 @@ export async function run(): Promise<BenchResult> {
     const tables: Table[] = [];
     tables.push({
       title: `Per-stage time and throughput: tiny SDXL bundle on CPU, ${STEPS} steps, guidance ${GUIDANCE} (the median run)`,
-      columns: ['config', 'batch', 'wall s (min–max of runs)', 'images/s (median of runs)', 'text encode ms (ORT)', 'UNet per step ms (ORT)', 'VAE decode ms (ORT)', 'PNG encode ms', 'outside ORT %', 'outside ORT excl. PNG %', 'CPU s per image'],
+      columns: ['config', 'batch', 'wall s (min–max of runs)', 'images/s (median of runs)', 'text encode (img2img: + init image) ms (ORT)', 'UNet per step ms (ORT)', 'VAE decode ms (ORT)', 'PNG encode ms', 'outside ORT %', 'outside ORT excl. PNG %', 'CPU s per image'],
       rows: Object.values(results).flatMap(({ config, median: rep, all }) => config.batches.map((b) => {
         const p = rep[b]!;
         const walls = all[b]!.map((r) => r.wallMs / 1000);
@@ -146,10 +161,10 @@ export async function run(): Promise<BenchResult> {
           ms(p.pngMs), pct(p.outsidePct), pct(p.outsideNoPngPct), (p.cpuMs / 1000 / b).toFixed(2),
         ];
       })),
-      note: 'Each row is the run with the median share outside ONNX Runtime (PNG excluded) among its runs, so its figures add up; images/s is the median over the runs. Phases from marks outside the stage (bench/sdxl/timeline.ts): text encode = run() start → first UNet run (tokenising, both encoders, initial latents); '
+      note: 'Each row is the run with the median share outside ONNX Runtime (PNG excluded) among its runs, so its figures add up; images/s is the median over the runs. Phases from marks outside the stage (bench/sdxl/timeline.ts): text encode = run() start → first UNet run (tokenising, both encoders, initial latents; img2img also decodes the init image and runs the VAE encoder); UNet per step counts the steps actually run (img2img at strength 0.3: 9 of 30); '
         + 'UNet per step = first UNet run → last step\'s progress callback, ÷ steps (UNet run + scaling, batching copies, guidance mix, scheduler step); '
         + 'VAE decode = → first PNG encode (decoder run + conversion to 8-bit RGB); PNG encode = → run() end (all images, concurrently on libuv\'s pool, + the parameters chunk). '
-        + '(ORT) = time inside InferenceSession.run for that phase. CPU s = process CPU time (every thread) ÷ images: less sensitive to other load than wall time.',
+        + '(ORT) = time inside InferenceSession.run for that phase. CPU s = process CPU time (every thread) ÷ images: less sensitive to other load than wall time, though ONNX Runtime\'s intra-op threads spin-wait between parallel sections and that spinning grows under contention.',
     });
     const breakdownRows = Object.values(results).map(({ config, median: rep }) => {
       const b = config.batches.includes(TARGET.batch) ? TARGET.batch : config.batches.at(-1)!;
@@ -215,7 +230,8 @@ export async function run(): Promise<BenchResult> {
       'Timing method: InferenceSession.prototype.run is wrapped in the benchmark\'s process (child.ts); onnxruntime-node runs the native call synchronously on the calling thread (inside a setImmediate), so the main thread is blocked for exactly the measured session time and everything else in the stage\'s run() is outside. In a replica the stage runs the same way in its executor thread.',
     ];
     if (t && fp32) {
-      notes.push(`Target: at batch ${TARGET.batch} the outside share is ${pct(t.outsideNoPngPct)} % without the PNG encode and ${pct(t.outsidePct)} % with it. We propose the target means the figure without PNG: it is meant to bound the JS glue around ONNX Runtime (copies, conversions, guidance, scheduler), while the PNG encode is the response's serialisation — native code on libuv's pool that any server pays per image, whatever runs the model — reported on its own line above.`);
+      notes.push(`Load and the share: other work on the cores stretches ONNX Runtime's two intra-op threads more than the single-threaded JS around them, so a busy machine lowers the measured share. The checks give the median over the runs as measured; the "uncontended estimate" combines the fastest session.run total and the fastest outside time among the runs (batch ${TARGET.batch}: ${pct(quiet(targetRuns, false))} % without PNG, ${pct(quiet(targetRuns, true))} % with) — read the target against both.`);
+      notes.push(`Target: at batch ${TARGET.batch} the outside share is ${pct(t.outsideNoPngPct)} % without the PNG encode and ${pct(median(targetRuns.map((r) => r.outsidePct)))} % with it (medians). We propose the target means the figure without PNG: it is meant to bound the JS glue around ONNX Runtime (copies, conversions, guidance, scheduler), while the PNG encode is the response's serialisation — native code on libuv's pool that any server pays per image, whatever runs the model — reported on its own line above.`);
     }
     if (fp16) {
       const fastRuns = results['fp16-1536x640+fast-f16']?.all[TARGET.batch] ?? [];

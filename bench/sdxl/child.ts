@@ -30,6 +30,8 @@ export interface ChildArgs {
   readonly height: number;
   readonly steps: number;
   readonly guidanceScale: number;
+  /** img2img at this strength (the deployment's image-to-image mode, a synthetic init image of the output size). */
+  readonly img2imgStrength?: number;
   readonly batches: readonly number[];
   /** Measured runs per batch size (after one warm-up run each), interleaved across batch sizes. */
   readonly reps: number;
@@ -133,6 +135,19 @@ function useFloat16(which: keyof typeof F16_IMPLS): void {
   }
 }
 
+/** A smooth colour field with some texture, as a PNG (the pipeline hands img2img the upscaler's PNG). */
+async function syntheticImage(width: number, height: number): Promise<Uint8Array> {
+  const raw = Buffer.alloc(width * height * 3);
+  for (let y = 0, o = 0; y < height; y++) {
+    for (let x = 0; x < width; x++, o += 3) {
+      raw[o] = 128 + 100 * Math.sin(x / 97);
+      raw[o + 1] = 128 + 100 * Math.sin(y / 53);
+      raw[o + 2] = 128 + 60 * Math.sin((x + y) / 31) + ((x * 7 + y * 13) % 17);
+    }
+  }
+  return sharp(raw, { raw: { width, height, channels: 3 } }).png().toBuffer();
+}
+
 const PROMPTS = [
   'deep blue planet with frosted cloudy zones, no moons, distant stars dark sky',
   'violet gas giant, thin rings, three small moons, nebula sky',
@@ -145,11 +160,14 @@ async function main(): Promise<void> {
   hookOrt();
   hookSharp();
   useFloat16('current');
-  const model = await loadStage('sdxl').load(a.model, { options: {}, modelRepository: a.repo });
+  const img2img = a.img2imgStrength !== undefined;
+  const model = await loadStage('sdxl').load(a.model, { options: img2img ? { mode: 'image-to-image' } : {}, modelRepository: a.repo });
+  const initImage = img2img ? await syntheticImage(a.width, a.height) : undefined;
   const never = new AbortController().signal;
   const item = (i: number): StageItem => ({
     requestId: `bench-${i}`, imageIndex: 0, seed: BigInt(1000 + i), prompt: PROMPTS[i % PROMPTS.length]!, negativePrompt: '',
-    steps: a.steps, guidanceScale: a.guidanceScale, width: a.width, height: a.height, strength: 1, outputFormat: 'png', params: {},
+    steps: a.steps, guidanceScale: a.guidanceScale, width: a.width, height: a.height, strength: a.img2imgStrength ?? 1,
+    ...(initImage ? { initImage } : {}), outputFormat: 'png', params: {},
   });
   let lastImage: Uint8Array | undefined;
   const once = async (batch: number, rep: number): Promise<RunRecord> => {

@@ -4,7 +4,8 @@
  *
  *   run() start ──text──▶ first UNet run ──denoise──▶ last step's progress ──vae──▶ first toBuffer ──png──▶ run() end
  *
- * - text: tokenising, both text encoders, conditioning and the initial latents;
+ * - text: tokenising, both text encoders, conditioning and the initial latents (img2img: also
+ *   decoding the init image and the VAE encoder run);
  * - denoise: every step (UNet run + scaling, batching copies, guidance mix, scheduler step);
  * - vae: the VAE decode run plus its conversion to 8-bit RGB;
  * - png: sharp's PNG encodes of every image of the batch (concurrent, on libuv's pool) and the
@@ -66,12 +67,14 @@ export function phases(r: RunRecord): Phases {
   const ortMs = sum(r.sessions.map((s) => s.end - s.start));
   const firstUnet = r.sessions.find((s) => s.name === 'unet')!.start;
   const lastStep = r.steps.at(-1)!;
-  const firstPng = r.png.length ? Math.min(...r.png.map((p) => p.start)) : r.end;
+  // sharp's toBuffer calls after the last step are the output encodes (img2img decodes its init image before).
+  const encodes = r.png.filter((p) => p.start >= lastStep);
+  const firstPng = encodes.length ? Math.min(...encodes.map((p) => p.start)) : r.end;
   const pngMs = r.end - firstPng;
   const outsideMs = wallMs - ortMs;
   return {
     batch: r.batch, wallMs, cpuMs: r.cpuMs, float16Ms: r.float16Ms, ortMs, nativeMs: sum(r.sessions.map((s) => s.handlerMs)),
-    textMs: firstUnet - r.start, textOrtMs: dur('text_encoder') + dur('text_encoder_2'),
+    textMs: firstUnet - r.start, textOrtMs: dur('text_encoder') + dur('text_encoder_2') + dur('vae_encoder'),
     denoiseMs: lastStep - firstUnet, unetOrtMs: dur('unet'), steps: r.steps.length,
     vaeMs: firstPng - lastStep, vaeOrtMs: dur('vae_decoder'),
     pngMs, outsideMs, outsidePct: (100 * outsideMs) / wallMs, outsideNoPngPct: (100 * (outsideMs - pngMs)) / (wallMs - pngMs),
