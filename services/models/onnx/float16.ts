@@ -2,9 +2,7 @@
  * float32 → IEEE 754 half-precision bits, for writing FLOAT16 tensors (ONNX stores them as raw
  * little-endian half bits; Node 20 has no Float16Array). Round to nearest even, like numpy's
  * `astype(float16)` that Optimum's `--fp16` export goes through.
- *
- * The serving path has its own converter (services/stages/sdxl/float16.ts); this one lives beside
- * the graph tools so that model writing does not depend on the stages.
+ * The SDXL stage's tensor conversions (services/stages/sdxl/float16.ts) build on `halfBits`.
  */
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);

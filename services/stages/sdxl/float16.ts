@@ -2,33 +2,10 @@
  * IEEE 754 half precision ⇄ float32, for fp16 exports: onnxruntime-node takes and gives float16
  * tensors as Uint16Array of raw half bits (Node 20 has no Float16Array). Round to nearest even.
  */
-const f32 = new Float32Array(1);
-const u32 = new Uint32Array(f32.buffer);
+import { halfBits } from '../../models/onnx/float16.js';
 
-export function toHalf(value: number): number {
-  f32[0] = value;
-  const x = u32[0]!;
-  const sign = (x >>> 16) & 0x8000;
-  const exp = (x >>> 23) & 0xff;
-  let mant = x & 0x7fffff;
-  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0); // Inf / NaN
-  let e = exp - 127 + 15;
-  if (e >= 0x1f) return sign | 0x7c00; // overflow → Inf
-  if (e <= 0) {
-    if (e < -10) return sign; // underflow → ±0
-    mant |= 0x800000;
-    const shift = 14 - e;
-    let half = mant >>> shift;
-    const rem = mant & ((1 << shift) - 1);
-    const mid = 1 << (shift - 1);
-    if (rem > mid || (rem === mid && (half & 1))) half++;
-    return sign | half;
-  }
-  let half = (e << 10) | (mant >>> 13);
-  const rem = mant & 0x1fff;
-  if (rem > 0x1000 || (rem === 0x1000 && (half & 1))) half++; // may carry into the exponent: still correct
-  return sign | half;
-}
+/** float32 → half bits, round to nearest even (the converter the model tools also use). */
+export const toHalf = halfBits;
 
 export function fromHalf(h: number): number {
   const sign = h & 0x8000 ? -1 : 1;
