@@ -20,7 +20,7 @@ import { loadConfig } from '../services/cli/load-config.js';
 import { packageRoot } from '../services/common/package-root.js';
 import { prepareLocalModels } from '../services/models/local-models.js';
 import { benchConfig, startBenchCluster } from './lib/bench-cluster.js';
-import { cpuSeconds } from './lib/proc-cpu.js';
+import { CpuMeter, cpuSeconds } from './lib/proc-cpu.js';
 import { round } from './lib/stats.js';
 import type { BenchResult, Check, Table } from './lib/types.js';
 import { PLANET, streamRequest, type RequestRecord } from './pipeline/requests.js';
@@ -89,21 +89,26 @@ export async function run(): Promise<BenchResult> {
     process.stdout.write(`  ${sequentialN} requests one at a time\n`);
     const seq: RequestRecord[] = [];
     const seqCpu0 = cpuByDeployment();
+    const meter = new CpuMeter(bench.pids);
+    meter.begin();
     t = performance.now();
     for (let i = 0; i < sequentialN; i++) seq.push(await streamRequest(client, req(), DEADLINE_MS));
     const seqWall = (performance.now() - t) / 1000;
     const seqCpu1 = cpuByDeployment();
+    const seqMeter = meter.end();
 
     process.stdout.write(`  ${rounds} round(s) of ${CONCURRENCY} concurrent requests\n`);
     const conc: RequestRecord[] = [];
     const concWalls: number[] = [];
     const concCpu0 = cpuByDeployment();
+    meter.begin();
     for (let k = 0; k < rounds; k++) {
       t = performance.now();
       conc.push(...await Promise.all(Array.from({ length: CONCURRENCY }, () => streamRequest(client, req(), DEADLINE_MS))));
       concWalls.push((performance.now() - t) / 1000);
     }
     const concCpu1 = cpuByDeployment();
+    const concMeter = meter.end();
     const loadEnd = load();
 
     const all = [warm, ...seq, ...conc];
@@ -162,9 +167,16 @@ export async function run(): Promise<BenchResult> {
     const seqLatency = median(latency(seq));
     const biggest = [...stageShare].sort((a, b) => b.total - a.total)[0]!;
     const tile = Number((deployments.upscaler?.options as Record<string, unknown> | undefined)?.tile_size ?? 0);
+    tables.push({
+      title: 'CPU use during each phase, in cores (of 2): the cluster, this process, and other work on the machine',
+      columns: ['phase', ...Object.keys(seqMeter)],
+      rows: [['one at a time', ...Object.values(seqMeter).map((v) => v.cores)], [`${CONCURRENCY} concurrent`, ...Object.values(concMeter).map((v) => v.cores)]],
+      note: 'From /proc (bench/lib/proc-cpu.ts CpuMeter): machine = all busy CPU; other = machine − the cluster\'s processes − this one. Other work above ~0.2 cores means the figures above were taken on a shared, busy machine.',
+    });
     const benchSeconds = (performance.now() - benchStart) / 1000;
     const notes = [
-      `Load average (1, 5, 15 min) at the start ${loadStart.join(', ')} and at the end ${loadEnd.join(', ')}: the machine (2 cores) is shared with other work during this run, which stretches wall times.`,
+      `Load average (1, 5, 15 min) at the start ${loadStart.join(', ')} and at the end ${loadEnd.join(', ')}; it counts the cluster's own threads. The machine (2 cores) is shared with other work: during the measured phases that other work used ${seqMeter.other!.cores} and ${concMeter.other!.cores} cores (CPU table), `
+        + (Math.max(seqMeter.other!.cores, concMeter.other!.cores) < 0.2 ? 'so these figures are close to an unloaded machine\'s.' : 'which stretches the wall times above.'),
       `The pipeline, its deployments and their options are read from deploy/config/local.yaml (${pipeline.stages.map((s) => s.deployment).join(' → ')}; default size ${pipeline.default_size}); one replica per deployment, ONNX Runtime's default threads in each. `
         + `Models made first by prepareLocalModels (${sec(prepareSeconds)} s: tiny-sdxl written, esrgan-slim-x2 converted from @upscalerjs/esrgan-slim); the cluster started in ${sec(startSeconds)} s. The whole benchmark took ${Math.round(benchSeconds)} s.`,
       `Where one request's ${sec(seqLatency)} s go (one at a time, median stage totals): ${stageShare.map((x) => `${x.k}: ${x.deployment} ${sec(x.total)} s (${Math.round((100 * x.total) / seqLatency)} %)`).join(', ')}. `
@@ -194,6 +206,7 @@ export async function run(): Promise<BenchResult> {
         config, warmup: warm, sequential: seq, sequentialWallSeconds: seqWall, concurrent: conc, concurrentWallSeconds: concWalls,
         imagesPerSecond: { sequential: seqRate, concurrent: concRate },
         cpuSeconds: { sequential: { before: seqCpu0, after: seqCpu1 }, concurrent: { before: concCpu0, after: concCpu1 } },
+        cpuMeter: { sequential: seqMeter, concurrent: concMeter },
       },
     };
   } finally {

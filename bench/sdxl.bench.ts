@@ -151,20 +151,20 @@ export async function run(): Promise<BenchResult> {
     const tables: Table[] = [];
     tables.push({
       title: `Per-stage time and throughput: tiny SDXL bundle on CPU, ${STEPS} steps, guidance ${GUIDANCE} (the median run)`,
-      columns: ['config', 'batch', 'wall s (min–max of runs)', 'images/s (median of runs)', 'text encode (img2img: + init image) ms (ORT)', 'UNet per step ms (ORT)', 'VAE decode ms (ORT)', 'PNG encode ms', 'outside ORT %', 'outside ORT excl. PNG %', 'CPU s per image'],
+      columns: ['config', 'batch', 'wall s (min–max of runs)', 'images/s (median of runs)', 'text encode (img2img: + init image) ms (ORT)', 'UNet per step ms (ORT)', 'VAE decode ms (ORT)', 'PNG encode ms', 'outside ORT %', 'outside ORT excl. PNG %', 'CPU s per image', 'other work, cores (median of runs)'],
       rows: Object.values(results).flatMap(({ config, median: rep, all }) => config.batches.map((b) => {
         const p = rep[b]!;
         const walls = all[b]!.map((r) => r.wallMs / 1000);
         return [
           config.key, b, `${(p.wallMs / 1000).toFixed(2)} (${Math.min(...walls).toFixed(2)}–${Math.max(...walls).toFixed(2)})`, median(all[b]!.map((r) => r.imagesPerSecond)).toFixed(2),
           `${ms(p.textMs)} (${ms(p.textOrtMs)})`, `${ms(p.denoiseMs / p.steps)} (${ms(p.unetOrtMs / p.steps)})`, `${ms(p.vaeMs)} (${ms(p.vaeOrtMs)})`,
-          ms(p.pngMs), pct(p.outsidePct), pct(p.outsideNoPngPct), (p.cpuMs / 1000 / b).toFixed(2),
+          ms(p.pngMs), pct(p.outsidePct), pct(p.outsideNoPngPct), (p.cpuMs / 1000 / b).toFixed(2), median(all[b]!.map((r) => r.otherCores)).toFixed(2),
         ];
       })),
       note: 'Each row is the run with the median share outside ONNX Runtime (PNG excluded) among its runs, so its figures add up; images/s is the median over the runs. Phases from marks outside the stage (bench/sdxl/timeline.ts): text encode = run() start → first UNet run (tokenising, both encoders, initial latents; img2img also decodes the init image and runs the VAE encoder); UNet per step counts the steps actually run (img2img at strength 0.3: 9 of 30); '
         + 'UNet per step = first UNet run → last step\'s progress callback, ÷ steps (UNet run + scaling, batching copies, guidance mix, scheduler step); '
         + 'VAE decode = → first PNG encode (decoder run + conversion to 8-bit RGB); PNG encode = → run() end (all images, concurrently on libuv\'s pool, + the parameters chunk). '
-        + '(ORT) = time inside InferenceSession.run for that phase. CPU s = process CPU time (every thread) ÷ images: less sensitive to other load than wall time, though ONNX Runtime\'s intra-op threads spin-wait between parallel sections and that spinning grows under contention.',
+        + '(ORT) = time inside InferenceSession.run for that phase. Other work = the machine\'s busy CPU (/proc/stat) minus this process\'s during the run, in cores (of 2). CPU s = process CPU time (every thread) ÷ images: less sensitive to other load than wall time, though ONNX Runtime\'s intra-op threads spin-wait between parallel sections and that spinning grows under contention.',
     });
     const breakdownRows = Object.values(results).map(({ config, median: rep }) => {
       const b = config.batches.includes(TARGET.batch) ? TARGET.batch : config.batches.at(-1)!;
@@ -225,7 +225,11 @@ export async function run(): Promise<BenchResult> {
     const t = target;
     const fp32 = results[TARGET.key];
     const notes: string[] = [
-      `Load average (1, 5, 15 min) at the start ${loadStart.join(', ')} and at the end ${loadEnd.join(', ')}: the machine (2 cores) is shared with other work, so wall times vary run to run — the tables give the median run with the min–max, and CPU seconds per image.`,
+      (() => {
+        const other = Object.values(results).flatMap((r) => Object.values(r.all).flat().map((p) => p.otherCores));
+        return `Load average (1, 5, 15 min) at the start ${loadStart.join(', ')} and at the end ${loadEnd.join(', ')}; it counts this benchmark's own threads. The machine (2 cores) is shared with other work: during the measured runs that other work used ${median(other).toFixed(2)} cores at the median and ${Math.max(...other).toFixed(2)} at most (last column of the first table)`
+          + (Math.max(...other) < 0.2 ? ', so these figures are close to an unloaded machine\'s.' : '; wall times vary with it, hence the median run with the min–max, and CPU seconds per image.');
+      })(),
       'The tiny bundle is the worst case for this share: its UNet costs tens of milliseconds per call while the JS work around it (latent copies, guidance mix, scheduler, RGB conversion, PNG) depends only on the image size, which is the real one. The tiny UNet has ~0.1 M parameters (400 KB of weights) against SDXL base\'s 2.6 B: a real UNet call costs orders of magnitude more at the same latent size, so the same JS overhead is a far smaller share there.',
       'Timing method: InferenceSession.prototype.run is wrapped in the benchmark\'s process (child.ts); onnxruntime-node runs the native call synchronously on the calling thread (inside a setImmediate), so the main thread is blocked for exactly the measured session time and everything else in the stage\'s run() is outside. In a replica the stage runs the same way in its executor thread.',
     ];

@@ -19,6 +19,7 @@ import sharp from 'sharp';
 import { loadStage } from '../../services/stages/registry.js';
 import type { RunContext, StageItem, StageOutput } from '../../services/stages/stage.js';
 import { summarizeProfile, type ProfileSummary } from '../lib/cpu-profile.js';
+import { machineCpuSeconds } from '../lib/proc-cpu.js';
 import * as float16 from '../../services/stages/sdxl/float16.js';
 import { float32ToHalfFast, halfToFloat32Fast } from './float16-fast.js';
 import type { RunRecord, SessionName } from './timeline.js';
@@ -177,14 +178,17 @@ async function main(): Promise<void> {
     pngMarks = [];
     float16Ms = 0;
     const cpu0 = process.cpuUsage();
+    const machine0 = machineCpuSeconds();
     const start = performance.now();
     const out = await model.run(Array.from({ length: batch }, (_, i) => item(i)), ctx);
     const end = performance.now();
     const cpu = process.cpuUsage(cpu0);
+    const machineMs = (machineCpuSeconds() - machine0) * 1000;
     for (const o of out) if (o instanceof Error) throw o;
     lastImage = (out[0] as StageOutput).data;
     return {
-      batch, rep, start, end, cpuMs: (cpu.user + cpu.system) / 1000, float16Ms, steps, sessions: marks, png: pngMarks,
+      batch, rep, start, end, cpuMs: (cpu.user + cpu.system) / 1000,
+      otherCores: (machineMs - (cpu.user + cpu.system) / 1000) / (end - start), float16Ms, steps, sessions: marks, png: pngMarks,
       outputBytes: out.reduce((s, o) => s + (o instanceof Error ? 0 : o.data.length), 0),
     };
   };

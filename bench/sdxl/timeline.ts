@@ -22,6 +22,11 @@ export interface RunRecord {
   readonly end: number;
   /** Process CPU time (user + system, every thread) during the run. */
   readonly cpuMs: number;
+  /**
+   * Cores' worth of CPU the rest of the machine used during the run (machine busy time from
+   * /proc/stat minus this process's), i.e. how much other work competed with it.
+   */
+  readonly otherCores: number;
   /** Inside float16.ts's float32ToHalf/halfToFloat32 (fp16 bundles; 0 for fp32). */
   readonly float16Ms: number;
   /** Progress-callback time of each step (item 0). */
@@ -37,6 +42,7 @@ export interface Phases {
   readonly batch: number;
   readonly wallMs: number;
   readonly cpuMs: number;
+  readonly otherCores: number;
   readonly float16Ms: number;
   /** Inside InferenceSession.run calls (all sessions). */
   readonly ortMs: number;
@@ -73,7 +79,7 @@ export function phases(r: RunRecord): Phases {
   const pngMs = r.end - firstPng;
   const outsideMs = wallMs - ortMs;
   return {
-    batch: r.batch, wallMs, cpuMs: r.cpuMs, float16Ms: r.float16Ms, ortMs, nativeMs: sum(r.sessions.map((s) => s.handlerMs)),
+    batch: r.batch, wallMs, cpuMs: r.cpuMs, otherCores: r.otherCores, float16Ms: r.float16Ms, ortMs, nativeMs: sum(r.sessions.map((s) => s.handlerMs)),
     textMs: firstUnet - r.start, textOrtMs: dur('text_encoder') + dur('text_encoder_2') + dur('vae_encoder'),
     denoiseMs: lastStep - firstUnet, unetOrtMs: dur('unet'), steps: r.steps.length,
     vaeMs: firstPng - lastStep, vaeOrtMs: dur('vae_decoder'),
