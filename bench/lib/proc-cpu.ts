@@ -96,7 +96,9 @@ export class CpuMeter {
       put(name, used);
       if (name !== 'machine') mine += used;
     }
-    put('other', out.machine!.cpuSeconds - mine);
+    // /proc/stat and the per-process counters tick separately: a quiet machine can read a few
+    // hundredths below zero.
+    put('other', Math.max(0, out.machine!.cpuSeconds - mine));
     return out;
   }
 }
