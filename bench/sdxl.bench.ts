@@ -19,7 +19,6 @@ import { round } from './lib/stats.js';
 import type { BenchResult, Check, Table } from './lib/types.js';
 import type { ChildArgs, ChildResult } from './sdxl/child.js';
 import { probeDenoise, type DenoiseProbeCase } from './sdxl/denoise-probe.js';
-import { useFastFloat16 } from './sdxl/float16-fast.js';
 import { probeFloat16 } from './sdxl/float16-probe.js';
 import { median, medianRun, phases, type Phases } from './sdxl/timeline.js';
 
@@ -33,8 +32,6 @@ interface Config {
   /** img2img at this strength (default: text-to-image). */
   readonly img2imgStrength?: number;
   readonly profileBatch?: number;
-  /** Also measure each run with the proposed float16 converters, as `<key>+fast-f16`. */
-  readonly compareFastFloat16?: boolean;
 }
 
 const STEPS = 30;
@@ -44,7 +41,7 @@ const CONFIGS: readonly Config[] = [
   { key: 'fp32-768x320', dtype: 'float32', width: 768, height: 320, batches: [1, 4], reps: 3 },
   // The pipeline's img2img stage: the target size, strength 0.3 of 30 steps = 9 denoising steps.
   { key: 'fp32-img2img-2520x1080', dtype: 'float32', width: 2520, height: 1080, batches: [1, 4], reps: 3, img2imgStrength: 0.3 },
-  { key: 'fp16-1536x640', dtype: 'float16', width: 1536, height: 640, batches: [1, 4], reps: 3, profileBatch: 4, compareFastFloat16: true },
+  { key: 'fp16-1536x640', dtype: 'float16', width: 1536, height: 640, batches: [1, 4], reps: 3, profileBatch: 4 },
 ];
 const PROBE_CASES: readonly DenoiseProbeCase[] = [
   { label: 'tiny bundle, fp32', dtype: 'float32', width: 1536, height: 640, batch: 4, hiddenSize: 96, pooledSize: 48 },
@@ -89,16 +86,13 @@ export async function run(): Promise<BenchResult> {
       const child = await runChild({
         repo: tmp, model: `tiny-sdxl-${c.dtype}`, width: c.width, height: c.height, steps: STEPS, guidanceScale: GUIDANCE,
         ...(c.img2imgStrength !== undefined ? { img2imgStrength: c.img2imgStrength } : {}),
-        batches: c.batches, reps: reps ?? c.reps, ...(c.profileBatch ? { profileBatch: c.profileBatch } : {}), ...(c.compareFastFloat16 ? { compareFastFloat16: true } : {}),
+        batches: c.batches, reps: reps ?? c.reps, ...(c.profileBatch ? { profileBatch: c.profileBatch } : {}),
       });
-      for (const variant of c.compareFastFloat16 ? [undefined, 'fast-f16'] : [undefined]) {
-        const all: Record<number, Phases[]> = {};
-        for (const r of child.runs.filter((x) => x.rep >= 0 && x.variant === variant)) (all[r.batch] ??= []).push(phases(r));
-        const median = Object.fromEntries(Object.entries(all).map(([b, runs]) => [b, medianRun(runs)]));
-        const prof = variant ? undefined : child.runs.find((x) => x.rep === -2);
-        const key = variant ? `${c.key}+${variant}` : c.key;
-        results[key] = { config: { ...c, key }, child: variant ? { ...child, profile: undefined } : child, median, all, ...(prof ? { profiled: phases(prof) } : {}) };
-      }
+      const all: Record<number, Phases[]> = {};
+      for (const r of child.runs.filter((x) => x.rep >= 0)) (all[r.batch] ??= []).push(phases(r));
+      const median = Object.fromEntries(Object.entries(all).map(([b, runs]) => [b, medianRun(runs)]));
+      const prof = child.runs.find((x) => x.rep === -2);
+      results[c.key] = { config: c, child, median, all, ...(prof ? { profiled: phases(prof) } : {}) };
     }
     // One step's conversions at the target shape: sample in (2·B rows) and noise prediction out.
     const perStepValues = 2 * TARGET.batch * 4 * (1536 / 8) * (640 / 8);
@@ -106,9 +100,6 @@ export async function run(): Promise<BenchResult> {
     process.stdout.write('  denoising loop with a stand-in UNet (JS per step)\n');
     const bundleDir = path.join(tmp, `tiny-sdxl-${configs[0]?.dtype ?? 'float32'}`);
     const probe = await probeDenoise(bundleDir, PROBE_CASES);
-    const undo = useFastFloat16();
-    const probeFast = await probeDenoise(bundleDir, PROBE_CASES.filter((c) => c.dtype === 'float16'));
-    undo();
     const loadEnd = load();
 
     const checks: Check[] = [];
@@ -198,8 +189,8 @@ export async function run(): Promise<BenchResult> {
     }
     tables.push({
       title: `The denoising loop's own JS per step (denoise.ts with a stand-in UNet that answers at once), batch 4 with guidance, 1536x640`,
-      columns: ['conditioning shapes, dtype', 'ms per step', 'with the proposed float16 converters'],
-      rows: probe.map((p) => [p.label, ms(p.msPerStep), ms(probeFast.find((f) => f.label === p.label)?.msPerStep ?? Number.NaN)]).map((r) => r.map((v) => (Number.isNaN(v) ? '' : v))),
+      columns: ['conditioning shapes, dtype', 'ms per step'],
+      rows: probe.map((p) => [p.label, ms(p.msPerStep)]),
       note: 'Everything the stage does per step besides the UNet run: scaling the latents, stacking the 8 rows of feeds, fp16 conversion, the guidance mix, the scheduler step, and the garbage they leave. '
         + 'SDXL base shapes: encoder_hidden_states 77 × 2048 and text_embeds 1280 per row (the tiny bundle: 77 × 96 and 48); the latents are the same size either way. Median of 5 loops of 30 steps.',
     });
@@ -214,12 +205,9 @@ export async function run(): Promise<BenchResult> {
     }
     tables.push({
       title: `float16 conversion, ${f16.values} values (one step's UNet input at batch ${TARGET.batch} with guidance, 1536x640; the output is the same size)`,
-      columns: ['conversion', 'current float16.ts ms', 'proposed (bench/sdxl/float16-fast.ts) ms', 'speed-up'],
-      rows: [
-        ['float32 → float16 (feeds)', ms(f16.toHalfMs), ms(f16.toHalfFastMs), `${(f16.toHalfMs / f16.toHalfFastMs).toFixed(1)}×`],
-        ['float16 → float32 (outputs)', ms(f16.toFloatMs), ms(f16.toFloatFastMs), `${(f16.toFloatMs / f16.toFloatFastMs).toFixed(1)}×`],
-      ],
-      note: `Proposed conversions checked bit for bit against the current ones: every one of the ${f16.checkedHalves} halves, and ${f16.checkedFloats} floats (every half's float and neighbours, midpoints ± 1 ulp, random bit patterns): ${f16.mismatches} mismatches.`,
+      columns: ['conversion', 'ms'],
+      rows: [['float32 → float16 (feeds)', ms(f16.toHalfMs)], ['float16 → float32 (outputs)', ms(f16.toFloatMs)]],
+      note: 'services/stages/sdxl/float16.ts: half → float through a 65,536-entry table, float → half with integer arithmetic on the float\'s bits. Bit-identical to the per-value formulas they replaced (every half; every float32 bit pattern checked once; test/unit/sdxl-float16.test.ts keeps a sample of that check). Median of 5.',
     });
 
     const t = target;
@@ -238,11 +226,8 @@ export async function run(): Promise<BenchResult> {
       notes.push(`Target: at batch ${TARGET.batch} the outside share is ${pct(t.outsideNoPngPct)} % without the PNG encode and ${pct(median(targetRuns.map((r) => r.outsidePct)))} % with it (medians). We propose the target means the figure without PNG: it is meant to bound the JS glue around ONNX Runtime (copies, conversions, guidance, scheduler), while the PNG encode is the response's serialisation — native code on libuv's pool that any server pays per image, whatever runs the model — reported on its own line above.`);
     }
     if (fp16) {
-      const fastRuns = results['fp16-1536x640+fast-f16']?.all[TARGET.batch] ?? [];
       const m = (runs: readonly Phases[], f: (p: Phases) => number) => median(runs.map(f));
-      notes.push(`fp16: ${pct(fp16.outsideNoPngPct)} % outside ONNX Runtime without PNG at batch ${TARGET.batch}. The fp16 path runs every float feed and output through services/stages/sdxl/float16.ts's per-element toHalf/fromHalf (fromHalf computes 2 ** e per value): ${ms(f16.toHalfMs + f16.toFloatMs)} ms per step for the sample and the noise prediction alone at this shape, plus the VAE's output; inside the stage runs at batch ${TARGET.batch} the conversions took ${ms(m(fp16Runs, (p) => p.float16Ms))} ms per run (median). `
-        + `Proposed change to float16.ts (not edited: outside this benchmark's remit): halfToFloat32 through a 65,536-entry Float32Array table, float32ToHalf with integer arithmetic on the float's bits (bench/sdxl/float16-fast.ts, ready to move): ${ms(f16.toHalfFastMs + f16.toFloatFastMs)} ms for the same per-step conversions, bit-identical to the current functions (checked here as in the table, and once over all 2^32 float32 bit patterns). `
-        + (fastRuns.length ? `Swapped in for the rows fp16-1536x640+fast-f16 (each run repeated right after its fp16 run, so both see similar load): conversions ${ms(m(fp16Runs, (p) => p.float16Ms))} → ${ms(m(fastRuns, (p) => p.float16Ms))} ms per run; outside share without PNG ${pct(fp16.outsideNoPngPct)} % → ${pct(m(fastRuns, (p) => p.outsideNoPngPct))} % (with PNG ${pct(m(fp16Runs, (p) => p.outsidePct))} % → ${pct(m(fastRuns, (p) => p.outsidePct))} %); CPU seconds per image ${(m(fp16Runs, (p) => p.cpuMs) / 1000 / TARGET.batch).toFixed(2)} → ${(m(fastRuns, (p) => p.cpuMs) / 1000 / TARGET.batch).toFixed(2)} (medians over the runs).` : ''));
+      notes.push(`fp16: ${pct(fp16.outsideNoPngPct)} % outside ONNX Runtime without PNG at batch ${TARGET.batch} (${pct(m(fp16Runs, (p) => p.outsidePct))} % with it). Every float feed and output crosses the session boundary as float16, converted by services/stages/sdxl/float16.ts: ${ms(f16.toHalfMs + f16.toFloatMs)} ms per step for the sample and the noise prediction at this shape (table above); inside the stage runs at batch ${TARGET.batch} the conversions took ${ms(m(fp16Runs, (p) => p.float16Ms))} ms per run (median), CPU seconds per image ${(m(fp16Runs, (p) => p.cpuMs) / 1000 / TARGET.batch).toFixed(2)}.`);
     }
     notes.push('Changes made in services/stages/sdxl with this benchmark (outputs byte-identical: PNGs of a mixed batch — guidance 5 and 1, empty and non-empty negatives — compared before/after for the fp32 and fp16 bundles; sdxl-stage and pipeline integration tests pass). '
       + 'Figures from an A/B run of the previous and the new code in one process (2026-11-27, load average ~3): '
@@ -254,7 +239,7 @@ export async function run(): Promise<BenchResult> {
       title: 'SDXL stage on onnxruntime-node: per-stage time, throughput and time outside ONNX Runtime (tiny bundle, CPU)',
       checks, tables, notes,
       data: {
-        steps: STEPS, guidanceScale: GUIDANCE, loadAverageStart: loadStart, loadAverageEnd: loadEnd, float16: f16, denoiseProbe: probe, denoiseProbeFastFloat16: probeFast,
+        steps: STEPS, guidanceScale: GUIDANCE, loadAverageStart: loadStart, loadAverageEnd: loadEnd, float16: f16, denoiseProbe: probe,
         configs: Object.fromEntries(Object.entries(results).map(([k, r]) => [k, {
           config: r.config, median: r.median, runs: r.all, profiled: r.profiled, profile: r.child.profile,
           pngLevels: r.child.pngLevels, peakRssBytes: r.child.peakRssBytes,

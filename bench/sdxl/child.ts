@@ -20,8 +20,6 @@ import { loadStage } from '../../services/stages/registry.js';
 import type { RunContext, StageItem, StageOutput } from '../../services/stages/stage.js';
 import { summarizeProfile, type ProfileSummary } from '../lib/cpu-profile.js';
 import { machineCpuSeconds } from '../lib/proc-cpu.js';
-import * as float16 from '../../services/stages/sdxl/float16.js';
-import { float32ToHalfFast, halfToFloat32Fast } from './float16-fast.js';
 import type { RunRecord, SessionName } from './timeline.js';
 
 export interface ChildArgs {
@@ -38,12 +36,6 @@ export interface ChildArgs {
   readonly reps: number;
   /** One extra profiled run at this batch size. */
   readonly profileBatch?: number;
-  /**
-   * Also run every warm-up and measured run a second time, right after the first, with
-   * float16.ts's converters swapped for the proposed ones (float16-fast.ts) — an A/B under the
-   * same load, projecting that change's effect (tensors.ts calls them through the module's exports).
-   */
-  readonly compareFastFloat16?: boolean;
 }
 
 export interface ChildResult {
@@ -112,19 +104,16 @@ function hookSharp(): void {
 }
 
 let float16Ms = 0;
-type Convert = (...a: unknown[]) => unknown;
-const F16_IMPLS = {
-  current: { float32ToHalf: float16.float32ToHalf as Convert, halfToFloat32: float16.halfToFloat32 as Convert },
-  proposed: { float32ToHalf: float32ToHalfFast as Convert, halfToFloat32: halfToFloat32Fast as Convert },
-};
 
 /**
- * Puts timed wrappers of one implementation in float16.ts's exports: tensors.ts calls the
- * converters through them, so this both times the conversions and swaps in the proposal.
+ * Times float16.ts's array converters by putting timed wrappers in the module's exports: the
+ * compiled tensors.ts calls them through those exports, so the stage's code is unchanged.
  */
-function useFloat16(which: keyof typeof F16_IMPLS): void {
+function timeFloat16(): void {
+  type Convert = (...a: unknown[]) => unknown;
   const exportsObj = require('../../services/stages/sdxl/float16.js') as Record<string, Convert>;
-  for (const [name, inner] of Object.entries(F16_IMPLS[which])) {
+  for (const name of ['float32ToHalf', 'halfToFloat32']) {
+    const inner = exportsObj[name]!;
     exportsObj[name] = (...a: unknown[]) => {
       const t = performance.now();
       try {
@@ -160,7 +149,7 @@ async function main(): Promise<void> {
   const a = JSON.parse(process.argv[2]!) as ChildArgs;
   hookOrt();
   hookSharp();
-  useFloat16('current');
+  timeFloat16();
   const img2img = a.img2imgStrength !== undefined;
   const model = await loadStage('sdxl').load(a.model, { options: img2img ? { mode: 'image-to-image' } : {}, modelRepository: a.repo });
   const initImage = img2img ? await syntheticImage(a.width, a.height) : undefined;
@@ -193,15 +182,8 @@ async function main(): Promise<void> {
     };
   };
   const runs: RunRecord[] = [];
-  const both = async (b: number, rep: number) => {
-    runs.push(await once(b, rep));
-    if (!a.compareFastFloat16) return;
-    useFloat16('proposed');
-    runs.push({ ...(await once(b, rep)), variant: 'fast-f16' });
-    useFloat16('current');
-  };
-  for (const b of a.batches) await both(b, -1); // warm-up: ONNX Runtime sizes its arena for the shapes
-  for (let rep = 0; rep < a.reps; rep++) for (const b of a.batches) await both(b, rep);
+  for (const b of a.batches) runs.push(await once(b, -1)); // warm-up: ONNX Runtime sizes its arena for the shapes
+  for (let rep = 0; rep < a.reps; rep++) for (const b of a.batches) runs.push(await once(b, rep));
 
   let profile: ChildResult['profile'];
   if (a.profileBatch) {

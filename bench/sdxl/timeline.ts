@@ -34,8 +34,6 @@ export interface RunRecord {
   readonly sessions: Array<{ name: SessionName; start: number; end: number; handlerMs: number }>;
   readonly png: Array<{ start: number; end: number }>;
   readonly outputBytes: number;
-  /** Set on the runs with the proposed float16 converters (ChildArgs.compareFastFloat16). */
-  readonly variant?: 'fast-f16';
 }
 
 export interface Phases {

@@ -2,41 +2,17 @@
  * float32 → IEEE 754 half-precision bits, for writing FLOAT16 tensors (ONNX stores them as raw
  * little-endian half bits; Node 20 has no Float16Array). Round to nearest even, like numpy's
  * `astype(float16)` that Optimum's `--fp16` export goes through.
- * The SDXL stage's tensor conversions (services/stages/sdxl/float16.ts) build on `halfBits`.
+ *
+ * The one implementation is the SDXL stage's codec (services/stages/sdxl/float16.ts), which
+ * converts every tensor at an fp16 export's session boundary: the model tools write initializers
+ * with the same bits the stage feeds at run time.
  */
-const f32 = new Float32Array(1);
-const u32 = new Uint32Array(f32.buffer);
+import { float32ToHalf, halfBits } from '../../stages/sdxl/float16.js';
 
 /** The half-precision bits of `value` (overflow → ±Inf, NaN stays NaN). */
-export function halfBits(value: number): number {
-  f32[0] = value;
-  const x = u32[0]!;
-  const sign = (x >>> 16) & 0x8000;
-  const exp = (x >>> 23) & 0xff;
-  const mant = x & 0x7fffff;
-  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
-  const e = exp - 127 + 15;
-  if (e >= 0x1f) return sign | 0x7c00;
-  if (e <= 0) {
-    if (e < -10) return sign;
-    const m = mant | 0x800000;
-    const shift = 14 - e;
-    let half = m >>> shift;
-    const rem = m & ((1 << shift) - 1);
-    const mid = 1 << (shift - 1);
-    if (rem > mid || (rem === mid && (half & 1))) half++;
-    return sign | half;
-  }
-  let half = (e << 10) | (mant >>> 13);
-  const rem = mant & 0x1fff;
-  // A carry out of the mantissa bumps the exponent, which is still the right rounding.
-  if (rem > 0x1000 || (rem === 0x1000 && (half & 1))) half++;
-  return sign | half;
-}
+export { halfBits };
 
 /** Half-precision bits of every element (a new array). */
 export function toFloat16Bits(data: Float32Array): Uint16Array {
-  const out = new Uint16Array(data.length);
-  for (let i = 0; i < data.length; i++) out[i] = halfBits(data[i]!);
-  return out;
+  return float32ToHalf(data);
 }
