@@ -6,22 +6,25 @@
  *
  * Sessions are created from file paths, one after another in pipeline order: ONNX Runtime finds
  * external data (`unet/model.onnx_data`) next to the model, and a bad text encoder fails the load
- * before the multi-gigabyte UNet is read.
+ * before the multi-gigabyte UNet is read. With `optimized_model_cache_dir` they go through the
+ * optimized-model cache (optimized-model-cache.ts), except overridden (LoRA-fused) components.
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { InferenceSession } from 'onnxruntime-node';
+import type { InferenceSession } from 'onnxruntime-node';
 import { ModelNotFoundError } from '../common/errors.js';
 import {
   checkTextEncoder, checkUnet, checkVaeDecoder, checkVaeEncoder,
   type FloatType, type TimestepInput, type VaeEncoderOutput,
 } from './sdxl-bundle-facts.js';
 import { inspectSdxlBundle, SdxlBundleError, type BundleLayout, type ComponentFiles } from './sdxl-bundle-layout.js';
-import { toOrtSessionOptions, type SessionOptions } from './session-options.js';
+import { createCachedSession, type SessionLoadReport } from './optimized-model-cache.js';
+import type { SessionOptions } from './session-options.js';
 
 export { inspectSdxlBundle, SdxlBundleError, type BundleLayout, type ComponentFiles } from './sdxl-bundle-layout.js';
 export type { FloatType, TimestepInput, VaeEncoderOutput } from './sdxl-bundle-facts.js';
 export type { SessionOptions } from './session-options.js';
+export type { SessionLoadReport } from './optimized-model-cache.js';
 
 /** A plain folder name: no separators, no leading dot (so never `.` or `..`). */
 const PLAIN_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
@@ -65,13 +68,16 @@ export interface SdxlBundle {
   readonly schedulerConfigJson: unknown;
   /** Bytes of the model files (model.onnx + external data): the cache's cost of keeping it loaded. */
   readonly sizeBytes: number;
+  /** How each session was created (optimized-model cache outcome and time), in load order. */
+  readonly sessionLoads: readonly SessionLoadReport[];
   /** Releases every session. Safe to call once. */
   dispose(): Promise<void>;
 }
 
-async function createSession(layout: BundleLayout, c: ComponentFiles, options: InferenceSession.SessionOptions, modelPath = c.model): Promise<InferenceSession> {
+async function createSession(layout: BundleLayout, c: ComponentFiles, options: SessionOptions, override?: string): Promise<{ session: InferenceSession; report: SessionLoadReport }> {
   try {
-    return await InferenceSession.create(modelPath, options);
+    // An override (a LoRA-fused model) is written anew at every load: caching it would only fill the disk.
+    return await createCachedSession({ path: override ?? c.model }, options, override ? { bypass: `${c.name}: a LoRA-fused model, written at each load` } : {});
   } catch (err) {
     const hint = c.externalData ? '' : `; if the export keeps its weights in ${c.name}/model.onnx_data, that file must sit next to it`;
     throw new SdxlBundleError(layout.dir, `${c.name}/model.onnx`, `ONNX Runtime could not load it: ${(err as Error).message}${hint}`, { cause: err });
@@ -95,12 +101,13 @@ export interface OpenOverrides {
  */
 export async function openSdxlBundle(dir: string, sessionOptions: SessionOptions, overrides: OpenOverrides = {}): Promise<SdxlBundle> {
   const layout = inspectSdxlBundle(dir);
-  const ort = toOrtSessionOptions(sessionOptions);
   const opened: InferenceSession[] = [];
+  const sessionLoads: SessionLoadReport[] = [];
   const open = async (c: ComponentFiles) => {
-    const s = await createSession(layout, c, ort, overrides.modelPaths?.[c.name]);
-    opened.push(s);
-    return s;
+    const { session, report } = await createSession(layout, c, sessionOptions, overrides.modelPaths?.[c.name]);
+    opened.push(session);
+    sessionLoads.push(report);
+    return session;
   };
   try {
     const textEncoder = await open(layout.textEncoder);
@@ -124,7 +131,7 @@ export async function openSdxlBundle(dir: string, sessionOptions: SessionOptions
       scalingFactor: layout.scalingFactor, forceZerosForEmptyPrompt: layout.forceZerosForEmptyPrompt,
       hiddenSize1: layout.hiddenSize1, hiddenSize2: layout.hiddenSize2, pooledSize: layout.pooledSize,
       latentChannels: layout.latentChannels, tokenizerDirs: layout.tokenizerDirs,
-      schedulerConfigJson: layout.schedulerConfigJson, sizeBytes: layout.sizeBytes,
+      schedulerConfigJson: layout.schedulerConfigJson, sizeBytes: layout.sizeBytes, sessionLoads,
       async dispose() {
         if (disposed) return;
         disposed = true;

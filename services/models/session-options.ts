@@ -9,7 +9,9 @@
  *   silently running on the CPU);
  * - `device_id`: GPU ordinal for cuda/tensorrt (default 0);
  * - `intra_op_threads`: ONNX Runtime intra-op threads (default 0 = ORT's choice);
- * - `graph_optimization_level`: `disabled` | `basic` | `extended` | `all` (default).
+ * - `graph_optimization_level`: `disabled` | `basic` | `extended` | `all` (default);
+ * - `optimized_model_cache_dir`: a directory where optimized models are kept between loads
+ *   (optimized-model-cache.ts); absent or empty (default): every load optimizes anew.
  */
 import type { InferenceSession } from 'onnxruntime-node';
 import { ConfigError } from '../common/errors.js';
@@ -24,14 +26,20 @@ export interface SessionOptions {
   /** 0 or absent: ONNX Runtime chooses. */
   readonly intraOpThreads?: number;
   readonly graphOptimizationLevel?: GraphOptimizationLevel;
+  /**
+   * Where optimized models are cached (absolute, or relative to the working directory like
+   * `model_repository`); absent: no cache. Read by optimized-model-cache.ts, not by ONNX Runtime.
+   */
+  readonly optimizedModelCacheDir?: string;
 }
 
 const PROVIDERS: readonly ExecutionProvider[] = ['cpu', 'cuda', 'tensorrt'];
 const LEVELS: readonly GraphOptimizationLevel[] = ['disabled', 'basic', 'extended', 'all'];
 
 /**
- * Reads `execution_provider`, `device_id`, `intra_op_threads` and `graph_optimization_level` from a
- * deployment's options (other keys are ignored). Throws ConfigError naming `options.<key>`.
+ * Reads `execution_provider`, `device_id`, `intra_op_threads`, `graph_optimization_level` and
+ * `optimized_model_cache_dir` from a deployment's options (other keys are ignored). Throws
+ * ConfigError naming `options.<key>`.
  */
 export function parseSessionOptions(options: Readonly<Record<string, unknown>>): SessionOptions {
   const ep = options['execution_provider'] ?? 'cpu';
@@ -49,11 +57,16 @@ export function parseSessionOptions(options: Readonly<Record<string, unknown>>):
   if (!LEVELS.includes(level as GraphOptimizationLevel)) {
     throw new ConfigError('options.graph_optimization_level', `must be disabled, basic, extended or all, got ${JSON.stringify(level)}`);
   }
+  const cacheDir = options['optimized_model_cache_dir'] ?? '';
+  if (typeof cacheDir !== 'string' || cacheDir.includes('\0')) {
+    throw new ConfigError('options.optimized_model_cache_dir', `must be a directory path (empty: no cache), got ${JSON.stringify(cacheDir)}`);
+  }
   return Object.freeze({
     executionProvider: ep as ExecutionProvider,
     deviceId: int('device_id', 0, 64),
     intraOpThreads: int('intra_op_threads', 0, 1024),
     graphOptimizationLevel: level as GraphOptimizationLevel,
+    ...(cacheDir ? { optimizedModelCacheDir: cacheDir } : {}),
   });
 }
 

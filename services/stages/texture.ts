@@ -5,7 +5,8 @@
  * prompt; one session.run covers the whole batch, then sharp encodes each image.
  *
  * Deployment options read: the ONNX Runtime session options of services/models/session-options.ts
- * (`execution_provider`, `device_id`, `intra_op_threads`, `graph_optimization_level`); a provider
+ * (`execution_provider`, `device_id`, `intra_op_threads`, `graph_optimization_level`,
+ * `optimized_model_cache_dir`); a provider
  * whose libraries are missing fails the load with ORRERY_ERR_MODEL_LOAD_FAILED.
  */
 import fs from 'node:fs';
@@ -15,7 +16,8 @@ import sharp from 'sharp';
 import {
   CancelledError, InvalidArgumentError, ModelNotFoundError, OrreryError,
 } from '../common/errors.js';
-import { parseSessionOptions, toOrtSessionOptions } from '../models/session-options.js';
+import { createCachedSession } from '../models/optimized-model-cache.js';
+import { parseSessionOptions, type SessionOptions } from '../models/session-options.js';
 import type { LoadedModel, RunContext, Stage, StageContext, StageItem, StageOutput } from './stage.js';
 
 /** Model ids this stage accepts; checked before any file system access (no `/`, no `..`). */
@@ -24,11 +26,11 @@ export const MODEL_ID_PATTERN = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 const MAX_SIDE = 8192;
 
 interface TextureOptions {
-  readonly sessionOptions: InferenceSession.SessionOptions;
+  readonly sessionOptions: SessionOptions;
 }
 
 function compileOptions(options: Readonly<Record<string, unknown>>): TextureOptions {
-  return { sessionOptions: toOrtSessionOptions(parseSessionOptions(options)) };
+  return { sessionOptions: parseSessionOptions(options) };
 }
 
 /**
@@ -196,7 +198,7 @@ export const textureStage: Stage = {
     }
     let session: InferenceSession;
     try {
-      session = await InferenceSession.create(file, sessionOptions);
+      ({ session } = await createCachedSession({ path: file }, sessionOptions));
     } catch (err) {
       throw new OrreryError('ORRERY_ERR_MODEL_LOAD_FAILED', `loading ${file}: ${(err as Error).message}`, { cause: err });
     }

@@ -10,7 +10,8 @@
  * [B,3,H·s,W·s] and the metadata convert-upscaler writes (scale, value ranges).
  *
  * Deployment options (all optional): `execution_provider` (cpu | cuda | tensorrt), `device_id`,
- * `intra_op_threads`, `graph_optimization_level`, as for the texture stage; and
+ * `intra_op_threads`, `graph_optimization_level`, `optimized_model_cache_dir`, as for the texture
+ * stage; and
  * - `tile_size`: largest tile core side in input pixels (default 128);
  * - `tile_padding`: context around each core, ≤ tile_size / 2 (default 16); more padding → seams
  *   closer to the whole-image result, more compute;
@@ -29,7 +30,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
 import { CancelledError, ConfigError, InvalidArgumentError, ModelNotFoundError, OrreryError } from '../common/errors.js';
-import { parseSessionOptions, toOrtSessionOptions } from '../models/session-options.js';
+import { createCachedSession } from '../models/optimized-model-cache.js';
+import { parseSessionOptions, type SessionOptions } from '../models/session-options.js';
 import { parseUpscalerInfo, readModelMetadata, type UpscalerModelInfo } from '../models/upscaler/upscaler-metadata.js';
 import type { LoadedModel, RunContext, Stage, StageContext, StageItem, StageOutput } from './stage.js';
 import { decodeImage, encodeImage, type ResizeSpec, type RgbImage } from './upscaler-image.js';
@@ -40,7 +42,7 @@ export const MODEL_ID_PATTERN = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 const MAX_RESIZE_SIDE = 16384;
 
 export interface UpscalerOptions {
-  readonly sessionOptions: InferenceSession.SessionOptions;
+  readonly sessionOptions: SessionOptions;
   readonly tileSize: number;
   readonly tilePadding: number;
   readonly maxTilesPerRun: number;
@@ -65,7 +67,7 @@ export function compileUpscalerOptions(options: Readonly<Record<string, unknown>
     throw new ConfigError('options.tile_padding', (err as Error).message);
   }
   return Object.freeze<UpscalerOptions>({
-    sessionOptions: toOrtSessionOptions(parseSessionOptions(options)),
+    sessionOptions: parseSessionOptions(options),
     tileSize, tilePadding,
     maxTilesPerRun: int('max_tiles_per_run', 8, 1, 1024),
     maxInputPixels: int('max_input_pixels', 4096 * 4096, 1, 2 ** 31),
@@ -271,7 +273,7 @@ export const upscalerStage: Stage = {
     if (typeof info === 'string') throw new OrreryError('ORRERY_ERR_MODEL_LOAD_FAILED', `${file} is not an upscaler model: ${info}`);
     let session: InferenceSession;
     try {
-      session = await InferenceSession.create(bytes, options.sessionOptions);
+      ({ session } = await createCachedSession({ path: file, bytes }, options.sessionOptions));
     } catch (err) {
       throw new OrreryError('ORRERY_ERR_MODEL_LOAD_FAILED', `loading ${file}: ${(err as Error).message}`, { cause: err });
     }

@@ -20,8 +20,15 @@ describe('session options', () => {
     assert.deepEqual(toOrtSessionOptions({ executionProvider: 'cuda' }).executionProviders, [{ name: 'cuda', deviceId: 0 }, 'cpu']);
   });
 
+  test('reads optimized_model_cache_dir, which ONNX Runtime never sees; empty means no cache', () => {
+    const o = parseSessionOptions({ optimized_model_cache_dir: '/models/.optimized' });
+    assert.equal(o.optimizedModelCacheDir, '/models/.optimized');
+    assert.deepEqual(toOrtSessionOptions(o), { executionProviders: ['cpu'], graphOptimizationLevel: 'all' });
+    assert.equal('optimizedModelCacheDir' in parseSessionOptions({ optimized_model_cache_dir: '' }), false);
+  });
+
   test('rejects bad values with a ConfigError naming the option', () => {
-    for (const [key, value] of [['execution_provider', 'rocm'], ['device_id', -1], ['intra_op_threads', 1.5], ['graph_optimization_level', 'max']] as const) {
+    for (const [key, value] of [['execution_provider', 'rocm'], ['device_id', -1], ['intra_op_threads', 1.5], ['graph_optimization_level', 'max'], ['optimized_model_cache_dir', 7]] as const) {
       assert.throws(() => parseSessionOptions({ [key]: value }), (err: unknown) => err instanceof ConfigError && err.key === `options.${key}`);
     }
   });
