@@ -6,6 +6,8 @@
  * (onnx/docs/ExternalData.md). ONNX Runtime resolves `location` relative to the model file's
  * folder, so such a model must be loaded from its path, not from bytes.
  */
+import fs from 'node:fs';
+import path from 'node:path';
 import type { ModelProto, TensorProto } from './onnx-model.js';
 
 /** TensorProto.DataLocation.EXTERNAL */
@@ -53,4 +55,28 @@ export function moveInitializersToExternalData(model: ModelProto, options: Exter
   const data = new Uint8Array(end);
   for (const p of parts) data.set(p.bytes, p.offset);
   return { model: { ...model, graph: { ...graph, initializer } }, data };
+}
+
+/**
+ * Makes an external initializer inline (raw_data), whatever its type, reading `location` relative
+ * to `modelDir`; inline initializers are left alone. Throws if the location is not a plain relative
+ * path inside the folder or the file is too short.
+ */
+export function inlineExternalData(t: TensorProto, modelDir: string): void {
+  if (t.data_location !== EXTERNAL) return;
+  const kv = Object.fromEntries((t.external_data ?? []).map((e) => [e.key, e.value]));
+  const location = kv['location'] ?? '';
+  if (!location || location.includes('..') || path.isAbsolute(location)) throw new Error(`initializer ${t.name}: bad external data location ${JSON.stringify(location)}`);
+  const offset = Number(kv['offset'] ?? 0);
+  const length = Number(kv['length']);
+  const bytes = new Uint8Array(length);
+  const fd = fs.openSync(path.join(modelDir, location), 'r');
+  try {
+    if (fs.readSync(fd, bytes, 0, length, offset) !== length) throw new Error(`initializer ${t.name}: ${location} is too short`);
+  } finally {
+    fs.closeSync(fd);
+  }
+  delete t.external_data;
+  delete t.data_location;
+  t.raw_data = bytes;
 }

@@ -9,10 +9,9 @@
  * Inline and external-data initializers are read; the result is an all-inline model object (the
  * caller moves large initializers back to external data when it writes the file).
  */
-import fs from 'node:fs';
-import path from 'node:path';
 import { DataType, makeTensor, type ModelProto, type NodeProto, type TensorProto } from '../onnx/onnx-model.js';
 import { access } from '../lora/fuse-onnx.js';
+import { inlineExternalData } from '../onnx/external-data.js';
 
 export interface QuantizeResult {
   readonly quantized: number;
@@ -37,7 +36,7 @@ export function quantizeMatMulWeightsInt8(model: ModelProto, modelDir: string, m
   for (const t of inits) {
     const name = t.name ?? '';
     if (!targets.has(name)) {
-      if (t.data_location === 1) inline(t, modelDir);
+      inlineExternalData(t, modelDir);
       out.push(t);
       continue;
     }
@@ -60,23 +59,4 @@ export function quantizeMatMulWeightsInt8(model: ModelProto, modelDir: string, m
   // Dequantized weights depend only on initializers: first in topological order.
   graph.node = [...dq, ...(graph.node ?? [])];
   return { quantized: dq.length, bytesBefore: before, bytesAfter: after };
-}
-
-/** Makes an external initializer inline (raw_data), whatever its type. */
-function inline(t: TensorProto, modelDir: string): void {
-  const kv = Object.fromEntries((t.external_data ?? []).map((e) => [e.key, e.value]));
-  const location = kv['location'] ?? '';
-  if (!location || location.includes('..') || path.isAbsolute(location)) throw new Error(`initializer ${t.name}: bad external data location ${JSON.stringify(location)}`);
-  const offset = Number(kv['offset'] ?? 0);
-  const length = Number(kv['length']);
-  const bytes = new Uint8Array(length);
-  const fd = fs.openSync(path.join(modelDir, location), 'r');
-  try {
-    if (fs.readSync(fd, bytes, 0, length, offset) !== length) throw new Error(`initializer ${t.name}: ${location} is too short`);
-  } finally {
-    fs.closeSync(fd);
-  }
-  delete t.external_data;
-  delete t.data_location;
-  t.raw_data = bytes;
 }
