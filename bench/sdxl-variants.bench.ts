@@ -88,7 +88,7 @@ export async function run(): Promise<BenchResult> {
         `Fusing the ${fused.matched}-module LoRA into the three models took ${fuseMs.toFixed(0)} ms; the unfused branches cost ${(overhead * 100).toFixed(0)}% per UNet call here.`,
         'The optimized-model cache (step 7) is not implemented yet, so there is no cold/warm figure.',
       ],
-      data: { plain, withFused, withUnfused, int8, fuseMs, psnrDb: q.psnrDb, fp32Bytes, int8Bytes: q.bytesAfter, matmulsQuantized: q.matmulsQuantized },
+      data: { plain, withFused, withUnfused, int8, fuseMs, psnrDb: q.psnrDb, fp32Bytes, int8Bytes: q.bytesAfter, matmulsQuantized: q.tensorsRewritten },
     };
   } finally {
     fs.rmSync(repo, { recursive: true, force: true });

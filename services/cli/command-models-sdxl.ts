@@ -13,7 +13,8 @@ interface MakeTinyFlags {
   externalData: boolean;
 }
 
-function formatBytes(n: number): string {
+/** Bytes as kB / MB (decimal), for the model tools' summaries. */
+export function formatBytes(n: number): string {
   return n >= 1e6 ? `${(n / 1e6).toFixed(2)} MB` : `${(n / 1e3).toFixed(1)} kB`;
 }
 
@@ -70,31 +71,5 @@ export function registerSdxlModelCommands(models: Command): void {
       });
       const writeOut = cmd.configureOutput().writeOut ?? ((s: string) => process.stdout.write(s));
       writeOut(`tiny ${flags.format} LoRA (${modules.length} modules, rank ${rank}) in ${path.resolve(file)}; model id tiny-sdxl+${name}\n`);
-    });
-
-  models
-    .command('quantize')
-    .description(
-      'Write <repository>/<base>@<variant>/: the base bundle with its unet and text encoders quantized (int8: weight-only per-channel ' +
-      'int8 MatMul weights, QDQ). The variant renders a fixed prompt and seed beside the base and is refused when the PSNR of its ' +
-      'image is below --min-psnr-db. Serve it as model id <base>@<variant> (or <base>+<lora>@<variant>).',
-    )
-    .argument('[repository]', 'the model repository', './models')
-    .requiredOption('--model <base>', 'the base model id')
-    .requiredOption('--variant <variant>', 'int8 (fp16 and q4 are not implemented yet)')
-    .option('--min-psnr-db <db>', 'refuse the variant below this PSNR against the base image', '30')
-    .action(async (repository: string, flags: { model: string; variant: string; minPsnrDb: string }, cmd: Command) => {
-      const { quantizeBundle } = await import('../models/quantize/quantize-bundle.js');
-      const { MODEL_VARIANTS } = await import('../models/model-id.js');
-      if (!(MODEL_VARIANTS as readonly string[]).includes(flags.variant)) cmd.error(`--variant must be one of ${MODEL_VARIANTS.join(', ')}`);
-      const minPsnrDb = Number(flags.minPsnrDb);
-      if (!Number.isFinite(minPsnrDb)) cmd.error('--min-psnr-db must be a number');
-      try {
-        const r = await quantizeBundle({ repository, base: flags.model, variant: flags.variant as 'int8', minPsnrDb });
-        const writeOut = cmd.configureOutput().writeOut ?? ((s: string) => process.stdout.write(s));
-        writeOut(`${r.dir}: ${r.matmulsQuantized} MatMul weights quantized, ${formatBytes(r.bytesBefore)} → ${formatBytes(r.bytesAfter)}, PSNR ${r.psnrDb.toFixed(2)} dB against ${flags.model}\n`);
-      } catch (err) {
-        cmd.error((err as Error).message);
-      }
     });
 }

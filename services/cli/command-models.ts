@@ -2,6 +2,7 @@
 import path from 'node:path';
 import type { Command } from 'commander';
 import { writeDemoModels } from '../models/demo-models.js';
+import { registerQuantizeCommand } from './command-models-quantize.js';
 import { registerSdxlModelCommands } from './command-models-sdxl.js';
 import { registerUpscalerModelCommands } from './command-models-upscaler.js';
 
@@ -16,5 +17,6 @@ export function registerModelsCommand(program: Command): void {
       process.stdout.write(`demo models in ${path.resolve(dir)}\n`);
     });
   registerSdxlModelCommands(models);
+  registerQuantizeCommand(models);
   registerUpscalerModelCommands(models);
 }

@@ -1,21 +1,17 @@
 /**
- * `orrery models quantize`: writes `<repo>/<base>@<variant>/`, a copy of the base bundle whose
- * MatMul-heavy models (unet, text_encoder, text_encoder_2) are quantized, after checking its
+ * `orrery models quantize`: writes `<repo>/<base>@<variant>/`, a copy of the base bundle with its
+ * models rewritten for the variant (variant-models.ts: `int8` and `q4` weight-only MatMul weights in
+ * unet and the text encoders, `fp16` a float16 export of all five models), after checking its
  * output against the base: both render a fixed prompt and seed, and a variant whose final image
  * has a PSNR below the bound (i.e. an error above it) is refused with the measured figure.
- *
- * Implemented variants: `int8` (weight-only, per-channel QDQ; quantize-int8.ts). `fp16` and `q4`
- * (MatMulNBits) are refused as not implemented yet.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
 import { OrreryError } from '../../common/errors.js';
 import type { StageItem, StageOutput } from '../../stages/stage.js';
-import { moveInitializersToExternalData } from '../onnx/external-data.js';
-import { decodeModel, encodeModel } from '../onnx/onnx-model.js';
 import { parseModelId, type ModelVariant } from '../model-id.js';
-import { quantizeMatMulWeightsInt8 } from './quantize-int8.js';
+import { rewriteBundleModels, type VariantRewrite, type WrittenVariant } from './variant-models.js';
 
 export interface QuantizeOptions {
   readonly repository: string;
@@ -23,25 +19,30 @@ export interface QuantizeOptions {
   readonly variant: ModelVariant;
   /** Refuse the variant when PSNR(variant, base) is below this (dB). */
   readonly minPsnrDb: number;
+  /** q4 only: quantization block size along K, a power of two ≥ 16 (default 32). */
+  readonly blockSize?: number;
   /** The fixed render the check compares (defaults: a planet prompt, seed 42, 8 steps, 128×64). */
   readonly check?: Partial<Pick<StageItem, 'prompt' | 'seed' | 'steps' | 'width' | 'height'>>;
 }
 
 export interface QuantizeReport {
   readonly dir: string;
+  readonly variant: WrittenVariant;
   readonly psnrDb: number;
   readonly bytesBefore: number;
   readonly bytesAfter: number;
-  readonly matmulsQuantized: number;
+  /** int8, q4: MatMul weights quantized; fp16: FLOAT initializers stored as FLOAT16. */
+  readonly tensorsRewritten: number;
+  /** The models rewritten (bundle folder names). */
+  readonly models: readonly string[];
 }
 
+/** The variant was not written: its image error exceeds the bound (`psnrDb` is the measured figure) or the bundle cannot take it. */
 export class QuantizeRefusedError extends OrreryError {
-  constructor(message: string, readonly psnrDb?: number) {
-    super('ORRERY_ERR_MODEL_LOAD_FAILED', message);
+  constructor(message: string, readonly psnrDb?: number, options?: { cause?: unknown }) {
+    super('ORRERY_ERR_MODEL_LOAD_FAILED', message, options);
   }
 }
-
-const COMPONENTS = ['text_encoder', 'text_encoder_2', 'unet'] as const;
 
 function dirBytes(dir: string): number {
   let n = 0;
@@ -52,42 +53,38 @@ function dirBytes(dir: string): number {
 /** Writes the variant (atomically: a staging folder renamed into place) or throws QuantizeRefusedError. */
 export async function quantizeBundle(o: QuantizeOptions): Promise<QuantizeReport> {
   const id = parseModelId(`${o.base}@${o.variant}`);
-  if (id.variant !== 'int8') throw new QuantizeRefusedError(`variant ${o.variant}: not implemented yet (int8 is)`);
+  const variant = id.variant;
+  if (variant === undefined || variant === 'fp32') throw new QuantizeRefusedError(`variant ${o.variant}: the fp32 model is the base bundle ${id.base} itself (variants: fp16, int8, q4)`);
   const src = path.join(o.repository, id.base);
   if (!fs.existsSync(path.join(src, 'model_index.json'))) throw new QuantizeRefusedError(`no bundle ${src}`);
   const stagingRepo = fs.mkdtempSync(path.join(o.repository, '.quantize-'));
   try {
-    const staged = path.join(stagingRepo, `${id.base}@${id.variant}`);
+    const staged = path.join(stagingRepo, `${id.base}@${variant}`);
     fs.cpSync(src, staged, { recursive: true });
-    let count = 0;
-    for (const c of COMPONENTS) {
-      const dir = path.join(staged, c);
-      const model = decodeModel(fs.readFileSync(path.join(dir, 'model.onnx')));
-      const hadExternal = fs.existsSync(path.join(dir, 'model.onnx_data'));
-      count += quantizeMatMulWeightsInt8(model, dir).quantized;
-      if (hadExternal) {
-        const moved = moveInitializersToExternalData(model, { location: 'model.onnx_data' });
-        fs.writeFileSync(path.join(dir, 'model.onnx'), encodeModel(moved.model));
-        fs.writeFileSync(path.join(dir, 'model.onnx_data'), moved.data);
-      } else {
-        fs.writeFileSync(path.join(dir, 'model.onnx'), encodeModel(model));
-      }
+    let rewrite: VariantRewrite;
+    try {
+      rewrite = rewriteBundleModels(staged, variant, { blockSize: o.blockSize });
+    } catch (err) {
+      throw new QuantizeRefusedError(`${id.base}@${variant} refused: ${(err as Error).message}`, undefined, { cause: err });
     }
-    const psnrDb = await comparePsnr(o.repository, id.base, stagingRepo, `${id.base}@${id.variant}`, o.check ?? {});
+    const psnrDb = await imagePsnr(o.repository, id.base, stagingRepo, `${id.base}@${variant}`, o.check ?? {});
     if (!(psnrDb >= o.minPsnrDb)) {
-      throw new QuantizeRefusedError(`${id.base}@${id.variant} refused: its image differs from ${id.base}'s by PSNR ${psnrDb.toFixed(2)} dB, below the bound of ${o.minPsnrDb} dB (raise the bound with --min-psnr-db to accept it)`, psnrDb);
+      throw new QuantizeRefusedError(`${id.base}@${variant} refused: its image differs from ${id.base}'s by PSNR ${psnrDb.toFixed(2)} dB, below the bound of ${o.minPsnrDb} dB (raise the bound with --min-psnr-db to accept it)`, psnrDb);
     }
-    const dst = path.join(o.repository, `${id.base}@${id.variant}`);
+    const dst = path.join(o.repository, `${id.base}@${variant}`);
     fs.rmSync(dst, { recursive: true, force: true });
     fs.renameSync(staged, dst);
-    return { dir: dst, psnrDb, bytesBefore: dirBytes(src), bytesAfter: dirBytes(dst), matmulsQuantized: count };
+    return { dir: dst, variant, psnrDb, bytesBefore: dirBytes(src), bytesAfter: dirBytes(dst), tensorsRewritten: rewrite.tensors, models: rewrite.models };
   } finally {
     fs.rmSync(stagingRepo, { recursive: true, force: true });
   }
 }
 
-/** PSNR (dB, 8-bit RGB) between two models' images of the same request. */
-async function comparePsnr(repoA: string, idA: string, repoB: string, idB: string, check: QuantizeOptions['check']): Promise<number> {
+/**
+ * PSNR (dB, 8-bit RGB; Infinity when identical) between the images two models render for the same
+ * request through the real SDXL stage: model `idA` of repository `repoA` against `idB` of `repoB`.
+ */
+export async function imagePsnr(repoA: string, idA: string, repoB: string, idB: string, check: QuantizeOptions['check'] = {}): Promise<number> {
   // Loaded lazily: the stage pulls in onnxruntime-node and sharp.
   const { loadStage } = await import('../../stages/registry.js');
   const stage = loadStage('sdxl');
