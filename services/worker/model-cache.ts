@@ -1,15 +1,23 @@
 /**
  * The replica's loaded models (used inside the executor thread): loads on demand with one load
- * per model id however many batches ask at once, keeps at most `maxModels` (LRU via
- * {@link chooseEvictions}), and never disposes a model a batch is running on (leases).
+ * per model id however many batches ask at once, keeps at most `maxModels` and, optionally,
+ * `maxBytes` of LoadedModel.sizeBytes (LRU via {@link planEvictions}), and never disposes a model
+ * a batch is running on (leases).
+ *
+ * A model's size is known only once it is loaded: before a load the cache makes room for the
+ * size that model had the last time it was loaded here (0 the first time), and right after the
+ * load it evicts least recently used idle models until the budget holds again. A model larger
+ * than the whole budget still loads, and stays alone.
  */
 import { OrreryError } from '../common/errors.js';
 import type { LoadedModel } from '../stages/stage.js';
-import { chooseEvictions, type CachedModelState } from './lru-policy.js';
+import { planEvictions, type CacheLimits, type CachedModelState } from './lru-policy.js';
 
 export interface ModelCacheOptions {
-  /** Models kept loaded; may be exceeded while more are in use (see chooseEvictions). */
+  /** Models kept loaded; may be exceeded while more are in use (see planEvictions). */
   readonly maxModels: number;
+  /** Bytes (sum of LoadedModel.sizeBytes) kept loaded; absent: unlimited. Exceeded like maxModels. */
+  readonly maxBytes?: number;
   /** Loads one model (the stage's `load`). A rejection is passed to every waiter, not cached. */
   readonly load: (modelId: string) => Promise<LoadedModel>;
   /** Monotonic clock in milliseconds (injected for tests). */
@@ -38,15 +46,21 @@ interface Entry {
   /** Leases held. */
   inUse: number;
   lastUsedMs: number;
+  /** LoadedModel.sizeBytes once ready; while loading, the size of its previous load here (or 0). */
+  sizeBytes: number;
 }
 
 export class ModelCache {
   private readonly entries = new Map<string, Entry>();
+  /** Sizes of models loaded before (also after eviction): the estimate for their next load. */
+  private readonly knownBytes = new Map<string, number>();
+  private readonly limits: CacheLimits;
   private readonly now: () => number;
   private closed = false;
 
   constructor(private readonly opts: ModelCacheOptions) {
     this.now = opts.now ?? (() => performance.now());
+    this.limits = { maxModels: opts.maxModels, ...(opts.maxBytes !== undefined ? { maxBytes: opts.maxBytes } : {}) };
   }
 
   /**
@@ -79,7 +93,7 @@ export class ModelCache {
       entry.inUse--;
       entry.lastUsedMs = this.now();
       // Evictions deferred while everything was in use happen now.
-      if (entry.inUse === 0 && this.entries.get(modelId) === entry) this.evictAll(chooseEvictions(this.states(), this.opts.maxModels, modelId));
+      if (entry.inUse === 0 && this.entries.get(modelId) === entry) this.evictAll(planEvictions(this.states(), this.limits, { modelId }).evict);
     };
     return { model, release, [Symbol.dispose]: release };
   }
@@ -90,6 +104,13 @@ export class ModelCache {
       .filter((e) => e.state === 'ready')
       .sort((a, b) => b.lastUsedMs - a.lastUsedMs)
       .map((e) => e.modelId);
+  }
+
+  /** Bytes of the ready models (LoadedModel.sizeBytes). */
+  loadedBytes(): number {
+    let bytes = 0;
+    for (const e of this.entries.values()) if (e.state === 'ready') bytes += e.sizeBytes;
+    return bytes;
   }
 
   /** A model being loaded (the earliest started if several), or undefined. */
@@ -107,9 +128,10 @@ export class ModelCache {
     await Promise.all([...this.entries.keys()].map((id) => this.evict(id, false)));
   }
 
-  private states(): CachedModelState[] {
+  /** The entries as the policy sees them; `pinned` counts as in use (a model just loaded). */
+  private states(pinned?: Entry): CachedModelState[] {
     return [...this.entries.values()].map((e) => ({
-      modelId: e.modelId, lastUsedMs: e.lastUsedMs, inUse: e.inUse > 0 || e.state === 'loading',
+      modelId: e.modelId, lastUsedMs: e.lastUsedMs, inUse: e.inUse > 0 || e.state === 'loading' || e === pinned, sizeBytes: e.sizeBytes,
     }));
   }
 
@@ -117,8 +139,9 @@ export class ModelCache {
     if (this.closed) throw new OrreryError('ORRERY_ERR_STAGE_FAILED', `model cache is closed (loading ${modelId})`);
     const existing = this.entries.get(modelId);
     if (existing) return existing;
-    const disposals = this.evictAll(chooseEvictions(this.states(), this.opts.maxModels, modelId));
-    const entry: Entry = { modelId, state: 'loading', inUse: 0, lastUsedMs: this.now(), promise: Promise.resolve(undefined as never) };
+    const sizeBytes = this.knownBytes.get(modelId) ?? 0;
+    const disposals = this.evictAll(planEvictions(this.states(), this.limits, { modelId, sizeBytes }).evict);
+    const entry: Entry = { modelId, state: 'loading', inUse: 0, lastUsedMs: this.now(), sizeBytes, promise: Promise.resolve(undefined as never) };
     this.entries.set(modelId, entry);
     entry.promise = this.load(entry, disposals);
     // Callers await entry.promise; this keeps a failure with no waiter left from being "unhandled".
@@ -135,7 +158,13 @@ export class ModelCache {
       const model = await this.opts.load(entry.modelId);
       entry.state = 'ready';
       entry.model = model;
+      entry.sizeBytes = Math.max(0, model.sizeBytes || 0);
+      entry.lastUsedMs = this.now();
+      this.knownBytes.set(entry.modelId, entry.sizeBytes);
       this.opts.onLoad?.(entry.modelId, (performance.now() - started) / 1000, model);
+      // Its size is known only now: make room for it (it stays, as the one just asked for).
+      // Not awaited: the batch waiting for this model need not wait for others' disposal.
+      if (this.entries.get(entry.modelId) === entry) void this.evictAll(planEvictions(this.states(entry), this.limits, { modelId: entry.modelId }).evict);
       this.opts.onChange?.();
       return model;
     } catch (err) {

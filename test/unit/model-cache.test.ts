@@ -126,3 +126,88 @@ describe('ModelCache', () => {
     await assert.rejects(cache.acquire('a'), (err: unknown) => err instanceof OrreryError && err.code === 'ORRERY_ERR_STAGE_FAILED');
   });
 });
+
+/** A model of `sizeBytes` that records its disposal. */
+function sized(sizes: Record<string, number>, disposed: string[] = []) {
+  return async (id: string): Promise<LoadedModel> => ({
+    modelId: id,
+    sizeBytes: sizes[id] ?? 0,
+    run: async () => [],
+    dispose: async () => { disposed.push(id); },
+  });
+}
+
+const GB = 1024 ** 3;
+
+describe('ModelCache with max_model_bytes_per_replica', () => {
+  test('evicts least recently used models once a load passes the byte budget', async () => {
+    const disposed: string[] = [];
+    const { cache, evicted } = cacheOver(sized({ a: 3 * GB, b: 3 * GB, c: 3 * GB }, disposed), 10, { maxBytes: 7 * GB });
+    await cache.get('a');
+    await cache.get('b');
+    assert.equal(cache.loadedBytes(), 6 * GB);
+    await cache.get('a'); // b is now the least recently used
+    await cache.get('c');
+    assert.deepEqual(evicted, ['b']);
+    assert.deepEqual(cache.loadedModels(), ['c', 'a']);
+    assert.equal(cache.loadedBytes(), 6 * GB);
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(disposed, ['b']);
+    await cache.close();
+  });
+
+  test('makes room before loading a model whose size it knows from an earlier load', async () => {
+    const order: string[] = [];
+    const sizes = { a: 4 * GB, b: 4 * GB };
+    const { cache } = cacheOver(async (id) => {
+      order.push(`load ${id}`);
+      return { ...(await sized(sizes)(id)), dispose: async () => { order.push(`dispose ${id}`); } };
+    }, 10, { maxBytes: 6 * GB });
+    await cache.get('a');
+    await cache.get('b'); // a is evicted after b's load (b's size was unknown)
+    await new Promise((r) => setImmediate(r));
+    await cache.get('a'); // a's size is known now: b is disposed before a loads
+    assert.deepEqual(order, ['load a', 'load b', 'dispose a', 'dispose b', 'load a']);
+    await cache.close();
+  });
+
+  test('a model larger than the budget still loads, alone, and stays loaded across uses', async () => {
+    const { cache, loads, evicted } = cacheOver(sized({ small: GB, huge: 10 * GB }), 4, { maxBytes: 4 * GB });
+    await cache.get('small');
+    const lease = await cache.acquire('huge');
+    assert.equal(lease.model.sizeBytes, 10 * GB);
+    assert.deepEqual(evicted, ['small']);
+    lease.release();
+    const again = await cache.acquire('huge');
+    again.release();
+    assert.deepEqual(loads, ['small', 'huge']);
+    assert.deepEqual(cache.loadedModels(), ['huge']);
+    await cache.close();
+  });
+
+  test('never evicts a model in use for bytes; trims when it is released', async () => {
+    const { cache, evicted } = cacheOver(sized({ a: 3 * GB, b: 3 * GB }), 4, { maxBytes: 4 * GB });
+    const a = await cache.acquire('a');
+    const b = await cache.acquire('b');
+    assert.deepEqual(evicted, []);
+    assert.equal(cache.loadedBytes(), 6 * GB);
+    a.release();
+    assert.deepEqual(evicted, ['a']);
+    b.release();
+    assert.deepEqual(cache.loadedModels(), ['b']);
+    await cache.close();
+  });
+
+  test('keeps a model loaded while another runs, over budget; at release the least recently used goes', async () => {
+    const { cache, evicted } = cacheOver(sized({ a: 3 * GB, b: 3 * GB }), 4, { maxBytes: 4 * GB });
+    const a = await cache.acquire('a');
+    await cache.get('b'); // preloaded while a runs: not evicted right after its own load
+    assert.deepEqual(evicted, []);
+    assert.deepEqual(cache.loadedModels(), ['b', 'a']);
+    a.release(); // the end of a batch is a use: a is now the most recent
+    assert.deepEqual(evicted, ['b']);
+    assert.deepEqual(cache.loadedModels(), ['a']);
+    await cache.close();
+  });
+});
+
