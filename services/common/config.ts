@@ -25,6 +25,11 @@ export interface DeploymentConfig {
   readonly maxQueuedRequests: number;
   /** Loaded models per replica (LRU beyond). */
   readonly maxModelsPerReplica: number;
+  /**
+   * `max_model_bytes_per_replica`: bytes of loaded models (LoadedModel.sizeBytes: the model files
+   * for ONNX stages) per replica, LRU beyond; absent: unlimited. A larger model still loads, alone.
+   */
+  readonly maxModelBytesPerReplica?: number;
   /** Longest a group waits for busy replicas holding its model before another replica loads it. */
   readonly affinityWaitMs: number;
   /** A group also spills past this many full batches queued per replica holding its model. */
@@ -175,7 +180,7 @@ function section(obj: Obj, key: string, path: string): Obj {
 
 const DEPLOYMENT_KEYS = [
   'stage', 'models', 'replicas', 'max_batch_size', 'batch_wait_timeout_ms', 'max_ongoing_batches',
-  'max_queued_requests', 'max_models_per_replica', 'affinity_wait_ms', 'spill_backlog_batches', 'default_steps', 'default_guidance_scale', 'options', 'autoscaling',
+  'max_queued_requests', 'max_models_per_replica', 'max_model_bytes_per_replica', 'affinity_wait_ms', 'spill_backlog_batches', 'default_steps', 'default_guidance_scale', 'options', 'autoscaling',
 ] as const;
 
 const AUTOSCALING_KEYS = [
@@ -245,6 +250,7 @@ function compileDeployment(name: string, raw: unknown): DeploymentConfig {
     maxOngoingBatches: int(raw, 'max_ongoing_batches', path, 1, 1, 64),
     maxQueuedRequests: int(raw, 'max_queued_requests', path, 1000, 1),
     maxModelsPerReplica: int(raw, 'max_models_per_replica', path, 2, 1, 64),
+    ...(raw.max_model_bytes_per_replica !== undefined ? { maxModelBytesPerReplica: int(raw, 'max_model_bytes_per_replica', path, 0, 1) } : {}),
     affinityWaitMs: num(raw, 'affinity_wait_ms', path, Math.max(1000, 20 * num(raw, 'batch_wait_timeout_ms', path, 10, 0)), 0),
     spillBacklogBatches: int(raw, 'spill_backlog_batches', path, 3, 1, 1000),
     defaultSteps: int(raw, 'default_steps', path, 30, 1, 1000),

@@ -4,8 +4,10 @@
  * typed in executor.ts. Batches run concurrently (each awaits its stage promise); ONNX Runtime
  * calls on one session serialise on their own.
  */
+import diagnostics from 'node:diagnostics_channel';
 import { parentPort, workerData } from 'node:worker_threads';
 import { CancelledError, OrreryError, toWire } from '../common/errors.js';
+import { SESSION_LOAD_CHANNEL, type SessionLoadReport } from '../models/session-load-report.js';
 import { loadStage } from '../stages/registry.js';
 import type { RunContext, StageOutput } from '../stages/stage.js';
 import type { ExecutorItemResult, FromThread, ThreadInit, ToThread } from './executor.js';
@@ -22,14 +24,19 @@ function post(msg: FromThread, transfer: ArrayBuffer[] = []): void {
 
 const cache: ModelCache = new ModelCache({
   maxModels: init.maxModels,
+  ...(init.maxModelBytes !== undefined ? { maxBytes: init.maxModelBytes } : {}),
   load: (modelId) => stage.load(modelId, init.stageContext),
   onLoad: (modelId, seconds, model) => post({
-    type: 'model-loaded', modelId, seconds, loaded: cache.loadedModels(), loading: cache.loadingModel(),
+    type: 'model-loaded', modelId, seconds, sizeBytes: model.sizeBytes, loaded: cache.loadedModels(), loading: cache.loadingModel(),
     ...(model.loadReport ? { report: { ...model.loadReport, loraModulesUnmatched: [...model.loadReport.loraModulesUnmatched] } } : {}),
   }),
   onEvict: (modelId) => post({ type: 'model-evicted', modelId, loaded: cache.loadedModels(), loading: cache.loadingModel() }),
   onChange: () => post({ type: 'models', loaded: cache.loadedModels(), loading: cache.loadingModel() }),
 });
+
+// Stages create sessions through the optimized-model cache, which reports each load here (stages
+// have no logger); the replica logs and counts them.
+diagnostics.subscribe(SESSION_LOAD_CHANNEL, (report) => post({ type: 'session-load', report: report as SessionLoadReport }));
 
 interface Run {
   readonly batchId: string;

@@ -13,6 +13,7 @@ import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { fromWire, OrreryError, type WireError } from '../common/errors.js';
 import { knownStages, loadStage } from '../stages/registry.js';
+import type { SessionLoadReport } from '../models/session-load-report.js';
 import type { LoadReport, StageContext, StageItem, StageOutput } from '../stages/stage.js';
 
 export interface ExecutorOptions {
@@ -21,6 +22,8 @@ export interface ExecutorOptions {
   readonly stageContext: StageContext;
   /** Loaded models kept (LRU beyond; exceeded only while more are in use). */
   readonly maxModels: number;
+  /** Bytes of loaded models kept (LoadedModel.sizeBytes; LRU beyond); absent: unlimited. */
+  readonly maxModelBytes?: number;
 }
 
 export interface ExecutorBatch {
@@ -44,8 +47,11 @@ export interface ExecutorRunResult {
 export type ProgressListener = (itemIndex: number, step: number, totalSteps: number) => void;
 
 export interface ExecutorEvents {
-  'model-loaded': [{ modelId: string; seconds: number; report?: LoadReport }];
+  /** `sizeBytes`: LoadedModel.sizeBytes, what the model counts against max_model_bytes_per_replica. */
+  'model-loaded': [{ modelId: string; seconds: number; sizeBytes: number; report?: LoadReport }];
   'model-evicted': [{ modelId: string }];
+  /** A session was created through the optimized-model cache (services/models/optimized-model-cache.ts). */
+  'session-load': [SessionLoadReport];
   /** The thread died; every pending call has been rejected. */
   crashed: [OrreryError];
 }
@@ -65,7 +71,8 @@ export type FromThread =
   | { type: 'progress'; runId: number; index: number; step: number; total: number }
   | { type: 'result'; runId: number; results: ExecutorItemResult[]; loadSeconds: number; runSeconds: number }
   | { type: 'failed'; runId: number; error: WireError }
-  | { type: 'model-loaded'; modelId: string; seconds: number; loaded: string[]; loading?: string; report?: LoadReport }
+  | { type: 'model-loaded'; modelId: string; seconds: number; sizeBytes: number; loaded: string[]; loading?: string; report?: LoadReport }
+  | { type: 'session-load'; report: SessionLoadReport }
   | { type: 'model-evicted'; modelId: string; loaded: string[]; loading?: string }
   | { type: 'models'; loaded: string[]; loading?: string }
   | { type: 'closed' };
@@ -75,6 +82,7 @@ export interface ThreadInit {
   readonly stage: string;
   readonly stageContext: StageContext;
   readonly maxModels: number;
+  readonly maxModelBytes?: number;
 }
 
 interface Pending {
@@ -107,7 +115,10 @@ export class Executor extends EventEmitter<ExecutorEvents> {
    */
   static async start(options: ExecutorOptions): Promise<Executor> {
     if (!knownStages().includes(options.stage)) loadStage(options.stage);
-    const init: ThreadInit = { stage: options.stage, stageContext: options.stageContext, maxModels: options.maxModels };
+    const init: ThreadInit = {
+      stage: options.stage, stageContext: options.stageContext, maxModels: options.maxModels,
+      ...(options.maxModelBytes !== undefined ? { maxModelBytes: options.maxModelBytes } : {}),
+    };
     const worker = new Worker(path.join(__dirname, 'executor-thread.js'), { workerData: init, name: `executor-${options.stage}` });
     const executor = new Executor(worker);
     await new Promise<void>((resolve, reject) => {
@@ -236,8 +247,11 @@ export class Executor extends EventEmitter<ExecutorEvents> {
       case 'models':
         this.loaded = m.loaded;
         this.loading = m.loading;
-        if (m.type === 'model-loaded') this.emit('model-loaded', { modelId: m.modelId, seconds: m.seconds, ...(m.report ? { report: m.report } : {}) });
+        if (m.type === 'model-loaded') this.emit('model-loaded', { modelId: m.modelId, seconds: m.seconds, sizeBytes: m.sizeBytes, ...(m.report ? { report: m.report } : {}) });
         if (m.type === 'model-evicted') this.emit('model-evicted', { modelId: m.modelId });
+        return;
+      case 'session-load':
+        this.emit('session-load', m.report);
         return;
       case 'closed':
         this.closedByThread?.();

@@ -15,6 +15,7 @@ import { connectNats } from '../common/nats-connection.js';
 import { PayloadStore } from '../common/payload-store.js';
 import { subjects, type Subjects } from '../common/subjects.js';
 import { wire, type BatchRequest, type ItemResult } from '../common/wire.js';
+import type { SessionLoadReport } from '../models/session-load-report.js';
 import type { LoadReport, StageItem } from '../stages/stage.js';
 import { Executor } from './executor.js';
 import { WorkerMetrics } from './worker-metrics.js';
@@ -88,9 +89,16 @@ export class Replica {
       stage: this.dep.stage,
       stageContext: { options: this.dep.options, modelRepository: config.modelRepository },
       maxModels: this.dep.maxModelsPerReplica,
+      ...(this.dep.maxModelBytesPerReplica !== undefined ? { maxModelBytes: this.dep.maxModelBytesPerReplica } : {}),
     });
-    this.executor.on('model-loaded', (e: { modelId: string; seconds: number; report?: LoadReport }) => {
+    const budget = this.dep.maxModelBytesPerReplica;
+    if (budget !== undefined) this.metrics.modelBytesLimit.set(labels, budget);
+    this.executor.on('model-loaded', (e: { modelId: string; seconds: number; sizeBytes: number; report?: LoadReport }) => {
       this.metrics.modelLoads.inc({ ...labels, model: e.modelId });
+      this.metrics.modelBytes.set({ ...labels, model: e.modelId }, e.sizeBytes);
+      if (budget !== undefined && e.sizeBytes > budget) {
+        log.warn({ modelId: e.modelId, sizeBytes: e.sizeBytes, maxModelBytesPerReplica: budget }, 'model is larger than max_model_bytes_per_replica: loaded alone (every idle model evicted)');
+      }
       if (e.report) {
         this.metrics.loraModulesFused.inc({ ...labels, model: e.modelId }, e.report.loraModulesFused);
         const fields = { modelId: e.modelId, loraFile: e.report.loraFile, fused: e.report.loraModulesFused, unmatched: e.report.loraModulesUnmatched };
@@ -103,7 +111,15 @@ export class Replica {
     });
     this.executor.on('model-evicted', (e: { modelId: string }) => {
       this.metrics.modelEvictions.inc({ ...labels, model: e.modelId });
+      this.metrics.modelBytes.remove({ ...labels, model: e.modelId });
       this.metrics.modelsLoaded.set(labels, this.executor.loadedModels().length);
+    });
+    this.executor.on('session-load', (r: SessionLoadReport) => {
+      this.metrics.optimizedModelCacheLoads.inc({ ...labels, outcome: r.outcome });
+      const fields = { model: r.modelPath, outcome: r.outcome, seconds: r.seconds, hashSeconds: r.hashSeconds, entry: r.entryDir, reason: r.reason };
+      // A failed save or a discarded entry costs every later load its optimization time: worth a warning.
+      if (r.outcome === 'write-failed' || r.outcome === 'recovered') log.warn(fields, 'optimized-model cache: session created from the source');
+      else log.info(fields, `optimized-model cache: ${r.outcome}`);
     });
     this.executor.on('crashed', (err: unknown) => {
       log.fatal({ err }, 'executor thread crashed; exiting so the supervisor restarts this replica');

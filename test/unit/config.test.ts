@@ -167,6 +167,15 @@ describe('compileConfig: frozen result', () => {
 
 describe('compileConfig: errors name the key', () => {
   test('rejects max_batch_size 0', () => rejects(minimal({ deployments: { synthetic: { stage: 'synthetic', models: ['m'], max_batch_size: 0 } } }), 'deployments.synthetic.max_batch_size', /integer in \[1, 1024\], got 0/));
+  test('reads max_model_bytes_per_replica (unlimited when absent)', () => {
+    const c = compileConfig(minimal({ deployments: { synthetic: { stage: 'synthetic', models: ['m'], max_model_bytes_per_replica: 24 * 1024 ** 3 } } }));
+    assert.equal(c.deployments.synthetic!.maxModelBytesPerReplica, 24 * 1024 ** 3);
+    assert.equal(compileConfig(minimal()).deployments.synthetic!.maxModelBytesPerReplica, undefined);
+  });
+  for (const bad of [0, -1, 1.5, '24Gi']) {
+    test(`rejects max_model_bytes_per_replica ${JSON.stringify(bad)}, naming the key`, () =>
+      rejects(minimal({ deployments: { synthetic: { stage: 'synthetic', models: ['m'], max_model_bytes_per_replica: bad } } }), 'deployments.synthetic.max_model_bytes_per_replica', /must be an integer in \[1, /));
+  }
   test('rejects a fractional replica count', () => rejects(minimal({ deployments: { synthetic: { stage: 'synthetic', models: ['m'], replicas: 1.5 } } }), 'deployments.synthetic.replicas'));
   test('rejects a string where a number belongs', () => rejects(minimal({ deployments: { synthetic: { stage: 'synthetic', models: ['m'], max_queued_requests: '10' } } }), 'deployments.synthetic.max_queued_requests'));
   test('rejects a negative batch wait', () => rejects(minimal({ deployments: { synthetic: { stage: 'synthetic', models: ['m'], batch_wait_timeout_ms: -1 } } }), 'deployments.synthetic.batch_wait_timeout_ms', /number ≥ 0/));
