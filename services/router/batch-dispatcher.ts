@@ -4,13 +4,18 @@
  * subscriptions, cancellation messages, and detecting a batch that will never be answered —
  * because its replica stopped heartbeating, or because its heartbeats no longer list the batch
  * (a message lost while NATS restarted).
+ *
+ * Replies and progress events come back on ONE subscription per router (`subjects.routerInbox`),
+ * matched to their batch by the batch id in the subject: no per-batch subscription or request
+ * object, which cost the router more CPU per batch than the rest of dispatching
+ * (bench/results/core-serving.md).
  */
 import { randomUUID } from 'node:crypto';
-import { RequestError, type NatsConnection } from '@nats-io/transport-node';
+import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { Logger } from '../common/logger.js';
 import type { PayloadStore } from '../common/payload-store.js';
 import type { Subjects } from '../common/subjects.js';
-import { wire, type BatchReply, type ErrorInfo, type Heartbeat, type WorkItem } from '../common/wire.js';
+import { wire, type BatchReply, type ErrorInfo, type Heartbeat, type Progress, type WorkItem } from '../common/wire.js';
 import type { WorkUnit } from './work-unit.js';
 
 export interface ItemOutcome {
@@ -31,6 +36,10 @@ export type BatchOutcome =
    */
   | { kind: 'lost'; reason: string; ran: boolean };
 
+/** How a batch in flight ended: the reply's bytes, or why there will be none. */
+type Lost = Extract<BatchOutcome, { kind: 'lost' }>;
+type Settled = { kind: 'reply'; data: Uint8Array } | Lost;
+
 interface InFlight {
   readonly batchId: string;
   readonly replicaId: string;
@@ -38,7 +47,10 @@ interface InFlight {
   sentAtMs: number;
   /** Heartbeats from the replica, sent well after the batch, that did not list it. */
   misses: number;
-  lost(reason: string): void;
+  /** Ends the batch; the first call wins. */
+  settle(s: Settled): void;
+  /** Per-step progress of the batch's images (only for batches that asked for it). */
+  readonly progress?: (p: Progress) => void;
 }
 
 export interface DispatcherOptions {
@@ -48,14 +60,25 @@ export interface DispatcherOptions {
 
 export class BatchDispatcher {
   private readonly inFlight = new Map<string, InFlight>();
+  private readonly inbox: string;
+  private readonly inboxSub: Subscription;
 
+  /** Subscribes to the router's inbox at once; {@link close} ends the subscription. */
   constructor(
     private readonly nc: NatsConnection,
     private readonly subjects: Subjects,
+    private readonly routerId: string,
     private readonly payloads: PayloadStore,
     private readonly log: Logger,
     private readonly options: DispatcherOptions,
-  ) {}
+  ) {
+    this.inbox = `${subjects.routerInbox(routerId)}.`;
+    this.inboxSub = nc.subscribe(`${this.inbox}>`, { callback: (err, msg) => void (err ? undefined : this.onInbox(msg)) });
+  }
+
+  close(): void {
+    this.inboxSub.unsubscribe();
+  }
 
   /** Batch ids currently awaiting a reply from `replicaId`. */
   inFlightOn(replicaId: string): string[] {
@@ -64,7 +87,7 @@ export class BatchDispatcher {
 
   /** Every batch in flight on a replica that is gone ends as 'lost' (the scheduler retries it). */
   replicaLost(replicaId: string, reason: string): void {
-    for (const b of [...this.inFlight.values()]) if (b.replicaId === replicaId) b.lost(reason);
+    for (const b of [...this.inFlight.values()]) if (b.replicaId === replicaId) b.settle(lost(reason));
   }
 
   /**
@@ -75,7 +98,7 @@ export class BatchDispatcher {
   replicaStopped(hb: Heartbeat): void {
     const unfinished = new Set(hb.inFlightBatches);
     for (const b of [...this.inFlight.values()]) {
-      if (b.replicaId === hb.replicaId && unfinished.has(b.batchId)) b.lost('the replica stopped before finishing the batch');
+      if (b.replicaId === hb.replicaId && unfinished.has(b.batchId)) b.settle(lost('the replica stopped before finishing the batch'));
     }
   }
 
@@ -92,7 +115,7 @@ export class BatchDispatcher {
         b.misses = 0;
         continue;
       }
-      if (++b.misses >= 2) b.lost('the replica no longer reports the batch (message lost)');
+      if (++b.misses >= 2) b.settle(lost('the replica no longer reports the batch (message lost)'));
     }
   }
 
@@ -103,50 +126,60 @@ export class BatchDispatcher {
     const deadlines = units.map((u) => u.deadlineMs);
     const deadline = deadlines.includes(0) ? 0 : Math.max(...deadlines);
     const wantsProgress = units.some((u) => u.observer.progress);
-    const sub = wantsProgress ? this.subscribeProgress(batchId, units) : undefined;
-    const onAbort = units.map((u) => {
-      const fn = () => this.nc.publish(this.subjects.cancel(replicaId), wire.cancel.encode({ batchId, requestIds: [u.input.requestId] }));
-      u.signal.addEventListener('abort', fn, { once: true });
-      return () => u.signal.removeEventListener('abort', fn);
-    });
-    let lostReason: string | undefined;
-    let markLost!: (reason: string) => void;
-    const lostPromise = new Promise<'lost'>((resolve) => {
-      markLost = (reason) => {
-        lostReason ??= reason;
-        resolve('lost');
-      };
-    });
-    const entry: InFlight = { batchId, replicaId, sentAtMs: 0, misses: 0, lost: markLost };
+    const onAbort = units.map((u) => u.onAbort(() => this.nc.publish(this.subjects.cancel(replicaId), wire.cancel.encode({ batchId, requestIds: [u.input.requestId] }))));
+    let settle!: (s: Settled) => void;
+    const settled = new Promise<Settled>((resolve) => (settle = resolve));
+    const entry: InFlight = {
+      batchId, replicaId, sentAtMs: 0, misses: 0, settle,
+      ...(wantsProgress ? { progress: progressRouter(units) } : {}),
+    };
     this.inFlight.set(batchId, entry);
+    let timer: NodeJS.Timeout | undefined;
     try {
       const items: WorkItem[] = await Promise.all(units.map((u) => this.toWireItem(u)));
       const payload = wire.batchRequest.encode({
         batchId, attempt, deployment: first.deployment, modelId: first.modelId, stage, items,
-        deadlineUnixMs: deadline, progressSubject: wantsProgress ? this.subjects.progress(batchId) : '',
+        deadlineUnixMs: deadline, progressSubject: wantsProgress ? this.subjects.progress(this.routerId, batchId) : '',
       });
-      const timeout = deadline ? Math.max(1, deadline - Date.now() + 1000) : this.options.maxBatchWaitMs;
-      const request = this.nc.request(this.subjects.batch(replicaId), payload, { timeout });
+      const timeoutMs = deadline ? Math.max(1, deadline - Date.now() + 1000) : this.options.maxBatchWaitMs;
+      timer = setTimeout(() => settle(lost(`no reply within ${timeoutMs} ms`)), timeoutMs);
+      this.nc.publish(this.subjects.batch(replicaId), payload, { reply: this.subjects.batchReply(this.routerId, batchId) });
       // Only now can the replica's heartbeats be expected to list the batch: storing big input
       // images in the object store above may take longer than a heartbeat interval.
       entry.sentAtMs = Date.now();
-      const winner = await Promise.race([request, lostPromise]);
-      if (winner === 'lost') {
-        request.then((m) => this.discardReply(wire.batchReply.decode(m.data)), () => undefined);
-        return { kind: 'lost', reason: lostReason ?? 'lost', ran: true };
-      }
-      return await this.readReply(wire.batchReply.decode(winner.data), replicaId);
+      const s = await settled;
+      return s.kind === 'reply' ? await this.readReply(wire.batchReply.decode(s.data), replicaId) : s;
     } catch (err) {
-      // No responders (the replica's subscription is gone) or a timeout: the batch did not run to
-      // an answer we can use.
+      // Storing a payload or publishing failed (the connection is closed): the batch may not
+      // have reached a replica, but nothing proves it did not.
       const reason = err instanceof Error ? err.message : String(err);
-      const ran = !(err instanceof RequestError && err.isNoResponders());
-      this.log.warn({ batchId, replicaId, err: reason, ran }, 'batch request failed');
-      return { kind: 'lost', reason, ran };
+      this.log.warn({ batchId, replicaId, err: reason }, 'batch request failed');
+      return lost(reason);
     } finally {
+      clearTimeout(timer);
       this.inFlight.delete(batchId);
       onAbort.forEach((off) => off());
-      sub?.unsubscribe();
+    }
+  }
+
+  /** A message on the router's inbox: `reply.<batch>` or `progress.<batch>`. */
+  private onInbox(msg: Msg): void {
+    const rest = msg.subject.slice(this.inbox.length);
+    const dot = rest.indexOf('.');
+    const kind = rest.slice(0, dot);
+    const b = this.inFlight.get(rest.slice(dot + 1));
+    try {
+      if (kind === 'progress') {
+        b?.progress?.(wire.progress.decode(msg.data));
+      } else if (kind === 'reply') {
+        // nats-server answers a publish nobody is subscribed to with an empty 503 status message.
+        if (msg.data.length === 0 && msg.headers?.code === 503) b?.settle({ kind: 'lost', reason: 'no replica is subscribed (no responders)', ran: false });
+        else if (b) b.settle({ kind: 'reply', data: msg.data });
+        // A reply after its batch was declared lost (and retried): free its stored payloads.
+        else if (msg.data.length > 0) this.discardReply(wire.batchReply.decode(msg.data));
+      }
+    } catch (err) {
+      this.log.warn({ subject: msg.subject, err: (err as Error).message }, 'unreadable message on the router inbox');
     }
   }
 
@@ -177,15 +210,14 @@ export class BatchDispatcher {
   private discardReply(reply: BatchReply): void {
     for (const r of reply.results) void this.payloads.discard(r.image);
   }
+}
 
-  private subscribeProgress(batchId: string, units: readonly WorkUnit[]) {
-    const byItem = new Map(units.map((u) => [`${u.input.requestId}/${u.input.imageIndex}`, u]));
-    return this.nc.subscribe(this.subjects.progress(batchId), {
-      callback: (err, msg) => {
-        if (err) return;
-        const p = wire.progress.decode(msg.data);
-        byItem.get(`${p.requestId}/${p.imageIndex}`)?.observer.progress?.(p.step, p.totalSteps);
-      },
-    });
-  }
+function lost(reason: string): Lost {
+  return { kind: 'lost', reason, ran: true };
+}
+
+/** Delivers a batch's progress events to the unit each one is about. */
+function progressRouter(units: readonly WorkUnit[]): (p: Progress) => void {
+  const byItem = new Map(units.map((u) => [`${u.input.requestId}/${u.input.imageIndex}`, u]));
+  return (p) => byItem.get(`${p.requestId}/${p.imageIndex}`)?.observer.progress?.(p.step, p.totalSteps);
 }

@@ -73,7 +73,7 @@ export class DeploymentScheduler {
     for (const u of units) {
       u.enqueuedAtMs = now;
       this.queue.push(u);
-      u.signal.addEventListener('abort', () => this.dropQueued(u), { once: true });
+      u.onAbort(() => this.dropQueued(u));
     }
     if (noReplica) this.deps.scaleFromZero!.onHold();
     this.pump();
@@ -130,7 +130,8 @@ export class DeploymentScheduler {
     for (;;) {
       if (this.queue.length === 0) return;
       const now = this.deps.now();
-      const items: QueuedItem[] = this.queue.map((u) => ({ key: u.key, modelId: u.modelId, enqueuedAtMs: u.enqueuedAtMs, deadlineMs: u.deadlineMs }));
+      // A WorkUnit is a QueuedItem: the policy reads the queue as it is, no copy per pump.
+      const items: readonly QueuedItem[] = this.queue;
       const d = decideBatch(items, this.views(), {
         maxBatchSize: this.config.maxBatchSize,
         batchWaitTimeoutMs: this.config.batchWaitTimeoutMs,

@@ -68,6 +68,15 @@ export function stageSize(stage: Pick<PlannedStage, 'size' | 'scale'>, target: S
   }
 }
 
+const paramsJsonCache = new WeakMap<PipelineStageConfig, string>();
+
+/** A stage's parameters as the JSON its work items carry (serialized once per stage config). */
+function paramsJson(stage: PipelineStageConfig): string {
+  let json = paramsJsonCache.get(stage);
+  if (json === undefined) paramsJsonCache.set(stage, (json = JSON.stringify(stage.params)));
+  return json;
+}
+
 /** Resolves the pipeline and each stage's model; throws NOT_FOUND errors naming what is unknown. */
 export function planPipeline(config: ClusterConfig, req: NormalizedRequest): { pipeline: PipelineConfig; stages: PlannedStage[] } {
   const name = req.pipeline || config.defaultPipeline;
@@ -81,7 +90,7 @@ export function planPipeline(config: ClusterConfig, req: NormalizedRequest): { p
     if (!dep.models.includes(modelId)) throw new ModelNotFoundError(modelId, `deployment ${dep.name} serves ${dep.models.join(', ')}`);
     const scale = typeof s.params.scale === 'number' && s.params.scale > 0 ? s.params.scale : 1;
     const strength = typeof s.params.strength === 'number' ? s.params.strength : undefined;
-    return { name: `${i}:${s.deployment}`, deployment: s.deployment, modelId, params: JSON.stringify(s.params), size: s.size, scale, ...(strength !== undefined ? { strength } : {}) };
+    return { name: `${i}:${s.deployment}`, deployment: s.deployment, modelId, params: paramsJson(s), size: s.size, scale, ...(strength !== undefined ? { strength } : {}) };
   });
   return { pipeline, stages };
 }
@@ -117,9 +126,12 @@ export class PipelineRunner {
           guidanceScale: req.guidanceScale ?? dep.defaultGuidanceScale, width: out.width, height: out.height,
           strength: stage.strength ?? req.strength, initImage: inp.data, outputFormat: req.outputFormat, stageParamsJson: stage.params,
         };
+        const { stageStarted, progress } = observer;
+        // Progress only when the caller listens: a batch that wants it costs its replica a NATS
+        // message per step.
         return new WorkUnit(stage.deployment, stage.modelId, batchKey(stage.modelId, input), input, deadlineMs, signal, this.now(), {
-          started: (replicaId, n) => observer.stageStarted?.(stage.name, stage.deployment, replicaId, n),
-          progress: (step, total) => observer.progress?.(stage.name, i, step, total),
+          ...(stageStarted ? { started: (replicaId: string, n: number) => stageStarted(stage.name, stage.deployment, replicaId, n) } : {}),
+          ...(progress ? { progress: (step: number, total: number) => progress(stage.name, i, step, total) } : {}),
         });
       });
       scheduler.submit(units);

@@ -3,6 +3,7 @@
  * deployment, the replica registry fed by heartbeats, and /metrics. Lifecycle:
  * starting → running → draining → stopped (CONVENTIONS §6).
  */
+import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
@@ -58,6 +59,7 @@ export class Router {
   private readonly noReplicaSince = new Map<string, number>();
   private tick: NodeJS.Timeout | undefined;
   private hbSub: Subscription | undefined;
+  private dispatcher: BatchDispatcher | undefined;
   private autoscaler: Autoscaler | undefined;
   grpcAddress = '';
 
@@ -90,7 +92,8 @@ export class Router {
     const { config, log } = this.options;
     this.nc = await connectNats(config.nats.url, 'orrery-router', log);
     const payloads = new PayloadStore(this.nc, { bucket: this.subjects.payloadBucket, maxInlineBytes: config.maxInlinePayloadBytes });
-    const dispatcher = new BatchDispatcher(this.nc, this.subjects, payloads, log, { maxBatchWaitMs: 3_600_000 });
+    const dispatcher = new BatchDispatcher(this.nc, this.subjects, randomUUID(), payloads, log, { maxBatchWaitMs: 3_600_000 });
+    this.dispatcher = dispatcher;
     for (const dep of Object.values(config.deployments)) {
       this.schedulers.set(dep.name, new DeploymentScheduler(dep, {
         registry: this.registry, dispatcher, metrics: this.metrics, log: log.child({ deployment: dep.name }),
@@ -252,6 +255,7 @@ export class Router {
     clearInterval(this.tick);
     await this.autoscaler?.stop();
     for (const s of this.schedulers.values()) s.close();
+    this.dispatcher?.close();
     this.hbSub?.unsubscribe();
     await this.metricsServer?.close();
     await this.nc?.close();

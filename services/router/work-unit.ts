@@ -70,13 +70,28 @@ export class WorkUnit {
     });
     // The request owner always awaits `result`; this keeps an early rejection from being reported as unhandled.
     this.result.catch(() => undefined);
-    // Cancellation and deadlines reach the unit wherever it is (queued or in a batch).
-    const onAbort = () => this.fail(signal.reason instanceof OrreryError ? signal.reason : new CancelledError('by the client'));
+    // Cancellation and deadlines reach the unit wherever it is (queued or in a batch). One
+    // listener on the signal per unit: the queue and the batch hook in through onAbort().
+    const onAbort = () => {
+      this.fail(signal.reason instanceof OrreryError ? signal.reason : new CancelledError('by the client'));
+      for (const hook of [...this.abortHooks]) hook();
+    };
     if (signal.aborted) onAbort();
     else {
       signal.addEventListener('abort', onAbort, { once: true });
       void this.result.finally(() => signal.removeEventListener('abort', onAbort)).catch(() => undefined);
     }
+  }
+
+  private readonly abortHooks = new Set<() => void>();
+
+  /**
+   * Calls `hook` (after the unit has failed) if the request is cancelled or its deadline passes
+   * while the hook is registered. Returns the function that unregisters it.
+   */
+  onAbort(hook: () => void): () => void {
+    this.abortHooks.add(hook);
+    return () => this.abortHooks.delete(hook);
   }
 
   get settled(): boolean {

@@ -1,0 +1,119 @@
+/**
+ * The router's batch dispatcher against a real nats-server: replies and progress come back on the
+ * router's one inbox subscription and reach the right batch and unit; a batch nobody receives,
+ * one whose reply never comes and one whose replica is lost end as 'lost' with the right `ran`.
+ * The "replica" here is a plain NATS subscription answering as a replica would (wire codecs).
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { NatsServerProcess } from '../../services/cli/nats-server-process.js';
+import { createLogger } from '../../services/common/logger.js';
+import { PayloadStore } from '../../services/common/payload-store.js';
+import { subjects as makeSubjects } from '../../services/common/subjects.js';
+import { wire } from '../../services/common/wire.js';
+import { BatchDispatcher } from '../../services/router/batch-dispatcher.js';
+import { batchKey, WorkUnit, type UnitInput } from '../../services/router/work-unit.js';
+
+const subjects = makeSubjects('orrery');
+
+function unit(requestId: string, deadlineMs: number, progress?: (step: number, total: number) => void): WorkUnit {
+  const input: UnitInput = {
+    requestId, imageIndex: 0, seed: 1n, prompt: 'p', negativePrompt: '', steps: 3, guidanceScale: 5,
+    width: 64, height: 64, strength: 0.3, outputFormat: 'png', stageParamsJson: '{}',
+  };
+  return new WorkUnit('dep', 'm', batchKey('m', input), input, deadlineMs, new AbortController().signal, Date.now(), progress ? { progress } : {});
+}
+
+describe('batch dispatcher on a real nats-server', () => {
+  let nats: NatsServerProcess;
+  let routerNc: NatsConnection;
+  let replicaNc: NatsConnection;
+  let dispatcher: BatchDispatcher;
+
+  before(async () => {
+    nats = await NatsServerProcess.start();
+    routerNc = await connect({ servers: nats.url });
+    replicaNc = await connect({ servers: nats.url });
+    const payloads = new PayloadStore(routerNc, { bucket: subjects.payloadBucket, maxInlineBytes: 1 << 20 });
+    dispatcher = new BatchDispatcher(routerNc, subjects, 'router-1', payloads, createLogger('test', 'silent'), { maxBatchWaitMs: 60_000 });
+  });
+  after(async () => {
+    dispatcher.close();
+    await routerNc.close();
+    await replicaNc.close();
+    await nats.close();
+  });
+
+  test('the reply reaches its batch and progress reaches the unit it is about, over one inbox subscription', async () => {
+    // Two batches in flight at once to the same replica: each gets its own reply.
+    const sub = replicaNc.subscribe(subjects.batch('r1'), {
+      callback: (_err, msg) => {
+        const req = wire.batchRequest.decode(msg.data);
+        assert.match(msg.reply!, /^orrery\.router\.router-1\.reply\./);
+        for (const it of req.items) {
+          for (let step = 1; step <= it.steps; step++) {
+            if (req.progressSubject) replicaNc.publish(req.progressSubject, wire.progress.encode({ batchId: req.batchId, requestId: it.requestId, imageIndex: 0, step, totalSteps: it.steps }));
+          }
+        }
+        const results = req.items.map((it) => ({
+          requestId: it.requestId, imageIndex: it.imageIndex, width: 64, height: 64, mimeType: 'text/plain',
+          image: { inline: new TextEncoder().encode(`image of ${it.requestId}`), size: 0 }, error: null,
+        }));
+        msg.respond(wire.batchReply.encode({ batchId: req.batchId, attempt: req.attempt, replicaId: 'r1', runSeconds: 0.01, loadSeconds: 0, error: null, results }));
+      },
+    });
+    await replicaNc.flush();
+    const seen: string[] = [];
+    const a = unit('a', Date.now() + 10_000, (s, t) => seen.push(`a ${s}/${t}`));
+    const b = unit('b', Date.now() + 10_000);
+    const [ra, rb] = await Promise.all([dispatcher.send('r1', 'synthetic', [a], 1), dispatcher.send('r1', 'synthetic', [b], 1)]);
+    sub.unsubscribe();
+    assert.equal(ra.kind, 'replied');
+    assert.equal(rb.kind, 'replied');
+    assert.equal(new TextDecoder().decode(ra.kind === 'replied' ? ra.items[0]!.data : undefined), 'image of a');
+    assert.equal(new TextDecoder().decode(rb.kind === 'replied' ? rb.items[0]!.data : undefined), 'image of b');
+    assert.deepEqual(seen, ['a 1/3', 'a 2/3', 'a 3/3'], 'progress only for the unit that asked, in order');
+    assert.deepEqual(dispatcher.inFlightOn('r1'), []);
+  });
+
+  test('a batch for a replica nobody subscribes to is lost at once and did not run (no responders)', async () => {
+    const t0 = Date.now();
+    const out = await dispatcher.send('gone', 'synthetic', [unit('c', Date.now() + 30_000)], 1);
+    assert.equal(out.kind, 'lost');
+    assert.equal(out.kind === 'lost' && out.ran, false);
+    assert.ok(Date.now() - t0 < 5_000, 'answered by the server, not by a timeout');
+  });
+
+  test('a batch whose reply never comes is lost after its deadline plus a second, having maybe run', async () => {
+    const sub = replicaNc.subscribe(subjects.batch('silent'), { callback: () => undefined });
+    await replicaNc.flush();
+    const out = await dispatcher.send('silent', 'synthetic', [unit('d', Date.now() + 200)], 1);
+    sub.unsubscribe();
+    assert.equal(out.kind, 'lost');
+    assert.equal(out.kind === 'lost' && out.ran, true);
+    assert.match(out.kind === 'lost' ? out.reason : '', /no reply within/);
+  });
+
+  test('a batch on a replica declared lost ends as lost; its late reply changes nothing', async () => {
+    let respond: (() => void) | undefined;
+    const sub = replicaNc.subscribe(subjects.batch('slow'), {
+      callback: (_err, msg) => {
+        const req = wire.batchRequest.decode(msg.data);
+        respond = () => msg.respond(wire.batchReply.encode({ batchId: req.batchId, attempt: 1, replicaId: 'slow', runSeconds: 0, loadSeconds: 0, error: null, results: [] }));
+      },
+    });
+    await replicaNc.flush();
+    const pending = dispatcher.send('slow', 'synthetic', [unit('e', Date.now() + 10_000)], 1);
+    while (!respond) await new Promise((r) => setTimeout(r, 5));
+    assert.equal(dispatcher.inFlightOn('slow').length, 1);
+    dispatcher.replicaLost('slow', 'test says so');
+    const out = await pending;
+    assert.deepEqual(out, { kind: 'lost', reason: 'test says so', ran: true });
+    respond();
+    await replicaNc.flush();
+    await routerNc.flush();
+    assert.deepEqual(dispatcher.inFlightOn('slow'), []);
+    sub.unsubscribe();
+  });
+});
