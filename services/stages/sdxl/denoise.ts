@@ -9,6 +9,7 @@ import { CancelledError } from '../../common/errors.js';
 import type { GaussianSource } from './gaussian-noise.js';
 import type { DiffusionScheduler } from './schedulers/index.js';
 import type { Conditioning } from './text-conditioning.js';
+import { float32ToHalf } from './float16.js';
 import { floatTensor, stack, toFloat32, type FloatType } from './tensors.js';
 
 export interface UnetInfo {
@@ -46,6 +47,61 @@ function timestepTensor(info: UnetInfo['timestep'], t: number, batch: number): o
   return floatTensor(info.type, data, info.scalar ? [] : [batch]);
 }
 
+/**
+ * What one set of active items feeds the UNet, allocated once per set (it changes only when an
+ * item leaves the batch) and refilled in place at every step: no per-step arrays of the batch's
+ * size. Rows are [negatives…, positives…] under classifier-free guidance, else the items.
+ */
+interface BatchFeeds {
+  readonly key: string;
+  /** encoder_hidden_states, text_embeds, time_ids (on a real export 77 × 2048 values per row). */
+  readonly conditioning: Record<string, ort.Tensor>;
+  /** The `sample` feed [rows, C, h, w], whose data is rewritten every step. */
+  readonly sample: ort.Tensor;
+  /** The active items' scaled latents, item k at k·n (fp32: the first rows of the sample's own data). */
+  readonly scaled: Float32Array;
+  /** fp16: the UNet output converted to float32. */
+  readonly out?: Float32Array;
+}
+
+function batchFeeds(
+  unet: UnetInfo, shape: DenoiseShape, key: string, active: readonly number[], cfg: boolean,
+  positive: Conditioning, negative: Conditioning, timeIds: Float32Array,
+): BatchFeeds {
+  const rows = cfg ? [...active, ...active] : active;
+  const b = rows.length;
+  const n = shape.channels * shape.latentHeight * shape.latentWidth;
+  const embeds = rows.map((i, r) => (cfg && r < active.length ? negative : positive).embeds[i]!);
+  const pooled = rows.map((i, r) => (cfg && r < active.length ? negative : positive).pooled[i]!);
+  const conditioning = {
+    encoder_hidden_states: floatTensor(unet.dtype, stack(embeds), [b, positive.seqLen, positive.hiddenSize]),
+    text_embeds: floatTensor(unet.dtype, stack(pooled), [b, positive.pooledSize]),
+    time_ids: floatTensor(unet.dtype, stack(rows.map(() => timeIds)), [b, 6]),
+  };
+  const dims = [b, shape.channels, shape.latentHeight, shape.latentWidth];
+  if (unet.dtype === 'float32') {
+    const data = new Float32Array(b * n);
+    return { key, conditioning, sample: new ort.Tensor('float32', data, dims), scaled: data };
+  }
+  return {
+    key, conditioning, sample: new ort.Tensor('float16', new Uint16Array(b * n), dims),
+    scaled: new Float32Array(active.length * n), out: new Float32Array(b * n),
+  };
+}
+
+/**
+ * Writes step `step`'s UNet input into `feeds.sample`: each item's latents scaled once (and, for
+ * fp16, converted once); under guidance the positive rows are a copy of the negative rows.
+ */
+function fillSample(feeds: BatchFeeds, scheduler: DiffusionScheduler, step: number, latents: readonly Float32Array[], cfg: boolean): void {
+  const n = latents[0]!.length;
+  latents.forEach((x, k) => scheduler.scaleModelInput(x, step, feeds.scaled.subarray(k * n, (k + 1) * n)));
+  const m = latents.length * n;
+  const data = feeds.sample.data as Float32Array | Uint16Array;
+  if (data instanceof Uint16Array) float32ToHalf(feeds.scaled, data.subarray(0, m));
+  if (cfg) data.copyWithin(m, 0, m);
+}
+
 /** Runs every step of `scheduler` on the items. Throws CancelledError if `batchSignal` aborts. */
 export async function denoise(
   unet: UnetInfo, scheduler: DiffusionScheduler, shape: DenoiseShape,
@@ -54,38 +110,24 @@ export async function denoise(
   const { timesteps } = scheduler.plan;
   const n = shape.channels * shape.latentHeight * shape.latentWidth;
   const timeIds = Float32Array.of(shape.height, shape.width, 0, 0, shape.height, shape.width);
-  // The conditioning feeds change only when an item leaves the batch: built once per active set
-  // (on a real export they are 77 × 2048 values per row, converted again for fp16).
-  let conditioning: { key: string; feeds: Record<string, ort.Tensor> } | undefined;
+  let feeds: BatchFeeds | undefined;
   for (let step = 0; step < timesteps.length; step++) {
     if (batchSignal.aborted) throw new CancelledError('batch, between denoising steps');
     const active = items.map((it, i) => ({ it, i })).filter(({ it }) => !it.signal.aborted);
     if (active.length === 0) return;
     // Guidance ≤ 1 means no classifier-free guidance (diffusers' do_classifier_free_guidance).
     const cfg = active.some(({ it }) => it.guidanceScale > 1);
-    const rows = cfg ? [...active, ...active] : active;
-    const b = rows.length;
     const key = `${cfg}:${active.map(({ i }) => i).join(',')}`;
-    if (conditioning?.key !== key) {
-      const embeds = rows.map(({ i }, r) => (cfg && r < active.length ? negative : positive).embeds[i]!);
-      const pooled = rows.map(({ i }, r) => (cfg && r < active.length ? negative : positive).pooled[i]!);
-      conditioning = {
-        key,
-        feeds: {
-          encoder_hidden_states: floatTensor(unet.dtype, stack(embeds), [b, positive.seqLen, positive.hiddenSize]),
-          text_embeds: floatTensor(unet.dtype, stack(pooled), [b, positive.pooledSize]),
-          time_ids: floatTensor(unet.dtype, stack(rows.map(() => timeIds)), [b, 6]),
-        },
-      };
-    }
-    const scaled = active.map(({ it }) => scheduler.scaleModelInput(it.latents, step));
-    const feeds: Record<string, ort.Tensor> = {
-      sample: floatTensor(unet.dtype, stack(cfg ? [...scaled, ...scaled] : scaled), [b, shape.channels, shape.latentHeight, shape.latentWidth]),
-      timestep: timestepTensor(unet.timestep, timesteps[step]!, b),
-      ...conditioning.feeds,
-    };
-    // A fresh buffer per run: the guidance mix writes each item's noise over its unconditional half.
-    const out = toFloat32((await unet.session.run(feeds, ['out_sample'])).out_sample!);
+    if (feeds?.key !== key) feeds = batchFeeds(unet, shape, key, active.map(({ i }) => i), cfg, positive, negative, timeIds);
+    fillSample(feeds, scheduler, step, active.map(({ it }) => it.latents), cfg);
+    const result = await unet.session.run({
+      sample: feeds.sample,
+      timestep: timestepTensor(unet.timestep, timesteps[step]!, feeds.sample.dims[0]!),
+      ...feeds.conditioning,
+    }, ['out_sample']);
+    // fp32: ONNX Runtime's fresh output buffer; fp16: converted into the set's buffer. Either way
+    // the guidance mix may write each item's noise over its unconditional half.
+    const out = toFloat32(result.out_sample!, feeds.out);
     active.forEach(({ it }, k) => {
       const text = out.subarray((cfg ? active.length + k : k) * n, (cfg ? active.length + k + 1 : k + 1) * n);
       let eps: Float32Array = text;

@@ -47,7 +47,7 @@ export function halfBits(value: number): number {
 }
 
 /** float32 → half bits, element by element, into `out` (default: a new array). */
-export function float32ToHalf(src: Float32Array, out = new Uint16Array(src.length)): Uint16Array {
+export function float32ToHalf(src: Float32Array, out: Uint16Array = new Uint16Array(src.length)): Uint16Array {
   // The floats' bits through a view of the same memory (a Float32Array is always 4-byte aligned).
   const bits = new Uint32Array(src.buffer, src.byteOffset, src.length);
   for (let i = 0; i < bits.length; i++) out[i] = halfOfFloatBits(bits[i]!);
@@ -81,7 +81,7 @@ export function fromHalf(h: number): number {
 }
 
 /** half bits → float32, element by element, into `out` (default: a new array). */
-export function halfToFloat32(src: Uint16Array, out = new Float32Array(src.length)): Float32Array {
+export function halfToFloat32(src: Uint16Array, out: Float32Array = new Float32Array(src.length)): Float32Array {
   const t = halfTable();
   for (let i = 0; i < src.length; i++) out[i] = t[src[i]!]!;
   return out;

@@ -33,9 +33,14 @@ export class DdimScheduler implements DiffusionScheduler {
   }
 
   /** DDIM does not scale the model input; this is a copy so the caller's contract holds. */
-  scaleModelInput(x: Float32Array, i: number): Float32Array {
-    checkStep(this.plan, i, x, x);
-    return x.slice();
+  scaleModelInput(x: Float32Array, i: number, out?: Float32Array): Float32Array {
+    if (!out) {
+      checkStep(this.plan, i, x, x);
+      return x.slice();
+    }
+    checkStep(this.plan, i, x, out);
+    out.set(x);
+    return out;
   }
 
   step(eps: Float32Array, i: number, x: Float32Array, noise: GaussianSource): void {

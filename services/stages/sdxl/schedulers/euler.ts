@@ -75,11 +75,10 @@ export class EulerScheduler implements DiffusionScheduler {
     });
   }
 
-  scaleModelInput(x: Float32Array, i: number): Float32Array {
-    checkStep(this.plan, i, x, x);
+  scaleModelInput(x: Float32Array, i: number, out: Float32Array = new Float32Array(x.length)): Float32Array {
+    checkStep(this.plan, i, x, out);
     const sigma = this.schedule.sigmas[this.plan.startIndex + i]!;
     const denom = f32(Math.sqrt(f32(f32(sigma * sigma) + 1)));
-    const out = new Float32Array(x.length);
     for (let j = 0; j < x.length; j++) out[j] = x[j]! / denom;
     return out;
   }

@@ -21,8 +21,11 @@ export interface SchedulePlan {
 
 export interface DiffusionScheduler {
   readonly plan: SchedulePlan;
-  /** x / sqrt(σ²+1) for the Euler family; a copy for DDIM. Returns a NEW array (the caller keeps x). */
-  scaleModelInput(x: Float32Array, i: number): Float32Array;
+  /**
+   * x / sqrt(σ²+1) for the Euler family; a copy for DDIM. Writes into `out` (same length as x)
+   * and returns it; without `out`, returns a new array (the caller keeps x).
+   */
+  scaleModelInput(x: Float32Array, i: number, out?: Float32Array): Float32Array;
   /**
    * One step from x with model output `eps` at step i (0-based within plan.timesteps); writes
    * into x in place. `noise` supplies standard normals for stochastic samplers (Euler ancestral,
