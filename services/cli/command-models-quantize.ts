@@ -14,17 +14,23 @@ function parseBlockSize(value: string): number {
 export function registerQuantizeCommand(models: Command): void {
   models
     .command('quantize')
-    .description(
-      'Write <repository>/<base>@<variant>/, a copy of the base bundle with its models rewritten:\n' +
-      '  fp16  all five models as a float16 export (float inputs, outputs and weights FLOAT16, as optimum-cli --fp16;\n' +
-      '        sinusoidal time embeddings stay float32, as diffusers computes them)\n' +
-      '  int8  unet and text encoders: MatMul weights int8 per output channel + DequantizeLinear (weight-only QDQ)\n' +
-      '  q4    unet and text encoders: MatMul weights 4-bit, blocks of --block-size along K with a scale and zero point\n' +
-      '        each, as ONNX Runtime com.microsoft MatMulNBits\n' +
-      'Before it is written, the variant and the base render a fixed prompt and seed (8 steps, 128x64); a variant whose image ' +
-      'has a PSNR against the base image below --min-psnr-db is refused with the measured PSNR. Serve it as model id ' +
-      '<base>@<variant> (or <base>+<lora>@<variant>).',
-    )
+    .description([
+      // Lines under 80 columns: commander wraps longer ones and would break the list.
+      'Write <repository>/<base>@<variant>/: a copy of the base bundle, rewritten:',
+      '  fp16  all five models as a float16 export, as optimum-cli --fp16 writes',
+      '        one (float inputs, outputs, weights FLOAT16; sinusoidal time',
+      '        embeddings stay float32, as diffusers computes them)',
+      '  int8  unet + text encoders: MatMul weights int8 per output channel with',
+      '        a DequantizeLinear in front (weight-only QDQ)',
+      '  q4    unet + text encoders: MatMul weights 4-bit in blocks of',
+      '        --block-size along K, each with a scale and a zero point',
+      '        (ONNX Runtime com.microsoft MatMulNBits)',
+      'The variant and the base first render a fixed prompt and seed (8 steps,',
+      '128x64); a variant whose image has a PSNR against the base image below',
+      '--min-psnr-db is refused, and the message gives the measured PSNR.',
+      'Serve it as model id <base>@<variant>; a LoRA (<base>+<lora>@<variant>)',
+      'fuses into fp16 variants only (int8 and q4 keep no float MatMul weights).',
+    ].join('\n'))
     .argument('[repository]', 'the model repository', './models')
     .requiredOption('--model <base>', 'the base model id')
     .requiredOption('--variant <variant>', VARIANTS.join(' | '))

@@ -1,9 +1,11 @@
 /** Variants (fp16, int8, q4): written next to the base, checked against it by PSNR, served by id. */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { packageRoot } from '../../services/common/package-root.js';
 import { decodeModel, type TensorProto } from '../../services/models/onnx/onnx-model.js';
 import { imagePsnr, quantizeBundle, QuantizeRefusedError, type QuantizeReport } from '../../services/models/quantize/quantize-bundle.js';
 import { openSdxlBundle } from '../../services/models/sdxl-bundle.js';
@@ -11,6 +13,7 @@ import { writeTinySdxlBundle } from '../../services/models/tiny-sdxl.js';
 import { loadStage } from '../../services/stages/registry.js';
 
 const CPU = { executionProvider: 'cpu' } as const;
+const orrery = (args: string[]) => spawnSync(process.execPath, [path.join(packageRoot(), 'bin/orrery.js'), ...args], { encoding: 'utf8', timeout: 120_000 });
 
 /** The PSNR each variant of the tiny bundle must reach (measured: fp16 ≈ 59, int8 ≈ 39, q4 ≈ 27 dB). */
 const BOUND_DB = { fp16: 45, int8: 30, q4: 22 } as const;
@@ -132,5 +135,17 @@ describe('orrery models quantize', () => {
     } finally {
       fs.rmSync(path.join(repo, 'tiny-half'), { recursive: true, force: true });
     }
+  });
+
+  test('the command refuses a too-strict bound with the measured PSNR and exit status 1, and --help lists the variants', () => {
+    const r = orrery(['models', 'quantize', repo, '--model', 'tiny-sdxl', '--variant', 'q4', '--min-psnr-db', '99']);
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stderr, /tiny-sdxl@q4 refused: its image differs from tiny-sdxl's by PSNR \d+\.\d\d dB, below the bound of 99 dB/);
+    assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+    const help = orrery(['models', 'quantize', '--help']);
+    assert.equal(help.status, 0);
+    for (const v of ['fp16', 'int8', 'q4']) assert.match(help.stdout, new RegExp(`^  ${v} `, 'm'));
+    assert.match(help.stdout, /MatMulNBits/);
+    assert.doesNotMatch(help.stdout, /not implemented/);
   });
 });
