@@ -106,7 +106,6 @@ function halfAttributes(node: NodeProto): AttributeProto[] | undefined {
 export function convertModelToFloat16(model: ModelProto, modelDir: string, options: Float16Options = {}): Float16Report {
   const graph = model.graph!;
   const keepOps = new Set(options.keepFloat32Ops ?? ['Cos', 'Sin']);
-  for (const t of graph.initializer ?? []) inlineExternalData(t, modelDir);
   const types = inferElemTypes(graph);
   const isFloat = (v: string | undefined) => !!v && types.get(v) === FLOAT;
   const nodes = graph.node ?? [];
@@ -143,6 +142,8 @@ export function convertModelToFloat16(model: ModelProto, modelDir: string, optio
   const float32Inits = new Set((graph.initializer ?? []).filter((t) => t.data_type === FLOAT && !graphOutputs.has(t.name) && wantsFloat32(t.name ?? '')).map((t) => t.name));
   const newType = (v: string): number => {
     const p = producer.get(v);
+    // LayerNormalization's Mean and InvStdDev outputs have its stash_type (float32), whatever X is.
+    if (p !== undefined && nodes[p]!.op_type === 'LayerNormalization' && nodes[p]!.output!.indexOf(v) > 0) return FLOAT;
     if (p !== undefined) return kept.has(p) ? FLOAT : FLOAT16;
     return float32Inits.has(v) ? FLOAT : FLOAT16;
   };
@@ -174,7 +175,9 @@ export function convertModelToFloat16(model: ModelProto, modelDir: string, optio
   graph.node = out;
 
   let converted = 0;
+  // One tensor at a time: read (external data too), convert, let the float32 bytes go.
   graph.initializer = (graph.initializer ?? []).map((t) => {
+    inlineExternalData(t, modelDir);
     if (t.data_type !== FLOAT || float32Inits.has(t.name)) return t;
     converted++;
     return toHalfTensor(t);

@@ -80,3 +80,40 @@ export function inlineExternalData(t: TensorProto, modelDir: string): void {
   delete t.data_location;
   t.raw_data = bytes;
 }
+
+/**
+ * Like {@link moveInitializersToExternalData}, but writes the side file `dataFile` tensor by tensor
+ * instead of building it in memory: an SDXL UNet's weights (5 GB in float16) do not fit one Node
+ * buffer. `location` is the file's base name. Returns the model copy that refers to it.
+ */
+export function writeInitializersToExternalFile(model: ModelProto, dataFile: string, options: Omit<ExternalDataOptions, 'location'> = {}): ModelProto {
+  const location = path.basename(dataFile);
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(location)) throw new RangeError(`external data file name must be plain, got ${JSON.stringify(location)}`);
+  const threshold = options.sizeThresholdBytes ?? 1024;
+  const align = options.alignBytes ?? 64;
+  const graph = model.graph ?? {};
+  const fd = fs.openSync(dataFile, 'w');
+  try {
+    let end = 0;
+    const initializer = (graph.initializer ?? []).map((t): TensorProto => {
+      const raw = t.raw_data;
+      if (!raw || raw.length < threshold) return t;
+      const offset = Math.ceil(end / align) * align;
+      fs.writeSync(fd, raw, 0, raw.length, offset);
+      end = offset + raw.length;
+      const { raw_data: _moved, ...rest } = t;
+      return {
+        ...rest,
+        data_location: EXTERNAL,
+        external_data: [
+          { key: 'location', value: location },
+          { key: 'offset', value: String(offset) },
+          { key: 'length', value: String(raw.length) },
+        ],
+      };
+    });
+    return { ...model, graph: { ...graph, initializer } };
+  } finally {
+    fs.closeSync(fd);
+  }
+}

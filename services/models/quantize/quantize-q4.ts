@@ -135,7 +135,6 @@ export function quantizeMatMulWeightsQ4(model: ModelProto, modelDir: string, opt
   const minElements = options.minElements ?? 1024;
   const graph = model.graph!;
   const inits = graph.initializer ?? [];
-  for (const t of inits) inlineExternalData(t, modelDir);
   const byName = new Map(inits.map((t) => [t.name ?? '', t]));
   const eligible = (t: TensorProto | undefined): t is TensorProto => {
     if (!t || (t.data_type !== DataType.FLOAT && t.data_type !== DataType.FLOAT16) || (t.dims ?? []).length !== 2) return false;
@@ -166,7 +165,11 @@ export function quantizeMatMulWeightsQ4(model: ModelProto, modelDir: string, opt
   });
   const stillRead = new Set(nodes.flatMap((nd) => nd.input ?? []));
   graph.node = nodes;
-  graph.initializer = [...inits.filter((t) => !quantized.has(t.name ?? '') || stillRead.has(t.name ?? '')), ...added];
+  // Quantized weights were read straight from external data; only what stays is made inline, so a
+  // multi-gigabyte float UNet is never all in memory at once.
+  const kept = inits.filter((t) => !quantized.has(t.name ?? '') || stillRead.has(t.name ?? ''));
+  for (const t of kept) inlineExternalData(t, modelDir);
+  graph.initializer = [...kept, ...added];
   if (count > 0 && !(model.opset_import ?? []).some((o) => o.domain === 'com.microsoft')) {
     model.opset_import = [...(model.opset_import ?? []), { domain: 'com.microsoft', version: 1 }];
   }

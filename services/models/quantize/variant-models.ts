@@ -12,7 +12,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { convertModelToFloat16 } from '../onnx/convert-float16.js';
-import { moveInitializersToExternalData } from '../onnx/external-data.js';
+import { writeInitializersToExternalFile } from '../onnx/external-data.js';
 import { DataType, decodeModel, encodeModel, type ModelProto } from '../onnx/onnx-model.js';
 import type { ModelVariant } from '../model-id.js';
 import { quantizeMatMulWeightsInt8 } from './quantize-int8.js';
@@ -78,9 +78,7 @@ export function rewriteBundleModels(dir: string, variant: WrittenVariant, option
 function writeModel(modelDir: string, model: ModelProto): void {
   const dataFile = path.join(modelDir, 'model.onnx_data');
   if (fs.existsSync(dataFile)) {
-    const moved = moveInitializersToExternalData(model, { location: 'model.onnx_data' });
-    fs.writeFileSync(path.join(modelDir, 'model.onnx'), encodeModel(moved.model));
-    fs.writeFileSync(dataFile, moved.data);
+    fs.writeFileSync(path.join(modelDir, 'model.onnx'), encodeModel(writeInitializersToExternalFile(model, dataFile)));
   } else {
     fs.writeFileSync(path.join(modelDir, 'model.onnx'), encodeModel(model));
   }
