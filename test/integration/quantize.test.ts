@@ -121,6 +121,22 @@ describe('orrery models quantize', () => {
     }
   });
 
+  test('q4 of an fp16 export keeps float16 activations and scales; int8 of one is refused as having nothing to quantize', async () => {
+    await writeTinySdxlBundle(path.join(repo, 'tiny-half'), { dtype: 'float16', timestep: 'float-scalar', vaeEncoderOutput: 'latent_parameters', externalData: true });
+    try {
+      const r = await quantizeBundle({ repository: repo, base: 'tiny-half', variant: 'q4', minPsnrDb: BOUND_DB.q4 });
+      const unet = decodeModel(fs.readFileSync(path.join(r.dir, 'unet', 'model.onnx')));
+      const scales = unet.graph!.initializer!.filter((t) => t.name!.endsWith('_q4_scales'));
+      assert.ok(scales.length > 0 && scales.every((t) => t.data_type === 10), 'FLOAT16 scales, as MatMulNBits wants the type of A');
+      const bundle = await openSdxlBundle(r.dir, CPU);
+      assert.equal(bundle.dtype, 'float16');
+      await bundle.dispose();
+      await assert.rejects(quantizeBundle({ repository: repo, base: 'tiny-half', variant: 'int8', minPsnrDb: 0 }), /tiny-half@int8 refused: nothing to rewrite: .*int8 does not take float16 exports; q4 does/);
+    } finally {
+      for (const d of ['tiny-half', 'tiny-half@q4']) fs.rmSync(path.join(repo, d), { recursive: true, force: true });
+    }
+  });
+
   test('refuses fp16 of a bundle that is already float16, and fp32, naming why', async () => {
     await writeTinySdxlBundle(path.join(repo, 'tiny-half'), { dtype: 'float16', timestep: 'float-scalar', vaeEncoderOutput: 'latent_parameters', externalData: false });
     try {

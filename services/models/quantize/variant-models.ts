@@ -71,6 +71,10 @@ export function rewriteBundleModels(dir: string, variant: WrittenVariant, option
     writeModel(modelDir, model);
     models.push(name);
   }
+  if (tensors === 0) {
+    const what = variant === 'int8' ? 'FLOAT MatMul weights of ≥ 1024 elements (int8 does not take float16 exports; q4 does)' : 'MatMul weights of ≥ 1024 elements with K ≥ the block size';
+    throw new Error(`nothing to rewrite: ${names.join(', ')} have no ${what}`);
+  }
   return { tensors, models };
 }
 
