@@ -173,5 +173,5 @@ export function quantizeMatMulWeightsQ4(model: ModelProto, modelDir: string, opt
   if (count > 0 && !(model.opset_import ?? []).some((o) => o.domain === 'com.microsoft')) {
     model.opset_import = [...(model.opset_import ?? []), { domain: 'com.microsoft', version: 1 }];
   }
-  return { quantized: count, bytesBefore: before, bytesAfter: after };
+  return { quantized: quantized.size, bytesBefore: before, bytesAfter: after };
 }
