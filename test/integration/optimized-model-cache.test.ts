@@ -118,6 +118,22 @@ describe('optimized-model cache', () => {
     }
   });
 
+  test('a model given as bytes (as the upscaler reads it) is cached the same way', async () => {
+    const cache = fresh('cache');
+    const model = textureModel(11);
+    const bytes = fs.readFileSync(model);
+    const outcomes: string[] = [];
+    const outs: Float32Array[] = [];
+    for (let i = 0; i < 2; i++) {
+      const { session, report } = await createCachedSession({ path: model, bytes }, options(cache));
+      outcomes.push(report.outcome);
+      outs.push(await runTexture(session));
+      await session.release();
+    }
+    assert.deepEqual(outcomes, ['miss', 'hit']);
+    assert.deepEqual(outs[1], outs[0]);
+  });
+
   test('a warm load runs the cached graph, not the source: an entry swapped for another model\'s gives that model\'s outputs', async () => {
     const cache = fresh('cache');
     const a = textureModel(1);
