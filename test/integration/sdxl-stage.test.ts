@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import sharp from 'sharp';
-import { CancelledError, InvalidArgumentError } from '../../services/common/errors.js';
+import { CancelledError, ConfigError, InvalidArgumentError } from '../../services/common/errors.js';
 import { openSdxlBundle, type SdxlBundle } from '../../services/models/sdxl-bundle.js';
 import { writeTinySdxlBundle, type TinySdxlOptions } from '../../services/models/tiny-sdxl.js';
 import { loadStage } from '../../services/stages/registry.js';
@@ -99,6 +99,31 @@ describe('sdxl stage on the tiny bundle', () => {
     const out = ok((await models.base!.run([item({ negativePrompt: 'blurry' })], context()))[0]!);
     assert.equal(readTextChunk(out.data, 'parameters'),
       'deep blue planet with frosted cloudy zones\nNegative prompt: blurry\nSteps: 8, Sampler: Euler, CFG scale: 5, Seed: 42, Size: 128x64, Model: base');
+  });
+
+  test('png_compression_level and png_adaptive_filtering change the PNG\'s size, not its pixels or parameters; bad values are ConfigErrors', async () => {
+    const stage = loadStage('sdxl');
+    const small = await stage.load('base', { options: { png_compression_level: 3, png_adaptive_filtering: true }, modelRepository: repo });
+    try {
+      const stored = ok((await models.base!.run([item()], context()))[0]!);
+      const compressed = ok((await small.run([item()], context()))[0]!);
+      for (const out of [stored, compressed]) {
+        assert.equal(out.mimeType, 'image/png');
+        const meta = await sharp(out.data).metadata();
+        assert.deepEqual([meta.format, meta.width, meta.height], ['png', 128, 64]);
+      }
+      // The default stores the pixels (level 0): 3 bytes a pixel plus a filter byte a row, and headers.
+      assert.ok(stored.data.length >= 128 * 64 * 3 + 64, `stored: ${stored.data.length} bytes`);
+      assert.ok(compressed.data.length < stored.data.length, `compressed: ${compressed.data.length} of ${stored.data.length} bytes`);
+      assert.ok((await pixels(stored.data)).equals(await pixels(compressed.data)));
+      assert.equal(readTextChunk(compressed.data, 'parameters'), readTextChunk(stored.data, 'parameters'));
+    } finally {
+      await small.dispose();
+    }
+    for (const [key, value] of [['png_compression_level', 10], ['png_compression_level', 1.5], ['png_compression_level', '6'], ['png_adaptive_filtering', 'yes']] as const) {
+      await assert.rejects(stage.load('base', { options: { [key]: value }, modelRepository: repo }),
+        (err: unknown) => err instanceof ConfigError && err.key === `options.${key}` && err.code === 'ORRERY_ERR_CONFIG', `${key}: ${value}`);
+    }
   });
 
   test('webp and jpeg outputs come from sharp', async () => {

@@ -10,6 +10,7 @@
  * `graph_optimization_level`). A `base+lora` model id fuses `<repository>/loras/<lora>.safetensors`
  * into the weights at load: `lora_scale` (default 1), `lora_unmatched` (`error` default | `warn`),
  * `fused_model_dir` (where fused models are written while loaded; default `<tmp>/orrery-fused`).
+ * PNG outputs: `png_compression_level` and `png_adaptive_filtering` (see {@link PngOptions}).
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -31,11 +32,29 @@ import { decodeLatents, encodePixels, imageToPixels } from './vae.js';
 
 type Mode = 'text-to-image' | 'image-to-image';
 
+/**
+ * How PNG outputs are compressed (sharp's `compressionLevel` and `adaptiveFiltering`). The encode
+ * is on the batch's critical path (the replica returns the batch once every image is encoded), so
+ * the default favours time: level 0 stores the pixels (2.8 MiB at 1536x640, ~3 ms an image on
+ * one CPU thread); the previous default, level 6 without filtering, took ~45 ms for files only
+ * 4 % (noise-like images) to 23 % (smooth ones) smaller. For small files set
+ * `png_adaptive_filtering: true` with level 1 (~25–40 ms; 19–71 % smaller than level 0) or 3
+ * (~30–55 ms; 46–86 % smaller). Figures: bench/results/sdxl.md, "PNG encode". Any setting gives
+ * the same bytes for the same pixels (no timestamps) and a PNG every viewer reads.
+ */
+interface PngOptions {
+  /** `png_compression_level`: zlib level 0–9; default 0 (stored, uncompressed). */
+  readonly compressionLevel: number;
+  /** `png_adaptive_filtering`: per-row PNG filters; default false (they only pay off with level ≥ 1). */
+  readonly adaptiveFiltering: boolean;
+}
+
 interface SdxlOptions {
   readonly mode: Mode;
   readonly scheduler?: SchedulerKind;
   /** Unset: the bundle's scheduler_config.json decides (use_karras_sigmas). */
   readonly karras?: boolean;
+  readonly png: PngOptions;
 }
 
 const SAMPLER_NAMES: Record<SchedulerKind, string> = { euler: 'Euler', euler_ancestral: 'Euler a', ddim: 'DDIM' };
@@ -50,7 +69,14 @@ function compileOptions(o: Readonly<Record<string, unknown>>): SdxlOptions {
   const karras = o.karras_sigmas;
   if (karras !== undefined && typeof karras !== 'boolean') throw new ConfigError('options.karras_sigmas', 'must be true or false');
   if (karras && scheduler === 'ddim') throw new ConfigError('options.karras_sigmas', 'DDIM has no Karras sigmas; use euler or euler_ancestral');
-  return { mode, ...(scheduler ? { scheduler: scheduler as SchedulerKind } : {}), ...(karras !== undefined ? { karras } : {}) };
+  const level = o.png_compression_level ?? 0;
+  if (!(Number.isInteger(level) && (level as number) >= 0 && (level as number) <= 9)) throw new ConfigError('options.png_compression_level', `must be an integer from 0 to 9, got ${JSON.stringify(level)}`);
+  const filtering = o.png_adaptive_filtering ?? false;
+  if (typeof filtering !== 'boolean') throw new ConfigError('options.png_adaptive_filtering', 'must be true or false');
+  return {
+    mode, ...(scheduler ? { scheduler: scheduler as SchedulerKind } : {}), ...(karras !== undefined ? { karras } : {}),
+    png: Object.freeze({ compressionLevel: level as number, adaptiveFiltering: filtering }),
+  };
 }
 
 class SdxlModel implements LoadedModel {
@@ -130,7 +156,7 @@ class SdxlModel implements LoadedModel {
     return Promise.all(items.map(async (it, i): Promise<StageOutput | Error> => {
       const k = live.indexOf(i);
       if (k < 0) return ctx.itemSignal(i).reason instanceof Error ? ctx.itemSignal(i).reason : new OrreryError('ORRERY_ERR_CANCELLED', 'cancelled');
-      return encodeImage(images[k]!, width, height, it, {
+      return encodeImage(images[k]!, width, height, it, this.opts.png, {
         prompt: it.prompt, negativePrompt: it.negativePrompt, steps, sampler, guidanceScale: it.guidanceScale, seed: it.seed,
         width, height, modelId: this.modelId, ...(img2img ? { strength: it.strength } : {}),
       });
@@ -143,11 +169,12 @@ class SdxlModel implements LoadedModel {
   }
 }
 
-async function encodeImage(rgb: Uint8Array, width: number, height: number, it: StageItem, params: Parameters<typeof formatParameters>[0]): Promise<StageOutput> {
+/** Encodes one image; a batch's images are encoded concurrently (sharp works on libuv's pool). */
+async function encodeImage(rgb: Uint8Array, width: number, height: number, it: StageItem, pngOptions: PngOptions, params: Parameters<typeof formatParameters>[0]): Promise<StageOutput> {
   const img = sharp(rgb, { raw: { width, height, channels: 3 } });
   if (it.outputFormat === 'png') {
     // Deterministic bytes for the same pixels: fixed compression settings, no timestamps.
-    const png = await img.png({ compressionLevel: 6, adaptiveFiltering: false }).toBuffer();
+    const png = await img.png({ compressionLevel: pngOptions.compressionLevel, adaptiveFiltering: pngOptions.adaptiveFiltering }).toBuffer();
     return { data: withTextChunk(png, 'parameters', formatParameters(params)), width, height, mimeType: 'image/png' };
   }
   const data = it.outputFormat === 'webp' ? await img.webp({ quality: 92 }).toBuffer() : await img.jpeg({ quality: 92, mozjpeg: true }).toBuffer();
