@@ -36,6 +36,8 @@ export interface ChildArgs {
   readonly reps: number;
   /** One extra profiled run at this batch size. */
   readonly profileBatch?: number;
+  /** Deployment options for the stage (merged over the img2img mode when set). */
+  readonly stageOptions?: Readonly<Record<string, unknown>>;
 }
 
 export interface ChildResult {
@@ -43,8 +45,20 @@ export interface ChildResult {
   readonly profile?: ProfileSummary & { wallMs: number };
   readonly intraOpThreads: string;
   readonly peakRssBytes: number;
-  /** One output image re-encoded by sharp at several zlib levels (the stage uses 6, no adaptive filtering). */
-  readonly pngLevels: Array<{ level: number; ms: number; bytes: number }>;
+  /**
+   * sharp's PNG encode of one image at each zlib level, with and without adaptive filtering: one
+   * of the stage's outputs (the tiny bundle's: noise-like) and a smooth synthetic image.
+   */
+  readonly pngLevels: PngLevel[];
+}
+
+export interface PngLevel {
+  readonly image: 'output' | 'smooth';
+  readonly level: number;
+  readonly adaptiveFiltering: boolean;
+  /** Median of 3 encodes. */
+  readonly ms: number;
+  readonly bytes: number;
 }
 
 type Mark = { name: SessionName; start: number; end: number; handlerMs: number };
@@ -151,7 +165,7 @@ async function main(): Promise<void> {
   hookSharp();
   timeFloat16();
   const img2img = a.img2imgStrength !== undefined;
-  const model = await loadStage('sdxl').load(a.model, { options: img2img ? { mode: 'image-to-image' } : {}, modelRepository: a.repo });
+  const model = await loadStage('sdxl').load(a.model, { options: { ...(img2img ? { mode: 'image-to-image' } : {}), ...a.stageOptions }, modelRepository: a.repo });
   const initImage = img2img ? await syntheticImage(a.width, a.height) : undefined;
   const never = new AbortController().signal;
   const item = (i: number): StageItem => ({
@@ -201,17 +215,23 @@ async function main(): Promise<void> {
   }
   await model.dispose();
 
-  const pngLevels: ChildResult['pngLevels'] = [];
-  const raw = await sharp(lastImage!).raw().toBuffer({ resolveWithObject: true });
-  for (const level of [1, 3, 6]) {
-    const ms: number[] = [];
-    let bytes = 0;
-    for (let k = 0; k < 3; k++) {
-      const t = performance.now();
-      bytes = (await sharp(raw.data, { raw: { width: raw.info.width, height: raw.info.height, channels: 3 } }).png({ compressionLevel: level, adaptiveFiltering: false }).toBuffer()).length;
-      ms.push(performance.now() - t);
+  const pngLevels: PngLevel[] = [];
+  const output = await sharp(lastImage!).raw().toBuffer({ resolveWithObject: true });
+  const smooth = await sharp(await syntheticImage(output.info.width, output.info.height)).raw().toBuffer();
+  for (const [image, data] of [['output', output.data], ['smooth', smooth]] as const) {
+    for (const adaptiveFiltering of [false, true]) {
+      for (const level of [0, 1, 2, 3, 6, 9]) {
+        if (level === 9 && adaptiveFiltering) continue; // ~0.5 s an image, not a candidate
+        const ms: number[] = [];
+        let bytes = 0;
+        for (let k = 0; k < 3; k++) {
+          const t = performance.now();
+          bytes = (await sharp(data, { raw: { width: output.info.width, height: output.info.height, channels: 3 } }).png({ compressionLevel: level, adaptiveFiltering }).toBuffer()).length;
+          ms.push(performance.now() - t);
+        }
+        pngLevels.push({ image, level, adaptiveFiltering, ms: ms.sort((x, y) => x - y)[1]!, bytes });
+      }
     }
-    pngLevels.push({ level, ms: ms.sort((x, y) => x - y)[1]!, bytes });
   }
   process.stdout.write(`result ${JSON.stringify({
     runs, ...(profile ? { profile } : {}), intraOpThreads: 'ONNX Runtime default (one per physical core)', peakRssBytes: process.resourceUsage().maxRSS * 1024, pngLevels,

@@ -61,6 +61,8 @@ export interface Phases {
   /** The same with the PNG encode taken out of both: (wall − png − ort) / (wall − png), %. */
   readonly outsideNoPngPct: number;
   readonly imagesPerSecond: number;
+  /** Bytes of every output image of the run. */
+  readonly outputBytes: number;
 }
 
 const sum = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0);
@@ -82,7 +84,7 @@ export function phases(r: RunRecord): Phases {
     denoiseMs: lastStep - firstUnet, unetOrtMs: dur('unet'), steps: r.steps.length,
     vaeMs: firstPng - lastStep, vaeOrtMs: dur('vae_decoder'),
     pngMs, outsideMs, outsidePct: (100 * outsideMs) / wallMs, outsideNoPngPct: (100 * (outsideMs - pngMs)) / (wallMs - pngMs),
-    imagesPerSecond: (1000 * r.batch) / wallMs,
+    imagesPerSecond: (1000 * r.batch) / wallMs, outputBytes: r.outputBytes,
   };
 }
 
