@@ -34,10 +34,13 @@ function conditioning(side: number, prompts: number): Conditioning {
 
 /**
  * A UNet stand-in: each output row depends only on its own sample row, conditioning row and the
- * timestep. Records a copy of every sample feed (as float32) it was given.
+ * timestep. Records a copy of every sample feed (as float32) it was given. With `halfValues`
+ * it rounds every feed and its output through float16, so a float32 model behaves exactly like
+ * the float16 one.
  */
-function standInUnet(dtype: FloatType, seen: Float32Array[][] = []): UnetInfo {
-  const asFloat = (t: ort.Tensor) => (t.type === 'float16' ? halfToFloat32(t.data as Uint16Array) : Float32Array.from(t.data as Float32Array));
+function standInUnet(dtype: FloatType, seen: Float32Array[][] = [], halfValues = false): UnetInfo {
+  const viaHalf = (x: Float32Array) => (halfValues ? halfToFloat32(float32ToHalf(x)) : x);
+  const asFloat = (t: ort.Tensor) => viaHalf(t.type === 'float16' ? halfToFloat32(t.data as Uint16Array) : Float32Array.from(t.data as Float32Array));
   const session = {
     async run(feeds: Record<string, ort.Tensor>) {
       const sample = asFloat(feeds.sample!);
@@ -51,7 +54,7 @@ function standInUnet(dtype: FloatType, seen: Float32Array[][] = []): UnetInfo {
         const c = ehs[r * SEQ * HIDDEN + 1]! + pooled[r * POOLED + 2]!;
         for (let j = 0; j < N; j++) out[r * N + j] = 0.3 * sample[r * N + j]! + 0.1 * Math.sin(c + j * 0.01 + t * 1e-3);
       }
-      return { out_sample: dtype === 'float16' ? new ort.Tensor('float16', float32ToHalf(out), feeds.sample!.dims) : new ort.Tensor('float32', out, feeds.sample!.dims) };
+      return { out_sample: dtype === 'float16' ? new ort.Tensor('float16', float32ToHalf(out), feeds.sample!.dims) : new ort.Tensor('float32', viaHalf(out), feeds.sample!.dims) };
     },
   } as unknown as ort.InferenceSession;
   return { session, dtype, timestep: { type: dtype, scalar: true } };
@@ -60,7 +63,7 @@ function standInUnet(dtype: FloatType, seen: Float32Array[][] = []): UnetInfo {
 interface Request { readonly prompt: number; readonly seed: bigint; readonly guidance: number }
 
 /** Runs the requests as one batch; `cancelAt` aborts item → after that many steps. Returns the latents. */
-async function run(dtype: FloatType, requests: readonly Request[], opts: { kind?: SchedulerKind; cancelAt?: ReadonlyMap<number, number>; seen?: Float32Array[][] } = {}): Promise<Float32Array[]> {
+async function run(dtype: FloatType, requests: readonly Request[], opts: { kind?: SchedulerKind; cancelAt?: ReadonlyMap<number, number>; seen?: Float32Array[][]; halfValues?: boolean } = {}): Promise<Float32Array[]> {
   const positive = conditioning(1, 4);
   const negative = conditioning(2, 4);
   const pick = (c: Conditioning): Conditioning => ({ ...c, embeds: requests.map((r) => c.embeds[r.prompt]!), pooled: requests.map((r) => c.pooled[r.prompt]!) });
@@ -75,7 +78,7 @@ async function run(dtype: FloatType, requests: readonly Request[], opts: { kind?
       onStep: (step) => { if (opts.cancelAt?.get(i) === step) abort.abort(); },
     };
   });
-  await denoise(standInUnet(dtype, opts.seen), scheduler, SHAPE, items, pick(positive), pick(negative), new AbortController().signal);
+  await denoise(standInUnet(dtype, opts.seen, opts.halfValues), scheduler, SHAPE, items, pick(positive), pick(negative), new AbortController().signal);
   return items.map((it) => it.latents);
 }
 
@@ -104,6 +107,11 @@ describe('denoise batching', () => {
       for (const i of [0, 3]) assert.deepEqual(batch[i], (await run(dtype, [REQUESTS[i]!]))[0], `item ${i}`);
     });
   }
+
+  test('reads an fp16 output\'s noise and guidance mix exactly as from the same values in float32', async () => {
+    // The fp16 path reads the half bits through the table; the fp32 path mixes float32 values.
+    assert.deepEqual(await run('float16', REQUESTS), await run('float32', REQUESTS, { halfValues: true }));
+  });
 
   test('feeds the guided batch as [negatives…, positives…] with the same scaled latents in both halves', async () => {
     const seen: Float32Array[][] = [];

@@ -9,7 +9,7 @@ import { CancelledError } from '../../common/errors.js';
 import type { GaussianSource } from './gaussian-noise.js';
 import type { DiffusionScheduler } from './schedulers/index.js';
 import type { Conditioning } from './text-conditioning.js';
-import { float32ToHalf } from './float16.js';
+import { float32ToHalf, halfToFloat32, halfValues } from './float16.js';
 import { floatTensor, stack, toFloat32, type FloatType } from './tensors.js';
 
 export interface UnetInfo {
@@ -60,8 +60,8 @@ interface BatchFeeds {
   readonly sample: ort.Tensor;
   /** The active items' scaled latents, item k at k·n (fp32: the first rows of the sample's own data). */
   readonly scaled: Float32Array;
-  /** fp16: the UNet output converted to float32. */
-  readonly out?: Float32Array;
+  /** fp16: each active item's noise prediction in float32, item k at k·n. */
+  readonly eps?: Float32Array;
 }
 
 function batchFeeds(
@@ -85,7 +85,7 @@ function batchFeeds(
   }
   return {
     key, conditioning, sample: new ort.Tensor('float16', new Uint16Array(b * n), dims),
-    scaled: new Float32Array(active.length * n), out: new Float32Array(b * n),
+    scaled: new Float32Array(active.length * n), eps: new Float32Array(active.length * n),
   };
 }
 
@@ -119,26 +119,45 @@ export async function denoise(
     const cfg = active.some(({ it }) => it.guidanceScale > 1);
     const key = `${cfg}:${active.map(({ i }) => i).join(',')}`;
     if (feeds?.key !== key) feeds = batchFeeds(unet, shape, key, active.map(({ i }) => i), cfg, positive, negative, timeIds);
-    fillSample(feeds, scheduler, step, active.map(({ it }) => it.latents), cfg);
+    const set = feeds;
+    fillSample(set, scheduler, step, active.map(({ it }) => it.latents), cfg);
     const result = await unet.session.run({
-      sample: feeds.sample,
-      timestep: timestepTensor(unet.timestep, timesteps[step]!, feeds.sample.dims[0]!),
-      ...feeds.conditioning,
+      sample: set.sample,
+      timestep: timestepTensor(unet.timestep, timesteps[step]!, set.sample.dims[0]!),
+      ...set.conditioning,
     }, ['out_sample']);
-    // fp32: ONNX Runtime's fresh output buffer; fp16: converted into the set's buffer. Either way
-    // the guidance mix may write each item's noise over its unconditional half.
-    const out = toFloat32(result.out_sample!, feeds.out);
+    const out = result.out_sample!;
     active.forEach(({ it }, k) => {
-      const text = out.subarray((cfg ? active.length + k : k) * n, (cfg ? active.length + k + 1 : k + 1) * n);
-      let eps: Float32Array = text;
-      if (cfg && it.guidanceScale > 1) {
-        eps = out.subarray(k * n, (k + 1) * n);
-        guide(eps, text, it.guidanceScale);
-      }
+      const eps = noisePrediction(out, set, k, active.length, cfg, it.guidanceScale, n);
       scheduler.step(eps, step, it.latents, it.noise);
       it.onStep(step + 1, timesteps.length);
     });
   }
+}
+
+/**
+ * Item k's noise prediction from the UNet output: its text row, or with guidance
+ * uncond + g·(text − uncond). fp32: the mix is written over the item's unconditional row (ONNX
+ * Runtime's fresh output buffer). fp16: the rows used are read from the half bits through the
+ * table into the set's buffer — the same float32 values a full conversion gives, without
+ * writing and re-reading the whole output.
+ */
+function noisePrediction(out: ort.Tensor, feeds: BatchFeeds, k: number, count: number, cfg: boolean, g: number, n: number): Float32Array {
+  const row = (r: number) => [r * n, (r + 1) * n] as const;
+  const text = row(cfg ? count + k : k);
+  const guided = cfg && g > 1;
+  if (out.type === 'float16') {
+    const h = out.data as Uint16Array;
+    const eps = feeds.eps!.subarray(...row(k));
+    if (guided) guideHalves(eps, h.subarray(...row(k)), h.subarray(...text), g);
+    else halfToFloat32(h.subarray(...text), eps);
+    return eps;
+  }
+  const x = toFloat32(out);
+  if (!guided) return x.subarray(...text);
+  const eps = x.subarray(...row(k));
+  guide(eps, x.subarray(...text), g);
+  return eps;
 }
 
 /** uncond ← uncond + g·(text − uncond), in place. */
@@ -146,5 +165,14 @@ function guide(uncond: Float32Array, text: Float32Array, g: number): void {
   for (let j = 0; j < uncond.length; j++) {
     const u = uncond[j]!;
     uncond[j] = u + g * (text[j]! - u);
+  }
+}
+
+/** out ← uncond + g·(text − uncond) from half bits, with the arithmetic of {@link guide}. */
+function guideHalves(out: Float32Array, uncond: Uint16Array, text: Uint16Array, g: number): void {
+  const value = halfValues();
+  for (let j = 0; j < out.length; j++) {
+    const u = value[uncond[j]!]!;
+    out[j] = u + g * (value[text[j]!]! - u);
   }
 }

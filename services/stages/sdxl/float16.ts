@@ -66,8 +66,8 @@ function halfValue(h: number): number {
 
 let table: Float32Array | undefined;
 
-/** Every half's float32 value, indexed by its bits (256 KiB, built on first use). */
-function halfTable(): Float32Array {
+/** Every half's float32 value, indexed by its bits (256 KiB, built on first use; do not write). */
+export function halfValues(): Float32Array {
   if (!table) {
     table = new Float32Array(65536);
     for (let h = 0; h < 65536; h++) table[h] = halfValue(h);
@@ -77,12 +77,12 @@ function halfTable(): Float32Array {
 
 /** The value of half bits `h` (0 … 65535). */
 export function fromHalf(h: number): number {
-  return halfTable()[h & 0xffff]!;
+  return halfValues()[h & 0xffff]!;
 }
 
 /** half bits → float32, element by element, into `out` (default: a new array). */
 export function halfToFloat32(src: Uint16Array, out: Float32Array = new Float32Array(src.length)): Float32Array {
-  const t = halfTable();
+  const t = halfValues();
   for (let i = 0; i < src.length; i++) out[i] = t[src[i]!]!;
   return out;
 }

@@ -13,16 +13,10 @@ export function floatTensor(type: FloatType, data: Float32Array, dims: readonly 
   return type === 'float16' ? new ort.Tensor('float16', float32ToHalf(data), dims) : new ort.Tensor('float32', data, dims);
 }
 
-/**
- * A session output as float32: fp32 data is returned without a copy; fp16 is converted into
- * `out` when given (at least as long as the tensor), else into a new array.
- */
-export function toFloat32(t: ort.Tensor, out?: Float32Array): Float32Array {
+/** A session output as float32 (converting fp16; fp32 data is returned without a copy). */
+export function toFloat32(t: ort.Tensor): Float32Array {
   if (t.type === 'float32') return t.data as Float32Array;
-  if (t.type === 'float16') {
-    const half = t.data as Uint16Array;
-    return halfToFloat32(half, out ? out.subarray(0, half.length) : undefined);
-  }
+  if (t.type === 'float16') return halfToFloat32(t.data as Uint16Array);
   throw new Error(`expected a float tensor, got ${t.type}`);
 }
 
