@@ -224,6 +224,15 @@ export async function run(): Promise<BenchResult> {
 
     const t = target;
     const fp32 = results[TARGET.key];
+    const unfiltered = (lv ?? []).filter((l) => !l.adaptiveFiltering);
+    const level0 = (image: string) => unfiltered.find((l) => l.image === image && l.level === 0)!;
+    const compressed = unfiltered.filter((l) => l.level > 0);
+    /** How much smaller than level 0 the unfiltered levels get at best, per image. */
+    const pngGain = () => ['output', 'smooth'].map((im) => `${pct(100 * (1 - Math.min(...compressed.filter((l) => l.image === im).map((l) => l.bytes)) / level0(im).bytes))} % (${im === 'output' ? 'stage output' : 'smooth image'})`).join(' and ');
+    const pngCost = () => {
+      const ratios = compressed.map((l) => l.ms / level0(l.image).ms);
+      return `${Math.round(Math.min(...ratios))}–${Math.round(Math.max(...ratios))}×`;
+    };
     const notes: string[] = [
       (() => {
         const other = Object.values(results).flatMap((r) => Object.values(r.all).flat().map((p) => p.otherCores));
@@ -241,17 +250,17 @@ export async function run(): Promise<BenchResult> {
       };
       notes.push(`Target: at batch ${TARGET.batch} the outside share is ${pct(t.outsideNoPngPct)} % without the PNG encode and ${pct(median(targetRuns.map((r) => r.outsidePct)))} % with it (medians; PNG at the stage's default, level 0 without filtering: the pixels stored, ${Math.round(median(targetRuns.map((r) => r.outputBytes)) / TARGET.batch / 1024)} KiB an image). `
         + `The PNG encode stays counted as outside time. With other PNG settings, same batch, share with PNG: level 6 without filtering (the previous default) ${other('fp32-1536x640-png6')}; level 1 with adaptive filtering (the small-file setting) ${other('fp32-1536x640-png1f')} — rows fp32-1536x640-png6/-png1f above. `
-        + 'The default was chosen from the PNG table above: without filtering, levels 1–9 barely shrink these images (the tiny bundle\'s output is noise-like; real images shrink more with filtering, see the smooth image) for 10–20× the encode time of level 0; deployments that want small files set png_adaptive_filtering with level 1 or 3 (docs/configuration.md).');
+        + `The default was chosen from the PNG table above: without filtering, levels 1–9 shrink these images by at most ${pngGain()} for ${pngCost()} the encode time of level 0 (the tiny bundle's output is noise-like; real images shrink more with filtering, see the smooth image); deployments that want small files set png_adaptive_filtering with level 1 or 3 (docs/configuration.md).`);
     }
     if (fp16) {
       const m = (runs: readonly Phases[], f: (p: Phases) => number) => median(runs.map(f));
-      notes.push(`fp16: ${pct(fp16.outsideNoPngPct)} % outside ONNX Runtime without PNG at batch ${TARGET.batch} (${pct(m(fp16Runs, (p) => p.outsidePct))} % with it). Every float feed and output crosses the session boundary as float16, converted by services/stages/sdxl/float16.ts: ${ms(f16.toHalfMs + f16.toFloatMs)} ms per step for the sample and the noise prediction at this shape (table above); inside the stage runs at batch ${TARGET.batch} the conversions took ${ms(m(fp16Runs, (p) => p.float16Ms))} ms per run (median), CPU seconds per image ${(m(fp16Runs, (p) => p.cpuMs) / 1000 / TARGET.batch).toFixed(2)}. The VAE decoder's fp16 output goes to bytes through a 65,536-entry table without a float32 copy.`);
+      notes.push(`fp16: ${pct(fp16.outsideNoPngPct)} % outside ONNX Runtime without PNG at batch ${TARGET.batch} (${pct(m(fp16Runs, (p) => p.outsidePct))} % with it). Every float feed and output crosses the session boundary as float16, converted by services/stages/sdxl/float16.ts: ${ms(f16.toHalfMs + f16.toFloatMs)} ms per step for the sample and the noise prediction at this shape (table above); inside the stage runs at batch ${TARGET.batch} the calls to its array converters took ${ms(m(fp16Runs, (p) => p.float16Ms))} ms per run (median; the guided items' output halves are read through the value table inside the guidance mix, and the VAE decoder's output goes to bytes through a 65,536-entry byte table, neither counted there), CPU seconds per image ${(m(fp16Runs, (p) => p.cpuMs) / 1000 / TARGET.batch).toFixed(2)}.`);
     }
     notes.push('Changes in services/stages/sdxl measured with this benchmark. Outputs are unchanged by all of them except the PNG default (same raw pixels and parameters chunk for mixed batches — guidance 5, 7.5, 3 and 1, empty and non-empty negatives, single and batched — on fp32 and fp16 bundles with euler, euler_ancestral and ddim, txt2img and img2img, compared before/after; sdxl-stage, pipeline and LoRA integration tests pass). '
       + 'Before this round (the previous results file, commit 8747a13, quiet machine): batch 4 outside share 4.8 % without PNG and 9 % with PNG (level 6, no filtering); fp16 25.1 % without PNG. '
-      + '(1) float16.ts: half → float through a 65,536-entry table, float → half with integer arithmetic on the float\'s bits, bit-identical (every half; every float32 bit pattern) — fp16 conversions per run at batch 4 918 → ~45 ms. '
-      + '(2) denoise.ts: the sample feed (and for fp16 its half bits and the float32 output) allocated once per set of active items and refilled in place — latents scaled straight into their row, converted to fp16 once, the guided half one copyWithin — instead of a scaled copy per item, a stacked copy of the doubled batch and a conversion of both halves at every step; JS per step with the stand-in UNet (tiny, batch 4) fp32 2.0 → ~1.7 ms, fp16 (after (1)) 4.1 → ~2.9 ms. '
-      + '(3) vae.ts decodeLatents: interleaved RGB written pixel by pixel (reading the three planes in step) instead of plane by plane; for fp16 a byte per half from a table — decodeLatents with a stand-in decoder at batch 4: 41 → 27.5 ms (fp32); fp16 VAE phase outside ONNX Runtime 100 → 37 ms. '
+      + '(1) float16.ts: half → float through a 65,536-entry table, float → half with integer arithmetic on the float\'s bits, bit-identical (every half; every float32 bit pattern) — the converters took 918 ms per fp16 run at batch 4 before (the fp16 note gives them now). '
+      + '(2) denoise.ts: the sample feed (and for fp16 its half bits and the items\' noise predictions) allocated once per set of active items and refilled in place — latents scaled straight into their row, converted to fp16 once, the guided half one copyWithin — instead of a scaled copy per item, a stacked copy of the doubled batch and a conversion of both halves at every step; for fp16 the guidance mix reads the output\'s halves through the value table instead of converting the whole output first; JS per step with the stand-in UNet (tiny, batch 4) fp32 2.0 → ~1.7 ms, fp16 (after (1)) 4.1 → ~2.2 ms. '
+      + '(3) vae.ts decodeLatents: interleaved RGB written pixel by pixel (reading the three planes in step) instead of plane by plane; for fp16 a byte per half from a table — decodeLatents with a stand-in decoder at batch 4: 41 → 27.5 ms (fp32); fp16 VAE phase outside ONNX Runtime 100 → ~30–40 ms (quick A/B runs). '
       + '(4) PNG: png_compression_level (default 0) and png_adaptive_filtering options instead of a fixed level 6 without filtering; a batch\'s images were and are encoded concurrently. '
       + 'Earlier round (still in place): the RGB rounding without Math.min/max/round, the conditioning feeds built once per active set, the guidance mix in place, the img2img input through a byte table and without a batch copy for one item.');
     return {

@@ -6,10 +6,10 @@
  */
 import * as ort from 'onnxruntime-node';
 import { CancelledError } from '../../common/errors.js';
+import { float32ToHalf, halfToFloat32, halfValues } from './float16.js';
 import type { GaussianSource } from './gaussian-noise.js';
 import type { DiffusionScheduler } from './schedulers/index.js';
 import type { Conditioning } from './text-conditioning.js';
-import { float32ToHalf, halfToFloat32, halfValues } from './float16.js';
 import { floatTensor, stack, toFloat32, type FloatType } from './tensors.js';
 
 export interface UnetInfo {
