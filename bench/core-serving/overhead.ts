@@ -39,7 +39,7 @@ const REQUEST = { pipeline: 'zero', prompt: 'a small planet', seed: '1' };
 function batchRequest(requestId: string): Uint8Array {
   return wire.batchRequest.encode({
     batchId: randomUUID(), attempt: 1, deployment: 'zero', modelId: 'zero', stage: 'synthetic', deadlineUnixMs: Date.now() + 10_000, progressSubject: '',
-    items: [{ requestId, imageIndex: 0, seed: '1', prompt: REQUEST.prompt, negativePrompt: '', steps: 30, guidanceScale: 5, width: 1024, height: 1024, strength: 0.3, outputFormat: 'png', stageParamsJson: '{}', initImage: null }],
+    items: [{ requestId, imageIndex: 0, seed: '1', prompt: REQUEST.prompt, negativePrompt: '', steps: 30, guidanceScale: 5, width: 1024, height: 1024, strength: 0.3, outputFormat: 'png', stageParamsJson: '{}', intermediate: false, initImage: null }],
   });
 }
 

@@ -12,6 +12,8 @@ export interface WorkItem {
   seed: string; prompt: string; negativePrompt: string;
   steps: number; guidanceScale: number; width: number; height: number; strength: number;
   initImage?: Payload | null; outputFormat: string; stageParamsJson: string;
+  /** The output feeds the next pipeline stage (see worker.proto). */
+  intermediate: boolean;
 }
 export interface BatchRequest {
   batchId: string; attempt: number; deployment: string; modelId: string; stage: string;

@@ -188,7 +188,7 @@ export class BatchDispatcher {
     return {
       requestId: i.requestId, imageIndex: i.imageIndex, seed: i.seed.toString(), prompt: i.prompt,
       negativePrompt: i.negativePrompt, steps: i.steps, guidanceScale: i.guidanceScale, width: i.width,
-      height: i.height, strength: i.strength, outputFormat: i.outputFormat, stageParamsJson: i.stageParamsJson,
+      height: i.height, strength: i.strength, outputFormat: i.outputFormat, stageParamsJson: i.stageParamsJson, intermediate: i.intermediate,
       // Each attempt stores its own copy; the replica deletes it after reading, the bucket TTL
       // removes what a crashed replica left.
       initImage: i.initImage ? await this.payloads.put(i.initImage, `in-${i.requestId}`) : null,

@@ -114,7 +114,10 @@ export class PipelineRunner {
       data: req.initImage, width: target.width, height: target.height,
     }));
     let results: UnitResult[] = [];
-    for (const stage of stages) {
+    for (const [stageIndex, stage] of stages.entries()) {
+      // Every stage but the last hands its images to the next: lossless PNG whatever the client
+      // asked for (a JPEG between stages would lose detail twice).
+      const intermediate = stageIndex < stages.length - 1;
       if (signal.aborted) throw signal.reason instanceof OrreryError ? signal.reason : new CancelledError('by the client');
       const scheduler = this.schedulers.get(stage.deployment)!;
       const dep = scheduler.config;
@@ -124,7 +127,8 @@ export class PipelineRunner {
           requestId: req.requestId, imageIndex: i, seed: imageSeed(req.seed, i), prompt: req.prompt,
           negativePrompt: req.negativePrompt, steps: req.steps || dep.defaultSteps,
           guidanceScale: req.guidanceScale ?? dep.defaultGuidanceScale, width: out.width, height: out.height,
-          strength: stage.strength ?? req.strength, initImage: inp.data, outputFormat: req.outputFormat, stageParamsJson: stage.params,
+          strength: stage.strength ?? req.strength, initImage: inp.data, outputFormat: intermediate ? 'png' : req.outputFormat,
+          stageParamsJson: stage.params, intermediate,
         };
         const { stageStarted, progress } = observer;
         // Progress only when the caller listens: a batch that wants it costs its replica a NATS

@@ -20,6 +20,8 @@ export interface UnitInput {
   readonly initImage?: Uint8Array;
   readonly outputFormat: string;
   readonly stageParamsJson: string;
+  /** The output feeds the next pipeline stage: a lossless PNG, encoded fast (worker.proto). */
+  readonly intermediate: boolean;
 }
 
 export interface UnitResult {

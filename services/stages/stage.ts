@@ -23,6 +23,11 @@ export interface StageItem {
   /** Encoded input image (img2img, upscaler, or the previous pipeline stage's output). */
   readonly initImage?: Uint8Array;
   readonly outputFormat: 'png' | 'webp' | 'jpeg';
+  /**
+   * The output feeds the next pipeline stage, not the client (outputFormat is then png): encode
+   * it losslessly and fast — PNG level 0 — whatever the deployment's PNG options say.
+   */
+  readonly intermediate?: boolean;
   /** Parameters from the pipeline definition. */
   readonly params: Readonly<Record<string, unknown>>;
 }

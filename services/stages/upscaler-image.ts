@@ -58,15 +58,18 @@ export interface ResizeSpec {
 export type OutputFormat = 'png' | 'webp' | 'jpeg';
 const MIME: Readonly<Record<OutputFormat, string>> = { png: 'image/png', webp: 'image/webp', jpeg: 'image/jpeg' };
 
-/** Encodes RGB bytes, resizing first (lanczos3) when `resize` is given. */
+/**
+ * Encodes RGB bytes, resizing first (lanczos3) when `resize` is given. An `intermediate` image
+ * (the next pipeline stage's input) is a PNG stored at level 0: lossless and fast to write.
+ */
 export async function encodeImage(
-  img: RgbImage, format: OutputFormat, resize?: ResizeSpec,
+  img: RgbImage, format: OutputFormat, resize?: ResizeSpec, intermediate = false,
 ): Promise<{ data: Uint8Array; width: number; height: number; mimeType: string }> {
   let s = sharp(img.data, { raw: { width: img.width, height: img.height, channels: 3 }, limitInputPixels: false });
   if (resize && (resize.width !== img.width || resize.height !== img.height)) {
     s = s.resize({ width: resize.width, height: resize.height, fit: resize.fit, position: 'centre', kernel: 'lanczos3' });
   }
-  const out = format === 'png' ? s.png() : format === 'webp' ? s.webp({ quality: 90 }) : s.jpeg({ quality: 90 });
+  const out = intermediate ? s.png({ compressionLevel: 0 }) : format === 'png' ? s.png() : format === 'webp' ? s.webp({ quality: 90 }) : s.jpeg({ quality: 90 });
   const { data, info } = await out.toBuffer({ resolveWithObject: true });
-  return { data, width: info.width, height: info.height, mimeType: MIME[format] };
+  return { data, width: info.width, height: info.height, mimeType: MIME[intermediate ? 'png' : format] };
 }

@@ -162,7 +162,7 @@ export class UpscalerModel implements LoadedModel {
       if (!w) return;
       works[i] = undefined;
       try {
-        results[i] = await encodeImage(this.toBytes(w), items[i].outputFormat, w.resize);
+        results[i] = await encodeImage(this.toBytes(w), items[i].outputFormat, w.resize, items[i].intermediate);
       } catch (err) {
         results[i] = new OrreryError('ORRERY_ERR_STAGE_FAILED', `encoding item ${i} as ${items[i].outputFormat}: ${(err as Error).message}`, { cause: err });
       }

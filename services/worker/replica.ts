@@ -213,7 +213,7 @@ export class Replica {
       requestId: it.requestId, imageIndex: it.imageIndex, seed: BigInt(it.seed), prompt: it.prompt, negativePrompt: it.negativePrompt,
       steps: it.steps, guidanceScale: it.guidanceScale, width: it.width, height: it.height, strength: it.strength,
       initImage: initImage && initImage.byteLength > 0 ? initImage : undefined,
-      outputFormat: (it.outputFormat || 'png') as StageItem['outputFormat'], params,
+      outputFormat: (it.outputFormat || 'png') as StageItem['outputFormat'], params, intermediate: it.intermediate,
     };
   }
 

@@ -20,7 +20,7 @@ const subjects = makeSubjects('orrery');
 function unit(requestId: string, deadlineMs: number, progress?: (step: number, total: number) => void): WorkUnit {
   const input: UnitInput = {
     requestId, imageIndex: 0, seed: 1n, prompt: 'p', negativePrompt: '', steps: 3, guidanceScale: 5,
-    width: 64, height: 64, strength: 0.3, outputFormat: 'png', stageParamsJson: '{}',
+    width: 64, height: 64, strength: 0.3, outputFormat: 'png', stageParamsJson: '{}', intermediate: false,
   };
   return new WorkUnit('dep', 'm', batchKey('m', input), input, deadlineMs, new AbortController().signal, Date.now(), progress ? { progress } : {});
 }

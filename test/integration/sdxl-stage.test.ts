@@ -101,24 +101,27 @@ describe('sdxl stage on the tiny bundle', () => {
       'deep blue planet with frosted cloudy zones\nNegative prompt: blurry\nSteps: 8, Sampler: Euler, CFG scale: 5, Seed: 42, Size: 128x64, Model: base');
   });
 
-  test('png_compression_level and png_adaptive_filtering change the PNG\'s size, not its pixels or parameters; bad values are ConfigErrors', async () => {
+  test('PNG options set the size of images for the client, not their pixels; intermediate images are always stored PNGs, whatever the format; bad values are ConfigErrors', async () => {
     const stage = loadStage('sdxl');
-    const small = await stage.load('base', { options: { png_compression_level: 3, png_adaptive_filtering: true }, modelRepository: repo });
+    const stored = await stage.load('base', { options: { png_compression_level: 0, png_adaptive_filtering: false }, modelRepository: repo });
     try {
-      const stored = ok((await models.base!.run([item()], context()))[0]!);
-      const compressed = ok((await small.run([item()], context()))[0]!);
-      for (const out of [stored, compressed]) {
+      const byDefault = ok((await models.base!.run([item()], context()))[0]!);
+      const level0 = ok((await stored.run([item()], context()))[0]!);
+      // The next pipeline stage's input: a stored PNG even when the deployment compresses and the
+      // request asked for JPEG.
+      const intermediate = ok((await models.base!.run([item({ intermediate: true, outputFormat: 'jpeg' })], context()))[0]!);
+      for (const out of [byDefault, level0, intermediate]) {
         assert.equal(out.mimeType, 'image/png');
         const meta = await sharp(out.data).metadata();
         assert.deepEqual([meta.format, meta.width, meta.height], ['png', 128, 64]);
       }
-      // The default stores the pixels (level 0): 3 bytes a pixel plus a filter byte a row, and headers.
-      assert.ok(stored.data.length >= 128 * 64 * 3 + 64, `stored: ${stored.data.length} bytes`);
-      assert.ok(compressed.data.length < stored.data.length, `compressed: ${compressed.data.length} of ${stored.data.length} bytes`);
-      assert.ok((await pixels(stored.data)).equals(await pixels(compressed.data)));
-      assert.equal(readTextChunk(compressed.data, 'parameters'), readTextChunk(stored.data, 'parameters'));
+      // Level 0 stores the pixels: 3 bytes a pixel plus a filter byte a row, and headers.
+      for (const out of [level0, intermediate]) assert.ok(out.data.length >= 128 * 64 * 3 + 64, `stored: ${out.data.length} bytes`);
+      assert.ok(byDefault.data.length < level0.data.length, `default (level 3, filtered): ${byDefault.data.length} of ${level0.data.length} bytes`);
+      for (const out of [level0, intermediate]) assert.ok((await pixels(byDefault.data)).equals(await pixels(out.data)));
+      assert.equal(readTextChunk(level0.data, 'parameters'), readTextChunk(byDefault.data, 'parameters'));
     } finally {
-      await small.dispose();
+      await stored.dispose();
     }
     for (const [key, value] of [['png_compression_level', 10], ['png_compression_level', 1.5], ['png_compression_level', '6'], ['png_adaptive_filtering', 'yes']] as const) {
       await assert.rejects(stage.load('base', { options: { [key]: value }, modelRepository: repo }),

@@ -2,8 +2,10 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { compileConfig } from '../../services/common/config.js';
 import { ModelNotFoundError, PipelineNotFoundError } from '../../services/common/errors.js';
-import { planPipeline, stageSize, targetSize } from '../../services/router/pipeline-runner.js';
+import type { DeploymentScheduler } from '../../services/router/deployment-scheduler.js';
+import { PipelineRunner, planPipeline, stageSize, targetSize } from '../../services/router/pipeline-runner.js';
 import { normalizeRequest, type GenerateRequestWire } from '../../services/router/request-validation.js';
+import type { WorkUnit } from '../../services/router/work-unit.js';
 
 const config = compileConfig({
   deployments: {
@@ -55,5 +57,40 @@ describe('pipeline planning', () => {
   });
   test('an unknown pipeline is NOT_FOUND listing the known ones', () => {
     assert.throws(() => planPipeline(config, req({ pipeline: 'nope' })), (e: unknown) => e instanceof PipelineNotFoundError && /known: planet-ultrawide, sdxl-base/.test(e.message));
+  });
+});
+
+describe('pipeline runner', () => {
+  /** Stands in for each deployment's scheduler: records the units and answers them at once. */
+  function recordingSchedulers() {
+    const seen: Array<{ deployment: string; outputFormat: string; intermediate: boolean }> = [];
+    const schedulers = new Map(Object.values(config.deployments).map((dep) => [dep.name, {
+      config: dep,
+      queueDepth: 0,
+      submit(units: readonly WorkUnit[]) {
+        for (const u of units) {
+          seen.push({ deployment: u.deployment, outputFormat: u.input.outputFormat, intermediate: u.input.intermediate });
+          u.succeed({ data: new Uint8Array(1), width: u.input.width, height: u.input.height, mimeType: 'image/png', replicaId: 'r', queueSeconds: 0, runSeconds: 0 });
+        }
+      },
+    }]));
+    return { seen, schedulers: schedulers as unknown as ReadonlyMap<string, DeploymentScheduler> };
+  }
+
+  test('every stage but the last gets a lossless intermediate PNG; the last the client\'s format', async () => {
+    const { seen, schedulers } = recordingSchedulers();
+    await new PipelineRunner(config, schedulers, Date.now).run(req({ pipeline: 'planet-ultrawide', output_format: 'JPEG' }), new AbortController().signal, 0);
+    assert.deepEqual(seen, [
+      { deployment: 'sdxl-base', outputFormat: 'png', intermediate: true },
+      { deployment: 'upscaler', outputFormat: 'png', intermediate: true },
+      { deployment: 'sdxl-img2img', outputFormat: 'png', intermediate: true },
+      { deployment: 'upscaler', outputFormat: 'jpeg', intermediate: false },
+    ]);
+  });
+
+  test('a one-stage pipeline\'s only stage is the last: the client\'s format, not intermediate', async () => {
+    const { seen, schedulers } = recordingSchedulers();
+    await new PipelineRunner(config, schedulers, Date.now).run(req({ pipeline: 'sdxl-base', output_format: 'WEBP' }), new AbortController().signal, 0);
+    assert.deepEqual(seen, [{ deployment: 'sdxl-base', outputFormat: 'webp', intermediate: false }]);
   });
 });

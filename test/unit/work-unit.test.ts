@@ -18,6 +18,7 @@ function input(over: Partial<UnitInput> = {}): UnitInput {
     strength: 0.3,
     outputFormat: 'png',
     stageParamsJson: '{}',
+    intermediate: false,
     ...over,
   };
 }

@@ -33,21 +33,24 @@ import { decodeLatents, encodePixels, imageToPixels } from './vae.js';
 type Mode = 'text-to-image' | 'image-to-image';
 
 /**
- * How PNG outputs are compressed (sharp's `compressionLevel` and `adaptiveFiltering`). The encode
- * is on the batch's critical path (the replica returns the batch once every image is encoded), so
- * the default favours time: level 0 stores the pixels (2.8 MiB at 1536x640, ~3 ms an image on
- * one CPU thread); the previous default, level 6 without filtering, took ~45 ms for files only
- * 4 % (noise-like images) to 23 % (smooth ones) smaller. For small files set
- * `png_adaptive_filtering: true` with level 1 (~25–40 ms; 19–71 % smaller than level 0) or 3
- * (~30–55 ms; 46–86 % smaller). Figures: bench/results/sdxl.md, "PNG encode". Any setting gives
- * the same bytes for the same pixels (no timestamps) and a PNG every viewer reads.
+ * How PNG outputs for the client are compressed (sharp's `compressionLevel` and
+ * `adaptiveFiltering`). The default, level 3 with adaptive filtering, gives files 46–86 % smaller
+ * than stored pixels (2.8 MiB at 1536x640) for ~30–55 ms an image on one CPU thread; sharp's own
+ * default, level 6 without filtering, takes ~45 ms for files only 4–23 % smaller; level 0 stores
+ * the pixels in ~3 ms. Figures: bench/results/sdxl.md, "PNG encode". Images that feed the next
+ * pipeline stage (StageItem.intermediate) are always stored at level 0: they are decoded at once
+ * by the next stage, and the encode is on the batch's critical path. Any setting gives the same
+ * bytes for the same pixels (no timestamps) and a PNG every viewer reads.
  */
 interface PngOptions {
-  /** `png_compression_level`: zlib level 0–9; default 0 (stored, uncompressed). */
+  /** `png_compression_level`: zlib level 0–9; default 3. */
   readonly compressionLevel: number;
-  /** `png_adaptive_filtering`: per-row PNG filters; default false (they only pay off with level ≥ 1). */
+  /** `png_adaptive_filtering`: per-row PNG filters; default true. */
   readonly adaptiveFiltering: boolean;
 }
+
+/** How intermediate images (the next stage's input) are encoded: stored, no filtering. */
+const INTERMEDIATE_PNG: PngOptions = Object.freeze({ compressionLevel: 0, adaptiveFiltering: false });
 
 interface SdxlOptions {
   readonly mode: Mode;
@@ -69,9 +72,9 @@ function compileOptions(o: Readonly<Record<string, unknown>>): SdxlOptions {
   const karras = o.karras_sigmas;
   if (karras !== undefined && typeof karras !== 'boolean') throw new ConfigError('options.karras_sigmas', 'must be true or false');
   if (karras && scheduler === 'ddim') throw new ConfigError('options.karras_sigmas', 'DDIM has no Karras sigmas; use euler or euler_ancestral');
-  const level = o.png_compression_level ?? 0;
+  const level = o.png_compression_level ?? 3;
   if (!(Number.isInteger(level) && (level as number) >= 0 && (level as number) <= 9)) throw new ConfigError('options.png_compression_level', `must be an integer from 0 to 9, got ${JSON.stringify(level)}`);
-  const filtering = o.png_adaptive_filtering ?? false;
+  const filtering = o.png_adaptive_filtering ?? true;
   if (typeof filtering !== 'boolean') throw new ConfigError('options.png_adaptive_filtering', 'must be true or false');
   return {
     mode, ...(scheduler ? { scheduler: scheduler as SchedulerKind } : {}), ...(karras !== undefined ? { karras } : {}),
@@ -172,9 +175,10 @@ class SdxlModel implements LoadedModel {
 /** Encodes one image; a batch's images are encoded concurrently (sharp works on libuv's pool). */
 async function encodeImage(rgb: Uint8Array, width: number, height: number, it: StageItem, pngOptions: PngOptions, params: Parameters<typeof formatParameters>[0]): Promise<StageOutput> {
   const img = sharp(rgb, { raw: { width, height, channels: 3 } });
-  if (it.outputFormat === 'png') {
+  if (it.outputFormat === 'png' || it.intermediate) {
     // Deterministic bytes for the same pixels: fixed compression settings, no timestamps.
-    const png = await img.png({ compressionLevel: pngOptions.compressionLevel, adaptiveFiltering: pngOptions.adaptiveFiltering }).toBuffer();
+    const { compressionLevel, adaptiveFiltering } = it.intermediate ? INTERMEDIATE_PNG : pngOptions;
+    const png = await img.png({ compressionLevel, adaptiveFiltering }).toBuffer();
     return { data: withTextChunk(png, 'parameters', formatParameters(params)), width, height, mimeType: 'image/png' };
   }
   const data = it.outputFormat === 'webp' ? await img.webp({ quality: 92 }).toBuffer() : await img.jpeg({ quality: 92, mozjpeg: true }).toBuffer();
