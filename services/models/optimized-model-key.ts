@@ -15,7 +15,8 @@
  * costs about 1 s per GB on one core (measured: ~1.07 GB/s here), too much for a 5 GB UNet at every
  * load, so the hash is memoized on disk, in the cache directory, per source path and guarded by
  * each file's size, mtime, ctime and inode (nanoseconds): a replica whose files look exactly as
- * when they were hashed reuses the hash, whichever replica computed it. ctime cannot be set by
+ * when they were hashed reuses the hash, whichever replica computed it (and each process also
+ * keeps the hashes it has seen, for a cache directory it cannot write). ctime cannot be set by
  * copy tools (rsync -t, cp -p), so a replaced file always misses the memo.
  */
 import crypto from 'node:crypto';
@@ -87,6 +88,13 @@ const sameStamps = (a: readonly FileStamp[], b: readonly FileStamp[]): boolean =
     return x.name === y.name && x.size === y.size && x.mtimeNs === y.mtimeNs && x.ctimeNs === y.ctimeNs && x.ino === y.ino;
   });
 
+/**
+ * Hashes computed or read by this process, by absolute model path: a cache directory where the
+ * memo cannot be written (read-only) still costs one hash per model version per process, not one
+ * per load.
+ */
+const processMemo = new Map<string, HashMemo>();
+
 /** Writes `text` to `file` so that readers see the old content or the new, never a part. */
 export async function writeFileAtomic(file: string, text: string): Promise<void> {
   const tmp = `${file}.tmp-${process.pid}-${crypto.randomBytes(4).toString('hex')}`;
@@ -114,9 +122,16 @@ export async function sourceHash(modelPath: string, cacheDir: string): Promise<S
   const dir = path.dirname(abs);
   const memoFile = path.join(cacheDir, '.sources', `${crypto.createHash('sha256').update(abs).digest('hex').slice(0, 32)}.json`);
   const before = await stampFiles(abs);
+  const known = processMemo.get(abs);
+  if (known && sameStamps(known.files, before)) {
+    // Another cache directory (or none yet) may lack the memo: give it one for other replicas.
+    if (!fs.existsSync(memoFile)) await writeMemo(memoFile, known);
+    return { sha256: known.sha256, bytes: known.bytes, hashSeconds: 0 };
+  }
   try {
     const memo = JSON.parse(await fs.promises.readFile(memoFile, 'utf8')) as HashMemo;
     if (memo.format === CACHE_FORMAT && memo.modelPath === abs && sameStamps(memo.files, before) && /^[0-9a-f]{64}$/.test(memo.sha256)) {
+      processMemo.set(abs, memo);
       return { sha256: memo.sha256, bytes: memo.bytes, hashSeconds: 0 };
     }
   } catch {
@@ -128,14 +143,19 @@ export async function sourceHash(modelPath: string, cacheDir: string): Promise<S
   // A file that changed while it was read must not be memoized under the stamps taken before.
   if (sameStamps(before, await stampFiles(abs))) {
     const memo: HashMemo = { format: CACHE_FORMAT, modelPath: abs, files: before, sha256, bytes };
-    try {
-      await fs.promises.mkdir(path.dirname(memoFile), { recursive: true });
-      await writeFileAtomic(memoFile, JSON.stringify(memo));
-    } catch {
-      // A read-only cache directory is reported by the cache itself when it tries to write.
-    }
+    processMemo.set(abs, memo);
+    await writeMemo(memoFile, memo);
   }
   return { sha256, bytes, hashSeconds };
+}
+
+async function writeMemo(memoFile: string, memo: HashMemo): Promise<void> {
+  try {
+    await fs.promises.mkdir(path.dirname(memoFile), { recursive: true });
+    await writeFileAtomic(memoFile, JSON.stringify(memo));
+  } catch {
+    // A read-only cache directory is reported by the cache itself when it tries to write.
+  }
 }
 
 /** What, besides the source, decides the optimized graph ONNX Runtime writes. */
