@@ -8,9 +8,15 @@
  * a path separator or an absolute path), and `variant` is one of {@link MODEL_VARIANTS}.
  *
  * Repository layout (`repo` = the deployment's model repository):
- * - base bundle:     `<repo>/<base>/`            (an Optimum SDXL export)
- * - variant bundle:  `<repo>/<base>@<variant>/`  (written by `orrery models quantize`)
- * - LoRA adapter:    `<repo>/loras/<lora>.safetensors`
+ * - base bundle:          `<repo>/<base>/`                   (an Optimum SDXL export)
+ * - variant bundle:       `<repo>/<base>@<variant>/`         (`orrery models quantize --model <base>`)
+ * - fused variant bundle: `<repo>/<base>+<lora>@<variant>/`  (`orrery models quantize --model <base>+<lora>`:
+ *                         the LoRA fused into the float weights, then converted)
+ * - LoRA adapter:         `<repo>/loras/<lora>.safetensors`
+ * `base+lora` has no folder of its own: its LoRA is fused into `<base>` at load (and so is
+ * `base+lora@fp16`'s into `<base>@fp16` when there is no fused fp16 folder; model-files.ts decides).
+ * The names in these folders passed the grammar, so `+` and `@` are their only non-name characters:
+ * a folder name is one path segment, never `.` or `..`.
  *
  * Pure: no file-system access here (the callers check existence and report NOT_FOUND).
  */
@@ -20,9 +26,10 @@ import path from 'node:path';
 export const MODEL_ID = /^[a-z0-9][a-z0-9._-]{0,63}(\+[a-z0-9][a-z0-9._-]{0,63})?(@[a-z0-9][a-z0-9_-]{0,31})?$/;
 
 /**
- * Variants a base can be served as. `fp32` / `fp16`: float weights (fp16 halves memory);
- * `int8`: weight-only int8 MatMul weights (per-channel DequantizeLinear); `q4`: 4-bit weights
- * (ONNX Runtime's com.microsoft MatMulNBits).
+ * Variants in the grammar. `fp16`: float16 weights (half the memory); `int8`: weight-only int8
+ * MatMul weights (per-channel DequantizeLinear); `q4`: 4-bit weights (ONNX Runtime's com.microsoft
+ * MatMulNBits). `fp32` is accepted by the grammar but never written: the fp32 model is the base
+ * bundle itself, served by its id without a variant (model-files.ts says so when asked for one).
  */
 export const MODEL_VARIANTS = ['fp32', 'fp16', 'int8', 'q4'] as const;
 export type ModelVariant = (typeof MODEL_VARIANTS)[number];
@@ -63,12 +70,22 @@ export function parseModelId(id: string): ParsedModelId {
   });
 }
 
-/** The bundle folder name of a parsed id: `<base>` or `<base>@<variant>`. */
+/**
+ * The ONE mapping from an id to its bundle folder name: `<base>` for `base` and `base+lora` (whose
+ * LoRA is fused at load), `<base>@<variant>`, and `<base>+<lora>@<variant>` (the LoRA already fused
+ * in, written by `orrery models quantize --model <base>+<lora>`). Always one path segment.
+ */
 export function bundleFolderName(id: ParsedModelId): string {
-  return id.variant ? `${id.base}@${id.variant}` : id.base;
+  if (id.variant === undefined) return id.base;
+  return id.lora === undefined ? `${id.base}@${id.variant}` : `${id.base}+${id.lora}@${id.variant}`;
 }
 
-/** `<repo>/<base>[@<variant>]` (not checked for existence). */
+/** The same id without its LoRA (`base+lora@fp16` → `base@fp16`): the bundle a LoRA is fused into at load. */
+export function withoutLora(id: ParsedModelId): ParsedModelId {
+  return id.lora === undefined ? id : parseModelId(id.variant === undefined ? id.base : `${id.base}@${id.variant}`);
+}
+
+/** `<repo>/<bundleFolderName(id)>` (not checked for existence). */
 export function bundleDirOf(repoDir: string, id: ParsedModelId): string {
   return path.join(repoDir, bundleFolderName(id));
 }
