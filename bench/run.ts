@@ -16,7 +16,7 @@ import type { BenchModule } from './lib/types.js';
 async function main(): Promise<number> {
   const filters = process.argv.slice(2);
   const all = fs.readdirSync(__dirname).filter((f) => f.endsWith('.bench.js')).map((f) => f.slice(0, -'.bench.js'.length)).sort();
-  const selected = filters.length ? all.filter((n) => filters.some((f) => n.includes(f))) : all;
+  const selected = filters.length ? all.filter((n) => filters.some((f) => (all.includes(f) ? n === f : n.includes(f)))) : all;
   if (selected.length === 0) {
     process.stderr.write(`bench: nothing matches ${filters.join(' ')} (known: ${all.join(', ') || 'none'})\n`);
     return 1;
