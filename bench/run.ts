@@ -1,7 +1,8 @@
 /**
  * `make bench`: runs every `bench/<name>.bench.ts` (compiled to dist/bench/<name>.bench.js) in
  * name order, or only those whose name contains one of the arguments
- * (`node dist/bench/run.js core-serving`). Each exports `run(): Promise<BenchResult>`; this
+ * (`node dist/bench/run.js core-serving`); an argument equal to a benchmark's name selects only
+ * that one (`sdxl` runs sdxl, not sdxl-variants). Each exports `run(): Promise<BenchResult>`; this
  * writes its results to bench/results/<name>.{json,md} and prints the checks.
  *
  * Exit status: 0 when every selected benchmark ran (missed targets are results, not errors);
