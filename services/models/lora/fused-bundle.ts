@@ -77,3 +77,23 @@ export function fuseLoraIntoBundle(bundleDir: string, loraFile: string, options:
   }
   return { modelPaths, format: lora.format, modules: lora.modules.length, matched, unmatched };
 }
+
+/**
+ * Fuses the LoRA into the bundle folder `bundleDir` itself, replacing the models it changes (a
+ * copy the caller owns, e.g. `orrery models quantize`'s staging folder; unmatched modules are an
+ * error). The fused models are written beside it first and renamed over the originals.
+ */
+export function fuseLoraIntoBundleFolder(bundleDir: string, loraFile: string, scale: number): FusedBundle {
+  const outDir = fs.mkdtempSync(path.join(path.dirname(bundleDir), '.fuse-'));
+  try {
+    const fused = fuseLoraIntoBundle(bundleDir, loraFile, { scale, unmatched: 'error', outDir });
+    const modelPaths: Partial<Record<LoraComponent, string>> = {};
+    for (const component of Object.keys(fused.modelPaths) as LoraComponent[]) {
+      for (const f of fs.readdirSync(path.join(outDir, component))) fs.renameSync(path.join(outDir, component, f), path.join(bundleDir, component, f));
+      modelPaths[component] = path.join(bundleDir, component, 'model.onnx');
+    }
+    return { ...fused, modelPaths };
+  } finally {
+    fs.rmSync(outDir, { recursive: true, force: true });
+  }
+}

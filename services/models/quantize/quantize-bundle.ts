@@ -4,20 +4,31 @@
  * unet and the text encoders, `fp16` a float16 export of all five models), after checking its
  * output against the base: both render a fixed prompt and seed, and a variant whose final image
  * has a PSNR below the bound (i.e. an error above it) is refused with the measured figure.
+ *
+ * With a LoRA (`--model base+lora`) it writes `<repo>/<base>+<lora>@<variant>/`: the LoRA is fused
+ * into the copy's float weights first (lora/fused-bundle.ts), then the variant rewrite runs, and the
+ * check compares against `base+lora` in fp32 (the LoRA fused at load, as the SDXL stage serves it).
+ * Fuse first, then quantize: int8 and q4 weights keep no float MatMul weights to fuse into later.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
 import { OrreryError } from '../../common/errors.js';
 import type { StageItem, StageOutput } from '../../stages/stage.js';
-import { parseModelId, type ModelVariant } from '../model-id.js';
+import { fuseLoraIntoBundleFolder } from '../lora/fused-bundle.js';
+import { writeFusedLoraRecord } from '../lora/fused-lora-record.js';
+import { bundleFolderName, loraFileOf, parseModelId, type ModelVariant } from '../model-id.js';
 import { rewriteBundleModels, type VariantRewrite, type WrittenVariant } from './variant-models.js';
 
 export interface QuantizeOptions {
   readonly repository: string;
   readonly base: string;
+  /** A LoRA (`<repository>/loras/<lora>.safetensors`) to fuse in before the rewrite: writes `<base>+<lora>@<variant>`. */
+  readonly lora?: string;
+  /** The strength the LoRA is fused at (as the deployment option `lora_scale`; default 1). */
+  readonly loraScale?: number;
   readonly variant: ModelVariant;
-  /** Refuse the variant when PSNR(variant, base) is below this (dB). */
+  /** Refuse the variant when PSNR(variant, base) is below this (dB); with a LoRA, against `base+lora` in fp32. */
   readonly minPsnrDb: number;
   /** q4 only: quantization block size along K, a power of two ≥ 16 (default 32). */
   readonly blockSize?: number;
@@ -35,6 +46,8 @@ export interface QuantizeReport {
   readonly tensorsRewritten: number;
   /** The models rewritten (bundle folder names). */
   readonly models: readonly string[];
+  /** LoRA modules fused in before the rewrite (0 without a LoRA). */
+  readonly loraModulesFused: number;
 }
 
 /** The variant was not written: its image error exceeds the bound (`psnrDb` is the measured figure) or the bundle cannot take it. */
@@ -52,29 +65,43 @@ function dirBytes(dir: string): number {
 
 /** Writes the variant (atomically: a staging folder renamed into place) or throws QuantizeRefusedError. */
 export async function quantizeBundle(o: QuantizeOptions): Promise<QuantizeReport> {
-  const id = parseModelId(`${o.base}@${o.variant}`);
+  const id = parseModelId(`${o.base}${o.lora === undefined ? '' : `+${o.lora}`}@${o.variant}`);
   const variant = id.variant;
-  if (variant === undefined || variant === 'fp32') throw new QuantizeRefusedError(`variant ${o.variant}: the fp32 model is the base bundle ${id.base} itself (variants: fp16, int8, q4)`);
+  // What the variant is checked against, and what "fp32" of it means: base, or base+lora fused at load.
+  const reference = id.lora === undefined ? id.base : `${id.base}+${id.lora}`;
+  if (variant === undefined || variant === 'fp32') {
+    const what = id.lora === undefined ? `the base bundle ${reference}` : `${reference} (the LoRA fused into the base bundle at load)`;
+    throw new QuantizeRefusedError(`variant ${o.variant}: the fp32 model is ${what} itself (variants: fp16, int8, q4)`);
+  }
+  const name = bundleFolderName(id);
   const src = path.join(o.repository, id.base);
   if (!fs.existsSync(path.join(src, 'model_index.json'))) throw new QuantizeRefusedError(`no bundle ${src}`);
+  const loraFile = loraFileOf(o.repository, id);
+  if (loraFile && !fs.existsSync(loraFile)) throw new QuantizeRefusedError(`${name} refused: no LoRA file ${loraFile}`);
+  const loraScale = o.loraScale ?? 1;
   const stagingRepo = fs.mkdtempSync(path.join(o.repository, '.quantize-'));
   try {
-    const staged = path.join(stagingRepo, `${id.base}@${variant}`);
+    const staged = path.join(stagingRepo, name);
     fs.cpSync(src, staged, { recursive: true });
     let rewrite: VariantRewrite;
+    let loraModulesFused = 0;
     try {
+      if (loraFile) {
+        loraModulesFused = fuseLoraIntoBundleFolder(staged, loraFile, loraScale).matched;
+        writeFusedLoraRecord(staged, { lora: id.lora!, loraScale, loraModulesFused });
+      }
       rewrite = rewriteBundleModels(staged, variant, { blockSize: o.blockSize });
     } catch (err) {
-      throw new QuantizeRefusedError(`${id.base}@${variant} refused: ${(err as Error).message}`, undefined, { cause: err });
+      throw new QuantizeRefusedError(`${name} refused: ${(err as Error).message}`, undefined, { cause: err });
     }
-    const psnrDb = await imagePsnr(o.repository, id.base, stagingRepo, `${id.base}@${variant}`, o.check ?? {});
+    const psnrDb = await imagePsnr(o.repository, reference, stagingRepo, id.id, o.check ?? {}, loraFile ? { lora_scale: loraScale } : {});
     if (!(psnrDb >= o.minPsnrDb)) {
-      throw new QuantizeRefusedError(`${id.base}@${variant} refused: its image differs from ${id.base}'s by PSNR ${psnrDb.toFixed(2)} dB, below the bound of ${o.minPsnrDb} dB (raise the bound with --min-psnr-db to accept it)`, psnrDb);
+      throw new QuantizeRefusedError(`${name} refused: its image differs from ${reference}'s by PSNR ${psnrDb.toFixed(2)} dB, below the bound of ${o.minPsnrDb} dB (raise the bound with --min-psnr-db to accept it)`, psnrDb);
     }
-    const dst = path.join(o.repository, `${id.base}@${variant}`);
+    const dst = path.join(o.repository, name);
     fs.rmSync(dst, { recursive: true, force: true });
     fs.renameSync(staged, dst);
-    return { dir: dst, variant, psnrDb, bytesBefore: dirBytes(src), bytesAfter: dirBytes(dst), tensorsRewritten: rewrite.tensors, models: rewrite.models };
+    return { dir: dst, variant, psnrDb, bytesBefore: dirBytes(src), bytesAfter: dirBytes(dst), tensorsRewritten: rewrite.tensors, models: rewrite.models, loraModulesFused };
   } finally {
     fs.rmSync(stagingRepo, { recursive: true, force: true });
   }
@@ -82,9 +109,10 @@ export async function quantizeBundle(o: QuantizeOptions): Promise<QuantizeReport
 
 /**
  * PSNR (dB, 8-bit RGB; Infinity when identical) between the images two models render for the same
- * request through the real SDXL stage: model `idA` of repository `repoA` against `idB` of `repoB`.
+ * request through the real SDXL stage: model `idA` of repository `repoA` against `idB` of `repoB`,
+ * both loaded with the deployment options `options` (e.g. `lora_scale`).
  */
-export async function imagePsnr(repoA: string, idA: string, repoB: string, idB: string, check: QuantizeOptions['check'] = {}): Promise<number> {
+export async function imagePsnr(repoA: string, idA: string, repoB: string, idB: string, check: QuantizeOptions['check'] = {}, options: Readonly<Record<string, unknown>> = {}): Promise<number> {
   // Loaded lazily: the stage pulls in onnxruntime-node and sharp.
   const { loadStage } = await import('../../stages/registry.js');
   const stage = loadStage('sdxl');
@@ -94,7 +122,7 @@ export async function imagePsnr(repoA: string, idA: string, repoB: string, idB: 
   };
   const ctx = { signal: new AbortController().signal, itemSignal: () => new AbortController().signal, progress: () => undefined };
   const pixels = async (repo: string, modelId: string) => {
-    const m = await stage.load(modelId, { options: {}, modelRepository: repo });
+    const m = await stage.load(modelId, { options, modelRepository: repo });
     try {
       const [out] = await m.run([item], ctx);
       if (out instanceof Error) throw out;

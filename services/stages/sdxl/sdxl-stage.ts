@@ -10,6 +10,8 @@
  * `graph_optimization_level`). A `base+lora` model id fuses `<repository>/loras/<lora>.safetensors`
  * into the weights at load: `lora_scale` (default 1), `lora_unmatched` (`error` default | `warn`),
  * `fused_model_dir` (where fused models are written while loaded; default `<tmp>/orrery-fused`).
+ * A `base+lora@variant` id served from its pre-fused folder (model-files.ts) fuses nothing; a
+ * `lora_scale` other than the one it was fused at is refused.
  * PNG outputs: `png_compression_level` and `png_adaptive_filtering` (see {@link PngOptions}).
  */
 import fs from 'node:fs';
@@ -18,6 +20,7 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { ConfigError, InvalidArgumentError, OrreryError } from '../../common/errors.js';
 import { fuseLoraIntoBundle, type FusedBundle, type UnmatchedPolicy } from '../../models/lora/fused-bundle.js';
+import { readFusedLoraRecord } from '../../models/lora/fused-lora-record.js';
 import { resolveModelFiles } from '../../models/model-files.js';
 import { openSdxlBundle, type SdxlBundle } from '../../models/sdxl-bundle.js';
 import { parseSessionOptions } from '../../models/session-options.js';
@@ -192,6 +195,7 @@ export const sdxlStage: Stage = {
     const opts = compileOptions(ctx.options);
     const lora = compileLoraOptions(ctx.options);
     const files = resolveModelFiles(ctx.modelRepository, modelId);
+    if (files.id.lora !== undefined && !files.loraFile) checkPrefusedScale(modelId, files.bundleDir, ctx.options.lora_scale);
     let fused: FusedBundle | undefined;
     let fusedDir: string | undefined;
     if (files.loraFile) {
@@ -224,6 +228,13 @@ export const sdxlStage: Stage = {
     }
   },
 };
+
+/** A pre-fused folder has its LoRA strength in its weights: a deployment asking for another one is a config error. */
+function checkPrefusedScale(modelId: string, bundleDir: string, asked: unknown): void {
+  const record = readFusedLoraRecord(bundleDir);
+  if (asked === undefined || !record || asked === record.loraScale) return;
+  throw new ConfigError('options.lora_scale', `is ${JSON.stringify(asked)}, but model ${modelId} is served from ${bundleDir}, which has the LoRA fused in at lora_scale ${record.loraScale}; rebuild it with orrery models quantize --lora-scale ${JSON.stringify(asked)}, or drop the option`);
+}
 
 interface LoraOptions {
   readonly scale: number;
