@@ -33,7 +33,7 @@ export interface GenerateEvent {
   done?: { timings: GenerateResponse['timings']; num_images: number };
 }
 export interface ListModelsResponse {
-  models: Array<{ model_id: string; deployment: string; loaded_on: string[] }>;
+  models: Array<{ model_id: string; deployment: string; loaded_on: string[]; base: string; adapter: string; variant: string }>;
   pipelines: Array<{ name: string; stages: string[]; default_model_id: string }>;
   deployments: Array<{ name: string; ready_replicas: number; queued_requests: number }>;
 }

@@ -4,6 +4,7 @@
  * documented defaults and freezes the result. Files are read by the caller (main.ts), not here.
  */
 import { parse as parseYaml } from 'yaml';
+import { parseModelId } from '../models/model-id.js';
 import { ConfigError } from './errors.js';
 
 /** Options of one deployment (a separately scaled group of identical replicas). */
@@ -237,6 +238,14 @@ function compileDeployment(name: string, raw: unknown): DeploymentConfig {
   if (!Array.isArray(models) || models.length === 0 || !models.every((m) => typeof m === 'string' && m.length > 0)) {
     throw new ConfigError(`${path}.models`, 'must be a non-empty list of model ids');
   }
+  // A model outside the id grammar could never be requested (requests are checked by it).
+  models.forEach((m: string, i) => {
+    try {
+      parseModelId(m);
+    } catch (err) {
+      throw new ConfigError(`${path}.models[${i}]`, (err as Error).message);
+    }
+  });
   const autoscaling = raw.autoscaling === undefined ? undefined : compileAutoscaling(name, raw.autoscaling);
   // An autoscaled deployment starts with initial_replicas; a second count would contradict it.
   if (autoscaling && raw.replicas !== undefined) throw new ConfigError(`${path}.replicas`, 'conflicts with autoscaling: set autoscaling.initial_replicas instead');

@@ -18,6 +18,7 @@ import { connectNats } from '../common/nats-connection.js';
 import { PayloadStore } from '../common/payload-store.js';
 import { subjects, type Subjects } from '../common/subjects.js';
 import { protoDir, wire } from '../common/wire.js';
+import { parseModelId } from '../models/model-id.js';
 import { Autoscaler } from './autoscaler.js';
 import { BatchDispatcher } from './batch-dispatcher.js';
 import { DeploymentScheduler } from './deployment-scheduler.js';
@@ -218,7 +219,7 @@ export class Router {
     const { config } = this.options;
     const models = Object.values(config.deployments).flatMap((d) =>
       d.models.map((m) => ({
-        model_id: m, deployment: d.name,
+        model_id: m, deployment: d.name, ...modelIdParts(m),
         loaded_on: this.registry.serving(d.name).filter((r) => r.heartbeat.loadedModels.includes(m)).map((r) => r.id),
       })),
     );
@@ -265,4 +266,10 @@ export class Router {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.stop();
   }
+}
+
+/** The base, adapter and variant of a configured model id (config.ts checked its grammar) for ListModels. */
+function modelIdParts(modelId: string): { base: string; adapter: string; variant: string } {
+  const id = parseModelId(modelId);
+  return { base: id.base, adapter: id.lora ?? '', variant: id.variant ?? '' };
 }

@@ -7,9 +7,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { status } from '@grpc/grpc-js';
-import { generate, type GenerateResponse } from '../../services/cli/client.js';
+import { generate, type GenerateResponse, type ListModelsResponse } from '../../services/cli/client.js';
 import { readTextChunk } from '../../services/stages/sdxl/png-parameters.js';
-import { grpcError, metricSum, sleep, startCluster, testConfig, type TestCluster } from './harness.js';
+import { eventually, grpcError, metricSum, sleep, startCluster, testConfig, type TestCluster } from './harness.js';
 
 describe('LoRA variants in a cluster', () => {
   let c: TestCluster;
@@ -47,6 +47,21 @@ describe('LoRA variants in a cluster', () => {
     assert.equal(fused, 12, 'the load reports the 12 modules of the tiny LoRA as fused');
     // A second try of the corrupt model fails the same way (failures are not cached as loaded).
     assert.equal((await grpcError(ask('lora', 'tiny-sdxl+corrupt', 2))).code, status.INTERNAL);
+  });
+
+  test('ListModels splits each id into base, adapter and variant, with the replicas holding it', async () => {
+    await ask('lora', 'tiny-sdxl+good', 1);
+    const replica = c.cluster.replicas.find((r) => r.deployment === 'lora')!;
+    const listModels = () => new Promise<ListModelsResponse>((resolve, reject) => c.client.ListModels({}, (err, r) => (err ? reject(err) : resolve(r))));
+    // The router learns what a replica holds from its heartbeats (every 100 ms here).
+    const res = await eventually(async () => {
+      const r = await listModels();
+      const where = r.models.find((m) => m.model_id === 'tiny-sdxl+good')!.loaded_on;
+      return where.length === 1 && where[0] === replica.id ? r : undefined;
+    }, 5_000, 'the replica holding tiny-sdxl+good in ListModels');
+    const info = (id: string) => res!.models.find((m) => m.model_id === id)!;
+    assert.deepEqual([info('tiny-sdxl').base, info('tiny-sdxl').adapter, info('tiny-sdxl').variant], ['tiny-sdxl', '', '']);
+    assert.deepEqual([info('tiny-sdxl+good').base, info('tiny-sdxl+good').adapter, info('tiny-sdxl+good').variant], ['tiny-sdxl', 'good', '']);
   });
 
   test('three LoRA variants over two replicas of two models each: loads stay within variants + replicas and each answer comes from its variant', async () => {

@@ -176,6 +176,10 @@ describe('compileConfig: errors name the key', () => {
     test(`rejects max_model_bytes_per_replica ${JSON.stringify(bad)}, naming the key`, () =>
       rejects(minimal({ deployments: { synthetic: { stage: 'synthetic', models: ['m'], max_model_bytes_per_replica: bad } } }), 'deployments.synthetic.max_model_bytes_per_replica', /must be an integer in \[1, /));
   }
+  for (const [i, bad] of [[0, '../etc'], [0, 'Base'], [1, 'base@fp64']] as const) {
+    test(`rejects the model id ${JSON.stringify(bad)}, naming the list entry and the grammar`, () =>
+      rejects(minimal({ deployments: { synthetic: { stage: 'synthetic', models: i === 0 ? [bad] : ['ok', bad] } } }), `deployments.synthetic.models[${i}]`, /is not a model id/));
+  }
   test('rejects a fractional replica count', () => rejects(minimal({ deployments: { synthetic: { stage: 'synthetic', models: ['m'], replicas: 1.5 } } }), 'deployments.synthetic.replicas'));
   test('rejects a string where a number belongs', () => rejects(minimal({ deployments: { synthetic: { stage: 'synthetic', models: ['m'], max_queued_requests: '10' } } }), 'deployments.synthetic.max_queued_requests'));
   test('rejects a negative batch wait', () => rejects(minimal({ deployments: { synthetic: { stage: 'synthetic', models: ['m'], batch_wait_timeout_ms: -1 } } }), 'deployments.synthetic.batch_wait_timeout_ms', /number ≥ 0/));
