@@ -47,6 +47,12 @@ export interface RunContext {
   itemSignal(index: number): AbortSignal;
   /** Reports progress of item `index` (e.g. a denoising step). Cheap; may be called often. */
   progress(index: number, step: number, totalSteps: number): void;
+  /**
+   * The batch's model work is over (its last model call returned): the replica may start the
+   * next batch's model work while this one encodes its outputs (services/worker/device-lock.ts).
+   * Optional to call — the end of run() implies it — and idempotent.
+   */
+  computeDone?(): void;
 }
 
 /** A LoRA fused at load: modules fused, and those the graph lacked (with `lora_unmatched: warn`). */

@@ -7,6 +7,8 @@
  * Deployment options read (all optional):
  * - `fixed_ms` (0), `per_item_ms` (0): batch cost;
  * - `load_ms` (0): model load time;
+ * - `encode_ms` (0): time after the batch's model work (RunContext.computeDone), standing for
+ *   encoding its images on the CPU while the device may run the next batch;
  * - `image_bytes` (0): payload size; the payload is never shorter than its header line;
  * - `progress` (false): report `steps` progress events per item, spread over the batch time;
  * - `fail_models` ([]): model ids whose load fails with ORRERY_ERR_MODEL_LOAD_FAILED;
@@ -36,6 +38,7 @@ interface SyntheticOptions {
   readonly fixedMs: number;
   readonly perItemMs: number;
   readonly loadMs: number;
+  readonly encodeMs: number;
   readonly imageBytes: number;
   readonly progress: boolean;
   readonly failModels: readonly string[];
@@ -63,6 +66,7 @@ function compileOptions(options: Readonly<Record<string, unknown>>): SyntheticOp
     fixedMs: num('fixed_ms', 3_600_000),
     perItemMs: num('per_item_ms', 3_600_000),
     loadMs: num('load_ms', 3_600_000),
+    encodeMs: num('encode_ms', 3_600_000),
     imageBytes,
     progress,
     failModels: ids('fail_models'),
@@ -129,6 +133,14 @@ class SyntheticModel implements LoadedModel {
         items.forEach((it, i) => {
           if (k <= it.steps && !ctx.itemSignal(i).aborted) ctx.progress(i, k, it.steps);
         });
+      }
+    }
+    ctx.computeDone?.();
+    if (this.opts.encodeMs > 0) {
+      try {
+        await sleep(this.opts.encodeMs, undefined, { signal: ctx.signal });
+      } catch {
+        throw cancelled();
       }
     }
     return items.map((it, i): StageOutput | Error => {

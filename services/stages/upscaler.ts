@@ -157,6 +157,8 @@ export class UpscalerModel implements LoadedModel {
       });
       if (live.length > 0) await this.runTiles(live, works as Work[], ctx);
     }
+    // The rest is encoding: the next batch may use the device meanwhile.
+    ctx.computeDone?.();
 
     await Promise.all(works.map(async (w, i) => {
       if (!w) return;

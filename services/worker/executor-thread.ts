@@ -1,8 +1,9 @@
 /**
  * Entry point of the executor thread (worker_threads), started by executor.ts. Owns the stage,
  * the model cache and every running batch; talks to the main thread only through the messages
- * typed in executor.ts. Batches run concurrently (each awaits its stage promise); ONNX Runtime
- * calls on one session serialise on their own.
+ * typed in executor.ts. Batches run concurrently, but their model work takes turns on the
+ * replica's device (device-lock.ts): a batch waits for it after its model is loaded and frees it
+ * when its stage calls computeDone (before encoding its images) or returns.
  */
 import diagnostics from 'node:diagnostics_channel';
 import { parentPort, workerData } from 'node:worker_threads';
@@ -11,6 +12,7 @@ import { SESSION_LOAD_CHANNEL, type SessionLoadReport } from '../models/session-
 import { loadStage } from '../stages/registry.js';
 import type { RunContext, StageOutput } from '../stages/stage.js';
 import type { ExecutorItemResult, FromThread, ThreadInit, ToThread } from './executor.js';
+import { DeviceLock } from './device-lock.js';
 import { ModelCache, type ModelLease } from './model-cache.js';
 
 if (!parentPort) throw new Error('executor-thread.js must run as a worker thread (see executor.ts)');
@@ -45,6 +47,7 @@ interface Run {
   readonly items: readonly AbortController[];
 }
 const runs = new Map<number, Run>();
+const device = new DeviceLock();
 
 /** `p`, or a CancelledError as soon as `signal` aborts (a lease that arrives late is released). */
 function unlessAborted(p: Promise<ModelLease>, signal: AbortSignal, what: string): Promise<ModelLease> {
@@ -90,15 +93,18 @@ async function run(msg: Extract<ToThread, { type: 'run' }>): Promise<void> {
   runs.set(runId, state);
   const started = performance.now();
   let lease: ModelLease | undefined;
+  let releaseDevice: (() => void) | undefined;
   try {
     lease = await unlessAborted(cache.acquire(modelId), state.batch.signal, `batch ${batchId} while loading ${modelId}`);
     const loadSeconds = (performance.now() - started) / 1000;
+    releaseDevice = await device.acquire(state.batch.signal);
     // An item's signal also aborts with the batch, so stages need to watch only one per item.
     const itemSignals = state.items.map((c) => AbortSignal.any([state.batch.signal, c.signal]));
     const ctx: RunContext = {
       signal: state.batch.signal,
       itemSignal: (i) => itemSignals[i],
       progress: (index, step, total) => post({ type: 'progress', runId, index, step, total }),
+      computeDone: releaseDevice,
     };
     const runStarted = performance.now();
     const outputs = await lease.model.run(items, ctx);
@@ -118,6 +124,7 @@ async function run(msg: Extract<ToThread, { type: 'run' }>): Promise<void> {
   } catch (err) {
     post({ type: 'failed', runId, error: toWire(err) });
   } finally {
+    releaseDevice?.();
     lease?.release();
     runs.delete(runId);
   }

@@ -213,6 +213,49 @@ describe('Executor lifecycle', () => {
     }
   });
 
+  test('batches take turns on the device for their model work and overlap the previous batch\'s encoding', async () => {
+    const executor = await Executor.start({
+      stage: 'synthetic', maxModels: 2,
+      stageContext: { options: { fixed_ms: 150, encode_ms: 300, progress: true }, modelRepository: repo },
+    });
+    try {
+      const events: string[] = [];
+      const run = (name: string) => executor.run({ batchId: batchId(), modelId: 'm', items: [item(1n, { steps: 3 })] }, (_i, step) => events.push(`${name} step ${step}`))
+        .then((r) => { events.push(`${name} done`); return r; });
+      await executor.load('m');
+      const [a, b] = await Promise.all([run('a'), run('b')]);
+      image(a.results[0]);
+      image(b.results[0]);
+      // b's model work starts only when a's is over (no interleaved steps), and runs while a
+      // encodes (150 ms of work inside a's 300 ms of encoding), so b's steps come before a is done.
+      assert.deepEqual(events, ['a step 1', 'a step 2', 'a step 3', 'b step 1', 'b step 2', 'b step 3', 'a done', 'b done']);
+    } finally {
+      await executor.close();
+    }
+  });
+
+  test('a batch cancelled while it waits for the device leaves the queue; the next one runs', async () => {
+    const executor = await Executor.start({
+      stage: 'synthetic', maxModels: 2,
+      stageContext: { options: { fixed_ms: 300 }, modelRepository: repo },
+    });
+    try {
+      await executor.load('m');
+      const first = executor.run({ batchId: 'holds-device', modelId: 'm', items: [item(1n)] });
+      const waiting = executor.run({ batchId: 'waits', modelId: 'm', items: [item(2n)] });
+      const third = executor.run({ batchId: 'third', modelId: 'm', items: [item(3n)] });
+      await new Promise((r) => setTimeout(r, 50));
+      executor.cancel('waits');
+      await assert.rejects(waiting, expectCode('ORRERY_ERR_CANCELLED'));
+      image((await first).results[0]);
+      const t = await third;
+      image(t.results[0]);
+      assert.ok(t.runSeconds < 0.5, `the third batch ran alone once it had the device (${t.runSeconds} s)`);
+    } finally {
+      await executor.close();
+    }
+  });
+
   test('rejects pending runs with ORRERY_ERR_STAGE_FAILED and emits crashed when the thread dies', async () => {
     const executor = await Executor.start({
       stage: 'synthetic', maxModels: 2,

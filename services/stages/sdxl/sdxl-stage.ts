@@ -156,6 +156,8 @@ class SdxlModel implements LoadedModel {
 
     const live = items.map((_, i) => i).filter((i) => !ctx.itemSignal(i).aborted);
     const images = live.length ? await decodeLatents(vae, live.map((i) => latents[i]!), shape.channels, shape.latentHeight, shape.latentWidth) : [];
+    // The rest is encoding: the next batch may use the device meanwhile.
+    ctx.computeDone?.();
     // As in diffusers: Euler reads use_karras_sigmas from the config, Euler Ancestral only when asked.
     const karras = kind === 'euler' ? (this.opts.karras ?? this.schedulerConfig.useKarrasSigmas) : kind === 'euler_ancestral' && this.opts.karras === true;
     const sampler = `${SAMPLER_NAMES[kind]}${karras ? ' Karras' : ''}`;

@@ -1,0 +1,56 @@
+/**
+ * The replica's device: one batch at a time runs model work on it (a GPU, or the CPU cores ONNX
+ * Runtime's threads use), in arrival order. A batch holds it from the start of its stage run until
+ * its last model call returns (RunContext.computeDone) — not while it encodes its images — so with
+ * `max_ongoing_batches` ≥ 2 the next batch's model work overlaps the previous batch's encoding and
+ * the device never waits for PNG encoding, a NATS round trip or the router between batches.
+ */
+import { CancelledError } from '../common/errors.js';
+
+export class DeviceLock {
+  private held = false;
+  private readonly waiting: Array<{ grant: () => void }> = [];
+
+  /** Batches waiting for the device. */
+  get queued(): number {
+    return this.waiting.length;
+  }
+
+  /**
+   * Resolves with the release function once the device is this caller's (FIFO). Rejects with a
+   * CancelledError, leaving the queue, if `signal` aborts first. The release is idempotent.
+   */
+  acquire(signal: AbortSignal): Promise<() => void> {
+    if (signal.aborted) return Promise.reject(new CancelledError('while waiting for the device'));
+    if (!this.held) {
+      this.held = true;
+      return Promise.resolve(this.releaser());
+    }
+    return new Promise((resolve, reject) => {
+      const waiter = {
+        grant: () => {
+          signal.removeEventListener('abort', onAbort);
+          resolve(this.releaser());
+        },
+      };
+      const onAbort = () => {
+        const i = this.waiting.indexOf(waiter);
+        if (i >= 0) this.waiting.splice(i, 1);
+        reject(new CancelledError('while waiting for the device'));
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.waiting.push(waiter);
+    });
+  }
+
+  private releaser(): () => void {
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const next = this.waiting.shift();
+      if (next) next.grant();
+      else this.held = false;
+    };
+  }
+}

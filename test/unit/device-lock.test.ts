@@ -1,0 +1,58 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { CancelledError } from '../../services/common/errors.js';
+import { DeviceLock } from '../../services/worker/device-lock.js';
+
+const never = new AbortController().signal;
+
+describe('DeviceLock', () => {
+  test('grants the device to one holder at a time, in arrival order', async () => {
+    const lock = new DeviceLock();
+    const order: string[] = [];
+    const releaseA = await lock.acquire(never);
+    const b = lock.acquire(never).then((r) => { order.push('b'); return r; });
+    const c = lock.acquire(never).then((r) => { order.push('c'); return r; });
+    assert.equal(lock.queued, 2);
+    await Promise.resolve();
+    assert.deepEqual(order, [], 'nobody else holds it while a does');
+    releaseA();
+    const releaseB = await b;
+    assert.deepEqual(order, ['b']);
+    releaseB();
+    (await c)();
+    assert.deepEqual(order, ['b', 'c']);
+    assert.equal(lock.queued, 0);
+    // Free again: granted at once.
+    (await lock.acquire(never))();
+  });
+
+  test('a release called twice frees the device once', async () => {
+    const lock = new DeviceLock();
+    const release = await lock.acquire(never);
+    const b = lock.acquire(never);
+    const c = lock.acquire(never);
+    release();
+    release();
+    await b;
+    let cGranted = false;
+    void c.then(() => { cGranted = true; });
+    await new Promise((r) => setImmediate(r));
+    assert.equal(cGranted, false, 'the second release() must not hand the device to c while b holds it');
+  });
+
+  test('a waiter whose signal aborts leaves the queue with a CancelledError; the rest keep their turn', async () => {
+    const lock = new DeviceLock();
+    const release = await lock.acquire(never);
+    const ac = new AbortController();
+    const cancelled = lock.acquire(ac.signal);
+    const next = lock.acquire(never);
+    ac.abort();
+    await assert.rejects(cancelled, (err: unknown) => err instanceof CancelledError);
+    assert.equal(lock.queued, 1);
+    release();
+    (await next)();
+    const aborted = new AbortController();
+    aborted.abort();
+    await assert.rejects(lock.acquire(aborted.signal), (err: unknown) => err instanceof CancelledError);
+  });
+});
