@@ -17,6 +17,7 @@ import { Session } from 'node:inspector';
 import { InferenceSession } from 'onnxruntime-node';
 import sharp from 'sharp';
 import { loadStage } from '../../services/stages/registry.js';
+import { DeviceLock } from '../../services/worker/device-lock.js';
 import type { RunContext, StageItem, StageOutput } from '../../services/stages/stage.js';
 import { summarizeProfile, type ProfileSummary } from '../lib/cpu-profile.js';
 import { machineCpuSeconds } from '../lib/proc-cpu.js';
@@ -38,6 +39,21 @@ export interface ChildArgs {
   readonly profileBatch?: number;
   /** Deployment options for the stage (merged over the img2img mode when set). */
   readonly stageOptions?: Readonly<Record<string, unknown>>;
+  /**
+   * Steady state: `batches` batches of `batch`, first one at a time, then two in flight taking
+   * turns on the replica's DeviceLock as in an executor thread with max_ongoing_batches 2.
+   */
+  readonly steadyState?: { readonly batch: number; readonly batches: number };
+}
+
+/** `batches` back-to-back batches: wall time, time inside session.run and in PNG encodes. */
+export interface SteadyRun {
+  readonly inFlight: 1 | 2;
+  readonly batches: number;
+  readonly batch: number;
+  readonly wallMs: number;
+  readonly ortMs: number;
+  readonly pngMs: number;
 }
 
 export interface ChildResult {
@@ -50,6 +66,7 @@ export interface ChildResult {
    * of the stage's outputs (the tiny bundle's: noise-like) and a smooth synthetic image.
    */
   readonly pngLevels: PngLevel[];
+  readonly steady?: SteadyRun[];
 }
 
 export interface PngLevel {
@@ -199,6 +216,36 @@ async function main(): Promise<void> {
   for (const b of a.batches) runs.push(await once(b, -1)); // warm-up: ONNX Runtime sizes its arena for the shapes
   for (let rep = 0; rep < a.reps; rep++) for (const b of a.batches) runs.push(await once(b, rep));
 
+  let steady: SteadyRun[] | undefined;
+  if (a.steadyState) {
+    const { batch, batches } = a.steadyState;
+    const device = new DeviceLock();
+    /** One batch as the executor thread runs it: the device from the start until computeDone. */
+    const onDevice = async (k: number) => {
+      const release = await device.acquire(never);
+      try {
+        const out = await model.run(Array.from({ length: batch }, (_, i) => item(k * batch + i)), { signal: never, itemSignal: () => never, progress: () => undefined, computeDone: release });
+        for (const o of out) if (o instanceof Error) throw o;
+      } finally {
+        release();
+      }
+    };
+    steady = [];
+    for (const inFlight of [1, 2] as const) {
+      marks = [];
+      pngMarks = [];
+      const start = performance.now();
+      let next = 0;
+      const lane = async () => {
+        while (next < batches) await onDevice(next++);
+      };
+      await Promise.all(Array.from({ length: inFlight }, lane));
+      const wallMs = performance.now() - start;
+      const sum = (m: ReadonlyArray<{ start: number; end: number }>) => m.reduce((s, x) => s + x.end - x.start, 0);
+      steady.push({ inFlight, batches, batch, wallMs, ortMs: sum(marks), pngMs: sum(pngMarks) });
+    }
+  }
+
   let profile: ChildResult['profile'];
   if (a.profileBatch) {
     const session = new Session();
@@ -234,7 +281,7 @@ async function main(): Promise<void> {
     }
   }
   process.stdout.write(`result ${JSON.stringify({
-    runs, ...(profile ? { profile } : {}), intraOpThreads: 'ONNX Runtime default (one per physical core)', peakRssBytes: process.resourceUsage().maxRSS * 1024, pngLevels,
+    runs, ...(profile ? { profile } : {}), ...(steady ? { steady } : {}), intraOpThreads: 'ONNX Runtime default (one per physical core)', peakRssBytes: process.resourceUsage().maxRSS * 1024, pngLevels,
   } satisfies ChildResult)}\n`);
 }
 
