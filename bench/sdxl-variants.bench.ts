@@ -11,8 +11,7 @@ import path from 'node:path';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
 import { fuseLoraIntoBundle } from '../services/models/lora/fused-bundle.js';
 import { addUnfusedLoraBranches } from '../services/models/lora/unfused-branch.js';
-import { halfToFloat } from '../services/models/lora/safetensors.js';
-import { toFloat16Bits } from '../services/models/onnx/float16.js';
+import { halfToFloat32, toFloat16Bits } from '../services/models/onnx/float16.js';
 import { decodeModel, encodeModel } from '../services/models/onnx/onnx-model.js';
 import { imagePsnr, quantizeBundle, type QuantizeReport } from '../services/models/quantize/quantize-bundle.js';
 import { quantizeMatMulWeightsQ4 } from '../services/models/quantize/quantize-q4.js';
@@ -72,7 +71,7 @@ async function timeUnets(models: ReadonlyArray<{ file: string; dtype: Dtype }>):
       const s = await InferenceSession.create(m.file, options);
       const input = feeds(m.dtype);
       const y = (await s.run(input))['out_sample']!;
-      outs[i] = y.type === 'float16' ? Float32Array.from(y.data as Uint16Array, halfToFloat) : Float32Array.from(y.data as Float32Array);
+      outs[i] = y.type === 'float16' ? halfToFloat32(y.data as Uint16Array) : Float32Array.from(y.data as Float32Array);
       for (let c = 0; c < CALLS / 2; c++) {
         const c0 = performance.now();
         await s.run(input);

@@ -4,8 +4,7 @@ import { describe, test } from 'node:test';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
 import { convertModelToFloat16, toClampedHalfBits } from '../../services/models/onnx/convert-float16.js';
 import { Attr, DataType, decodeModel, encodeModel, GraphBuilder, type ModelProto } from '../../services/models/onnx/onnx-model.js';
-import { halfToFloat } from '../../services/models/lora/safetensors.js';
-import { toFloat16Bits } from '../../services/models/onnx/float16.js';
+import { halfToFloat32, toFloat16Bits } from '../../services/models/onnx/float16.js';
 import { randomValues } from '../../services/models/tiny-sdxl/net.js';
 
 /** Runs `model` on one float input, giving and taking float32 (converted at the edges when the model is float16). */
@@ -15,7 +14,7 @@ async function run(model: ModelProto, input: string, x: Float32Array, dims: numb
   try {
     const feed = half ? new Tensor('float16', toFloat16Bits(x), dims) : new Tensor('float32', x, dims);
     const y = (await s.run({ [input]: feed }))['y']!;
-    return y.type === 'float16' ? Float32Array.from(y.data as Uint16Array, halfToFloat) : (y.data as Float32Array);
+    return y.type === 'float16' ? halfToFloat32(y.data as Uint16Array) : (y.data as Float32Array);
   } finally {
     await s.release();
   }

@@ -34,13 +34,12 @@ function referenceHalfBits(value: number): number {
   if (rem > 0x1000 || (rem === 0x1000 && (half & 1))) half++;
   return sign | half;
 }
+/** A half's value as an integer significand times a power of two (not the codec's formula). */
 function referenceFromHalf(h: number): number {
-  const sign = h & 0x8000 ? -1 : 1;
   const exp = (h >>> 10) & 0x1f;
   const mant = h & 0x3ff;
-  if (exp === 0) return sign * mant * 2 ** -24;
-  if (exp === 0x1f) return mant ? NaN : sign * Infinity;
-  return sign * (1 + mant / 1024) * 2 ** (exp - 15);
+  const magnitude = exp === 0x1f ? (mant ? NaN : Infinity) : (exp === 0 ? mant : 0x400 | mant) * 2 ** (Math.max(exp, 1) - 25);
+  return h & 0x8000 ? -magnitude : magnitude;
 }
 
 /** Round to the nearest half by value, ties to even, in double arithmetic (an independent oracle). */

@@ -18,9 +18,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { OrreryError } from '../../common/errors.js';
-import { halfBits } from '../onnx/float16.js';
+import { fromHalf, halfBits } from '../onnx/float16.js';
 import { DataType, type ModelProto, type TensorProto } from '../onnx/onnx-model.js';
-import { halfToFloat } from './safetensors.js';
 import type { LoraModule } from './lora-keys.js';
 
 type Layout = 'in-out' | 'out-in' | 'conv';
@@ -107,7 +106,7 @@ export function access(t: TensorProto, modelDir: string): { values: Float32Array
   const dv = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
   const n = raw.length / width;
   const values = new Float32Array(n);
-  for (let i = 0; i < n; i++) values[i] = width === 4 ? dv.getFloat32(4 * i, true) : halfToFloat(dv.getUint16(2 * i, true));
+  for (let i = 0; i < n; i++) values[i] = width === 4 ? dv.getFloat32(4 * i, true) : fromHalf(dv.getUint16(2 * i, true));
   const write = (v: Float32Array): ExternalPatch | undefined => {
     const out = new Uint8Array(n * width);
     const ov = new DataView(out.buffer);

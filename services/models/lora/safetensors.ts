@@ -11,6 +11,7 @@
  */
 import fs from 'node:fs';
 import { OrreryError } from '../../common/errors.js';
+import { fromHalf } from '../onnx/float16.js';
 
 export type SafetensorsDtype = 'F16' | 'BF16' | 'F32';
 const DTYPE_BYTES: Record<SafetensorsDtype, number> = { F16: 2, BF16: 2, F32: 4 };
@@ -118,18 +119,8 @@ function toFloat32(b: Uint8Array, dtype: SafetensorsDtype): Float32Array {
     for (let i = 0; i < out.length; i++) { u[0] = view.getUint16(2 * i, true) << 16; out[i] = f[0]!; }
     return out;
   }
-  for (let i = 0; i < out.length; i++) out[i] = halfToFloat(view.getUint16(2 * i, true));
+  for (let i = 0; i < out.length; i++) out[i] = fromHalf(view.getUint16(2 * i, true));
   return out;
-}
-
-/** IEEE half bits → number. */
-export function halfToFloat(h: number): number {
-  const s = h & 0x8000 ? -1 : 1;
-  const e = (h >> 10) & 0x1f;
-  const m = h & 0x3ff;
-  if (e === 0) return s * m * 2 ** -24;
-  if (e === 0x1f) return m ? NaN : s * Infinity;
-  return s * (1 + m / 1024) * 2 ** (e - 15);
 }
 
 /** Serialises tensors (F32 or F16 from float32 values) as safetensors bytes; keys sorted, as the reference writer does. */

@@ -23,23 +23,22 @@ export interface ExternalDataOptions {
 }
 
 /**
- * A copy of `model` whose graph initializers of at least `sizeThresholdBytes` live in one external
- * file, and that file's bytes (tensors in initializer order). `model` itself is not modified.
- * Throws if `location` is not a plain file name.
+ * The copy of `model` whose graph initializers of at least `sizeThresholdBytes` refer to the side
+ * file `location`; `place(bytes, offset)` stores each moved tensor's bytes (tensors in initializer
+ * order, each aligned). Returns the copy and the side file's length.
  */
-export function moveInitializersToExternalData(model: ModelProto, options: ExternalDataOptions): { model: ModelProto; data: Uint8Array } {
+function externalize(model: ModelProto, options: ExternalDataOptions, place: (bytes: Uint8Array, offset: number) => void): { model: ModelProto; length: number } {
   const { location } = options;
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(location)) throw new RangeError(`external data location must be a plain file name, got ${JSON.stringify(location)}`);
   const threshold = options.sizeThresholdBytes ?? 1024;
   const align = options.alignBytes ?? 64;
   const graph = model.graph ?? {};
-  const parts: Array<{ offset: number; bytes: Uint8Array }> = [];
   let end = 0;
   const initializer = (graph.initializer ?? []).map((t): TensorProto => {
     const raw = t.raw_data;
     if (!raw || raw.length < threshold) return t;
     const offset = Math.ceil(end / align) * align;
-    parts.push({ offset, bytes: raw });
+    place(raw, offset);
     end = offset + raw.length;
     const { raw_data: _moved, ...rest } = t;
     return {
@@ -52,9 +51,20 @@ export function moveInitializersToExternalData(model: ModelProto, options: Exter
       ],
     };
   });
-  const data = new Uint8Array(end);
+  return { model: { ...model, graph: { ...graph, initializer } }, length: end };
+}
+
+/**
+ * A copy of `model` whose graph initializers of at least `sizeThresholdBytes` live in one external
+ * file, and that file's bytes (tensors in initializer order). `model` itself is not modified.
+ * Throws if `location` is not a plain file name.
+ */
+export function moveInitializersToExternalData(model: ModelProto, options: ExternalDataOptions): { model: ModelProto; data: Uint8Array } {
+  const parts: Array<{ offset: number; bytes: Uint8Array }> = [];
+  const moved = externalize(model, options, (bytes, offset) => parts.push({ offset, bytes }));
+  const data = new Uint8Array(moved.length);
   for (const p of parts) data.set(p.bytes, p.offset);
-  return { model: { ...model, graph: { ...graph, initializer } }, data };
+  return { model: moved.model, data };
 }
 
 /**
@@ -89,30 +99,9 @@ export function inlineExternalData(t: TensorProto, modelDir: string): void {
 export function writeInitializersToExternalFile(model: ModelProto, dataFile: string, options: Omit<ExternalDataOptions, 'location'> = {}): ModelProto {
   const location = path.basename(dataFile);
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(location)) throw new RangeError(`external data file name must be plain, got ${JSON.stringify(location)}`);
-  const threshold = options.sizeThresholdBytes ?? 1024;
-  const align = options.alignBytes ?? 64;
-  const graph = model.graph ?? {};
   const fd = fs.openSync(dataFile, 'w');
   try {
-    let end = 0;
-    const initializer = (graph.initializer ?? []).map((t): TensorProto => {
-      const raw = t.raw_data;
-      if (!raw || raw.length < threshold) return t;
-      const offset = Math.ceil(end / align) * align;
-      fs.writeSync(fd, raw, 0, raw.length, offset);
-      end = offset + raw.length;
-      const { raw_data: _moved, ...rest } = t;
-      return {
-        ...rest,
-        data_location: EXTERNAL,
-        external_data: [
-          { key: 'location', value: location },
-          { key: 'offset', value: String(offset) },
-          { key: 'length', value: String(raw.length) },
-        ],
-      };
-    });
-    return { ...model, graph: { ...graph, initializer } };
+    return externalize(model, { ...options, location }, (bytes, offset) => fs.writeSync(fd, bytes, 0, bytes.length, offset)).model;
   } finally {
     fs.closeSync(fd);
   }

@@ -7,10 +7,13 @@
  * converts every tensor at an fp16 export's session boundary: the model tools write initializers
  * with the same bits the stage feeds at run time.
  */
-import { float32ToHalf, halfBits } from '../../stages/sdxl/float16.js';
+import { float32ToHalf, fromHalf, halfBits, halfToFloat32 } from '../../stages/sdxl/float16.js';
 
-/** The half-precision bits of `value` (overflow → ±Inf, NaN stays NaN). */
-export { halfBits };
+/**
+ * halfBits: the half-precision bits of a value (overflow → ±Inf, NaN stays NaN); fromHalf and
+ * halfToFloat32: half bits → values (exact: every half is a float32).
+ */
+export { fromHalf, halfBits, halfToFloat32 };
 
 /** Half-precision bits of every element (a new array). */
 export function toFloat16Bits(data: Float32Array): Uint16Array {

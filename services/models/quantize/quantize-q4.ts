@@ -19,8 +19,7 @@
  */
 import { DataType, makeTensor, type ModelProto, type NodeProto, type TensorProto } from '../onnx/onnx-model.js';
 import { inlineExternalData } from '../onnx/external-data.js';
-import { halfBits } from '../onnx/float16.js';
-import { halfToFloat } from '../lora/safetensors.js';
+import { fromHalf, halfBits } from '../onnx/float16.js';
 import { access } from '../lora/fuse-onnx.js';
 import type { QuantizeResult } from './quantize-int8.js';
 
@@ -153,7 +152,7 @@ export function quantizeMatMulWeightsQ4(model: ModelProto, modelDir: string, opt
     const half = w.data_type === DataType.FLOAT16;
     let q = quantized.get(w.name!);
     if (!q) {
-      q = quantizeBlockwise4(access(w, modelDir).values, k, n, blockSize, half ? (s) => halfToFloat(halfBits(s)) : Math.fround);
+      q = quantizeBlockwise4(access(w, modelDir).values, k, n, blockSize, half ? (s) => fromHalf(halfBits(s)) : Math.fround);
       quantized.set(w.name!, q);
       const tensors = q4Initializers(w.name!, q, half ? 'FLOAT16' : 'FLOAT');
       added.push(...tensors);

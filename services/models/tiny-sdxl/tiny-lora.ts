@@ -11,8 +11,8 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { toFloat16Bits } from '../onnx/float16.js';
-import { encodeSafetensors, halfToFloat } from '../lora/safetensors.js';
+import { fromHalf, toFloat16Bits } from '../onnx/float16.js';
+import { encodeSafetensors } from '../lora/safetensors.js';
 import { diffusersToSgm } from '../lora/sgm-names.js';
 import type { LoraComponent, LoraFormat } from '../lora/lora-keys.js';
 import { TINY_CROSS_ATTENTION_DIM, TINY_SDXL_DIMS as D } from './dims.js';
@@ -113,7 +113,7 @@ export function writeTinyLora(file: string, options: TinyLoraOptions): TinyLoraM
 
 function roundHalf(v: Float32Array): void {
   const bits = toFloat16Bits(v);
-  for (let i = 0; i < v.length; i++) v[i] = halfToFloat(bits[i]!);
+  for (let i = 0; i < v.length; i++) v[i] = fromHalf(bits[i]!);
 }
 
 function keysOf(t: TinyLoraTarget, o: TinyLoraOptions): { down: string; up: string; alpha?: string } {
