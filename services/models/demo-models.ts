@@ -15,8 +15,8 @@ import { GraphBuilder } from './onnx/onnx-model.js';
 /** Model ids {@link writeDemoModels} provides. */
 export const DEMO_MODEL_IDS = ['texture'] as const;
 
-/** mulberry32: a tiny 32-bit PRNG; good enough for weights and fully reproducible. */
-function mulberry32(seed: number): () => number {
+/** mulberry32: a tiny 32-bit PRNG returning numbers in [0, 1); fully reproducible (weights, benchmark arrivals). */
+export function mulberry32(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;
