@@ -128,7 +128,11 @@ export class BatchDispatcher {
     const wantsProgress = units.some((u) => u.observer.progress);
     const onAbort = units.map((u) => u.onAbort(() => this.nc.publish(this.subjects.cancel(replicaId), wire.cancel.encode({ batchId, requestIds: [u.input.requestId] }))));
     let settle!: (s: Settled) => void;
-    const settled = new Promise<Settled>((resolve) => (settle = resolve));
+    let lostEarly: Lost | undefined;
+    const settled = new Promise<Settled>((resolve) => (settle = (s) => {
+      if (s.kind === 'lost') lostEarly ??= s;
+      resolve(s);
+    }));
     const entry: InFlight = {
       batchId, replicaId, sentAtMs: 0, misses: 0, settle,
       ...(wantsProgress ? { progress: progressRouter(units) } : {}),
@@ -137,6 +141,12 @@ export class BatchDispatcher {
     let timer: NodeJS.Timeout | undefined;
     try {
       const items: WorkItem[] = await Promise.all(units.map((u) => this.toWireItem(u)));
+      // The replica was lost while the inputs were being stored: the scheduler retries the work
+      // elsewhere, so sending it too would run it twice.
+      if (lostEarly) {
+        for (const it of items) void this.payloads.discard(it.initImage);
+        return { ...lostEarly, ran: false };
+      }
       const payload = wire.batchRequest.encode({
         batchId, attempt, deployment: first.deployment, modelId: first.modelId, stage, items,
         deadlineUnixMs: deadline, progressSubject: wantsProgress ? this.subjects.progress(this.routerId, batchId) : '',

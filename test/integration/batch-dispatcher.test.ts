@@ -17,10 +17,10 @@ import { batchKey, WorkUnit, type UnitInput } from '../../services/router/work-u
 
 const subjects = makeSubjects('orrery');
 
-function unit(requestId: string, deadlineMs: number, progress?: (step: number, total: number) => void): WorkUnit {
+function unit(requestId: string, deadlineMs: number, progress?: (step: number, total: number) => void, initImage?: Uint8Array): WorkUnit {
   const input: UnitInput = {
     requestId, imageIndex: 0, seed: 1n, prompt: 'p', negativePrompt: '', steps: 3, guidanceScale: 5,
-    width: 64, height: 64, strength: 0.3, outputFormat: 'png', stageParamsJson: '{}', intermediate: false,
+    width: 64, height: 64, strength: 0.3, outputFormat: 'png', stageParamsJson: '{}', intermediate: false, ...(initImage ? { initImage } : {}),
   };
   return new WorkUnit('dep', 'm', batchKey('m', input), input, deadlineMs, new AbortController().signal, Date.now(), progress ? { progress } : {});
 }
@@ -115,5 +115,20 @@ describe('batch dispatcher on a real nats-server', () => {
     await routerNc.flush();
     assert.deepEqual(dispatcher.inFlightOn('slow'), []);
     sub.unsubscribe();
+  });
+
+  test('a replica lost while the batch\'s input image is being stored: the batch is not sent, and its retry does not count', async () => {
+    let received = 0;
+    const sub = replicaNc.subscribe(subjects.batch('storing'), { callback: () => { received++; } });
+    await replicaNc.flush();
+    // 2 MB: above the 1 MB inline limit, so it goes to the object store first.
+    const pending = dispatcher.send('storing', 'synthetic', [unit('f', Date.now() + 10_000, undefined, new Uint8Array(2 * 1024 * 1024).fill(7))], 1);
+    dispatcher.replicaLost('storing', 'gone while storing');
+    const out = await pending;
+    await routerNc.flush();
+    await replicaNc.flush();
+    sub.unsubscribe();
+    assert.deepEqual(out, { kind: 'lost', reason: 'gone while storing', ran: false });
+    assert.equal(received, 0, 'the batch never reached the replica');
   });
 });
