@@ -106,9 +106,21 @@ export async function createCachedSession(source: ModelSource, options: SessionO
 
   let discarded: string | undefined;
   if (fs.existsSync(entryDir)) {
+    let verified = false;
     try {
-      return finish(await openEntry(entryDir, ort), 'hit', { entryDir });
+      await verifyEntry(entryDir);
+      verified = true;
+      // Already optimized: optimizing again would only cost time (and could re-fuse fused nodes).
+      return finish(await InferenceSession.create(path.join(entryDir, MODEL_FILE), { ...ort, graphOptimizationLevel: 'disabled' }), 'hit', { entryDir });
     } catch (err) {
+      if (verified) {
+        // Whole files that ONNX Runtime refused: the entry is bad only if the source loads. A
+        // failure of the device (out of memory) fails that load too, and the entry stays for
+        // the other replicas.
+        const session = await create(source, ort);
+        await removeDir(entryDir);
+        return finish(session, 'recovered', { entryDir, reason: `cached entry refused by ONNX Runtime, removed (the next load saves it again): ${message(err)}` });
+      }
       discarded = `cached entry unusable, removed: ${message(err)}`;
       await removeDir(entryDir);
     }
@@ -119,16 +131,14 @@ export async function createCachedSession(source: ModelSource, options: SessionO
   return finish(written.session, discarded ? 'recovered' : 'miss', { entryDir, ...(discarded ? { reason: discarded } : {}) });
 }
 
-/** A session from a cached entry, after checking its manifest and file sizes. Throws if unusable. */
-async function openEntry(entryDir: string, ort: InferenceSession.SessionOptions): Promise<InferenceSession> {
+/** Checks a cached entry's manifest and file sizes; throws if they do not hold. */
+async function verifyEntry(entryDir: string): Promise<void> {
   const manifest = JSON.parse(await fs.promises.readFile(path.join(entryDir, MANIFEST_FILE), 'utf8')) as Manifest;
   if (manifest.format !== CACHE_FORMAT || manifest.key !== path.basename(entryDir)) throw new Error('manifest does not match its entry');
   for (const f of manifest.files) {
     const st = await fs.promises.stat(path.join(entryDir, f.name));
     if (st.size !== f.size) throw new Error(`${f.name} has ${st.size} bytes, the manifest says ${f.size}`);
   }
-  // Already optimized: optimizing again would only cost time (and could re-fuse fused nodes).
-  return InferenceSession.create(path.join(entryDir, MODEL_FILE), { ...ort, graphOptimizationLevel: 'disabled' });
 }
 
 /**

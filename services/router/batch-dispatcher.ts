@@ -12,6 +12,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
+import { clampTimerMs } from '../common/deadline.js';
 import type { Logger } from '../common/logger.js';
 import type { PayloadStore } from '../common/payload-store.js';
 import type { Subjects } from '../common/subjects.js';
@@ -47,8 +48,8 @@ interface InFlight {
   sentAtMs: number;
   /** Heartbeats from the replica, sent well after the batch, that did not list it. */
   misses: number;
-  /** Ends the batch; the first call wins. */
-  settle(s: Settled): void;
+  /** Ends the batch; the first call wins (true), later ones change nothing (false). */
+  settle(s: Settled): boolean;
   /** Per-step progress of the batch's images (only for batches that asked for it). */
   readonly progress?: (p: Progress) => void;
 }
@@ -62,6 +63,7 @@ export class BatchDispatcher {
   private readonly inFlight = new Map<string, InFlight>();
   private readonly inbox: string;
   private readonly inboxSub: Subscription;
+  private closed = false;
 
   /** Subscribes to the router's inbox at once; {@link close} ends the subscription. */
   constructor(
@@ -73,11 +75,20 @@ export class BatchDispatcher {
     private readonly options: DispatcherOptions,
   ) {
     this.inbox = `${subjects.routerInbox(routerId)}.`;
-    this.inboxSub = nc.subscribe(`${this.inbox}>`, { callback: (err, msg) => void (err ? undefined : this.onInbox(msg)) });
+    this.inboxSub = nc.subscribe(`${this.inbox}>`, {
+      callback: (err, msg) => {
+        // E.g. a permissions violation: without its inbox the router gets no replies at all.
+        if (err) log.error({ err: err.message, subject: `${this.inbox}>` }, 'the router inbox subscription failed: no batch can be answered');
+        else this.onInbox(msg);
+      },
+    });
   }
 
+  /** Ends the inbox subscription; batches still in flight end as lost (nothing can answer them now). */
   close(): void {
+    this.closed = true;
     this.inboxSub.unsubscribe();
+    for (const b of [...this.inFlight.values()]) b.settle(lost('the router is closing'));
   }
 
   /** Batch ids currently awaiting a reply from `replicaId`. */
@@ -121,17 +132,20 @@ export class BatchDispatcher {
 
   /** Sends `units` as one batch; resolves when answered or known lost. Never rejects. */
   async send(replicaId: string, stage: string, units: readonly WorkUnit[], attempt: number): Promise<BatchOutcome> {
+    if (this.closed) return lost('the router is closing');
     const batchId = randomUUID();
     const first = units[0]!;
     const deadlines = units.map((u) => u.deadlineMs);
     const deadline = deadlines.includes(0) ? 0 : Math.max(...deadlines);
     const wantsProgress = units.some((u) => u.observer.progress);
     const onAbort = units.map((u) => u.onAbort(() => this.nc.publish(this.subjects.cancel(replicaId), wire.cancel.encode({ batchId, requestIds: [u.input.requestId] }))));
-    let settle!: (s: Settled) => void;
-    let lostEarly: Lost | undefined;
+    let settle!: (s: Settled) => boolean;
+    let ended: Settled | undefined;
     const settled = new Promise<Settled>((resolve) => (settle = (s) => {
-      if (s.kind === 'lost') lostEarly ??= s;
+      if (ended) return false;
+      ended = s;
       resolve(s);
+      return true;
     }));
     const entry: InFlight = {
       batchId, replicaId, sentAtMs: 0, misses: 0, settle,
@@ -143,16 +157,16 @@ export class BatchDispatcher {
       const items: WorkItem[] = await Promise.all(units.map((u) => this.toWireItem(u)));
       // The replica was lost while the inputs were being stored: the scheduler retries the work
       // elsewhere, so sending it too would run it twice.
-      if (lostEarly) {
+      if (ended?.kind === 'lost') {
         for (const it of items) void this.payloads.discard(it.initImage);
-        return { ...lostEarly, ran: false };
+        return { ...ended, ran: false };
       }
       const payload = wire.batchRequest.encode({
         batchId, attempt, deployment: first.deployment, modelId: first.modelId, stage, items,
         deadlineUnixMs: deadline, progressSubject: wantsProgress ? this.subjects.progress(this.routerId, batchId) : '',
       });
       const timeoutMs = deadline ? Math.max(1, deadline - Date.now() + 1000) : this.options.maxBatchWaitMs;
-      timer = setTimeout(() => settle(lost(`no reply within ${timeoutMs} ms`)), timeoutMs);
+      timer = setTimeout(() => settle(lost(`no reply within ${timeoutMs} ms`)), clampTimerMs(timeoutMs));
       this.nc.publish(this.subjects.batch(replicaId), payload, { reply: this.subjects.batchReply(this.routerId, batchId) });
       // Only now can the replica's heartbeats be expected to list the batch: storing big input
       // images in the object store above may take longer than a heartbeat interval.
@@ -184,9 +198,8 @@ export class BatchDispatcher {
       } else if (kind === 'reply') {
         // nats-server answers a publish nobody is subscribed to with an empty 503 status message.
         if (msg.data.length === 0 && msg.headers?.code === 503) b?.settle({ kind: 'lost', reason: 'no replica is subscribed (no responders)', ran: false });
-        else if (b) b.settle({ kind: 'reply', data: msg.data });
         // A reply after its batch was declared lost (and retried): free its stored payloads.
-        else if (msg.data.length > 0) this.discardReply(wire.batchReply.decode(msg.data));
+        else if (!b?.settle({ kind: 'reply', data: msg.data }) && msg.data.length > 0) this.discardReply(wire.batchReply.decode(msg.data));
       }
     } catch (err) {
       this.log.warn({ subject: msg.subject, err: (err as Error).message }, 'unreadable message on the router inbox');

@@ -119,8 +119,9 @@ function toRgb(data: Float32Array, offset: number, plane: number): Uint8ClampedA
 
 async function encode(rgb: Uint8ClampedArray, item: StageItem): Promise<StageOutput> {
   const img = sharp(rgb, { raw: { width: item.width, height: item.height, channels: 3 } });
-  const fmt = item.outputFormat;
-  const out = fmt === 'png' ? img.png() : fmt === 'webp' ? img.webp({ quality: 90 }) : img.jpeg({ quality: 90 });
+  // An intermediate image (the next stage's input): a PNG stored at level 0, lossless and fast.
+  const fmt = item.intermediate ? 'png' : item.outputFormat;
+  const out = item.intermediate ? img.png({ compressionLevel: 0 }) : fmt === 'png' ? img.png() : fmt === 'webp' ? img.webp({ quality: 90 }) : img.jpeg({ quality: 90 });
   const data = await out.toBuffer();
   return { data, width: item.width, height: item.height, mimeType: MIME[fmt] };
 }
@@ -159,6 +160,8 @@ class TextureModel implements LoadedModel {
         tint: new Tensor('float32', tint, [live.length, 3]),
       });
       if (ctx.signal.aborted) throw new CancelledError(`batch of ${this.modelId} during run`);
+      // The rest is encoding: the next batch may use the device meanwhile.
+      ctx.computeDone?.();
       const image = out['image'].data as Float32Array;
       await Promise.all(live.map(async (i, b) => {
         if (ctx.itemSignal(i).aborted) {

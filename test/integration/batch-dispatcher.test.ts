@@ -131,4 +131,28 @@ describe('batch dispatcher on a real nats-server', () => {
     assert.deepEqual(out, { kind: 'lost', reason: 'gone while storing', ran: false });
     assert.equal(received, 0, 'the batch never reached the replica');
   });
+
+  test('a deadline past the timer range (30 days) waits for the reply instead of timing out at once', async () => {
+    const sub = replicaNc.subscribe(subjects.batch('patient'), { callback: () => undefined });
+    await replicaNc.flush();
+    const pending = dispatcher.send('patient', 'synthetic', [unit('g', Date.now() + 30 * 24 * 3600 * 1000)], 1);
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(dispatcher.inFlightOn('patient').length, 1, 'still waiting for its reply');
+    dispatcher.replicaLost('patient', 'test ends it');
+    assert.equal((await pending).kind, 'lost');
+    sub.unsubscribe();
+  });
+
+  test('close() ends the batches in flight as lost and refuses new ones', async () => {
+    const own = new BatchDispatcher(routerNc, subjects, 'router-2', new PayloadStore(routerNc, { bucket: subjects.payloadBucket, maxInlineBytes: 1 << 20 }), createLogger('test', 'silent'), { maxBatchWaitMs: 60_000 });
+    const sub = replicaNc.subscribe(subjects.batch('never-answers'), { callback: () => undefined });
+    await replicaNc.flush();
+    const pending = own.send('never-answers', 'synthetic', [unit('h', 0)], 1);
+    while (own.inFlightOn('never-answers').length === 0) await new Promise((r) => setTimeout(r, 5));
+    await new Promise((r) => setTimeout(r, 20));
+    own.close();
+    assert.deepEqual(await pending, { kind: 'lost', reason: 'the router is closing', ran: true });
+    assert.deepEqual(await own.send('never-answers', 'synthetic', [unit('i', 0)], 1), { kind: 'lost', reason: 'the router is closing', ran: true });
+    sub.unsubscribe();
+  });
 });

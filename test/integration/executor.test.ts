@@ -69,6 +69,15 @@ describe('Executor with the texture stage in a real thread', () => {
     assert.equal(executor.loadingModel(), undefined);
   });
 
+  test('writes an intermediate image (the next stage\'s input) as a stored PNG whatever the format, with the same pixels', async () => {
+    const res = await executor.run({ batchId: batchId(), modelId: 'texture', items: [item(5n), item(5n, { intermediate: true, outputFormat: 'jpeg', requestId: 'req-5b' })] });
+    const [final, intermediate] = [image(res.results[0]), image(res.results[1])];
+    assert.equal(intermediate.mimeType, 'image/png');
+    assert.ok(intermediate.data.byteLength >= 64 * 48 * 3, `stored: ${intermediate.data.byteLength} bytes`);
+    const raw = (png: Uint8Array) => sharp(png).raw().toBuffer();
+    assert.ok((await raw(final.data)).equals(await raw(intermediate.data)));
+  });
+
   test('makes a batch of three byte-for-byte equal to three single runs', async () => {
     const items = [item(7n, { requestId: 'r1' }), item(8n, { requestId: 'r2', outputFormat: 'webp' }), item(2n ** 64n - 1n, { requestId: 'r3', outputFormat: 'jpeg' })];
     const batch = await executor.run({ batchId: batchId(), modelId: 'texture', items });

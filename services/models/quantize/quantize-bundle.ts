@@ -99,7 +99,9 @@ export async function quantizeBundle(o: QuantizeOptions): Promise<QuantizeReport
       throw new QuantizeRefusedError(`${name} refused: its image differs from ${reference}'s by PSNR ${psnrDb.toFixed(2)} dB, below the bound of ${o.minPsnrDb} dB (raise the bound with --min-psnr-db to accept it)`, psnrDb);
     }
     const dst = path.join(o.repository, name);
-    fs.rmSync(dst, { recursive: true, force: true });
+    // Replace an existing variant by two renames, never a half-deleted folder for replicas sharing
+    // the repository: move it aside (into the staging folder, removed below), then move ours in.
+    if (fs.existsSync(dst)) fs.renameSync(dst, path.join(stagingRepo, 'replaced'));
     fs.renameSync(staged, dst);
     return { dir: dst, variant, psnrDb, bytesBefore: dirBytes(src), bytesAfter: dirBytes(dst), tensorsRewritten: rewrite.tensors, models: rewrite.models, loraModulesFused };
   } finally {
