@@ -57,7 +57,8 @@ describe('Grafana dashboards against a real Prometheus scraping a local cluster 
     c = await startCluster(testConfig({
       // Three models on replicas that hold one each: loads and evictions keep happening.
       gen: {
-        stage: 'synthetic', models: ['m-a', 'm-b', 'm-c'], max_batch_size: 4, batch_wait_timeout_ms: 10, max_models_per_replica: 1,
+        // A byte budget, so the memory panel has its limit series (synthetic models hold 0 bytes).
+        stage: 'synthetic', models: ['m-a', 'm-b', 'm-c'], max_batch_size: 4, batch_wait_timeout_ms: 10, max_models_per_replica: 1, max_model_bytes_per_replica: 1 << 30,
         options: { fixed_ms: 40, per_item_ms: 5, load_ms: 20 },
         autoscaling: { min_replicas: 2, max_replicas: 2 },
       },
