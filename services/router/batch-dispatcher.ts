@@ -30,7 +30,7 @@ export interface ItemOutcome {
 }
 
 export type BatchOutcome =
-  | { kind: 'replied'; replicaId: string; items: ItemOutcome[]; error?: ErrorInfo; runSeconds: number }
+  | { kind: 'replied'; replicaId: string; items: ItemOutcome[]; error?: ErrorInfo; runSeconds: number; loadSeconds: number }
   /**
    * No usable answer. `ran` is false when the batch provably never reached a replica (nobody was
    * subscribed), so retrying it does not count against the unit's one retry.
@@ -226,7 +226,7 @@ export class BatchDispatcher {
         error: r.error?.code ? r.error : undefined,
       })),
     );
-    return { kind: 'replied', replicaId: reply.replicaId || replicaId, items, error: reply.error?.code ? reply.error : undefined, runSeconds: reply.runSeconds };
+    return { kind: 'replied', replicaId: reply.replicaId || replicaId, items, error: reply.error?.code ? reply.error : undefined, runSeconds: reply.runSeconds, loadSeconds: reply.loadSeconds };
   }
 
   /** A reply that arrived after its batch was declared lost: free its stored payloads. */

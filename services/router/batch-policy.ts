@@ -56,6 +56,8 @@ interface Candidate {
   readonly placement: Placement;
   /** The group's oldest item has waited `affinityWaitMs`: it goes ahead of everything else. */
   readonly overdue: boolean;
+  /** The group may go to a replica that must load its model (see decideBatch). */
+  readonly spill: boolean;
 }
 
 function groupByKey(queue: readonly QueuedItem[]): Group[] {
@@ -120,6 +122,12 @@ function compareCandidates(a: Candidate, b: Candidate): number {
  * - The first group in that order that is **ready** is dispatched: full (≥ `maxBatchSize` items),
  *   or its oldest item has waited ≥ `batchWaitTimeoutMs`, or waiting that long would reach the
  *   earliest deadline among its items. Its oldest `maxBatchSize` items go out.
+ * - **Prefetch timing.** A busy replica's spare slot (max_ongoing_batches ≥ 2) takes a *full* batch
+ *   at once — it can only wait there — but a *partial* one only from the replica's
+ *   `partialFromMs` on (about when it will be free): until then the partial batch stays queued,
+ *   where later requests can still join it, or goes to a replica that can start it sooner. So
+ *   a second slot hides the round trip between batches without splitting the queue into small
+ *   batches.
  * - If no group is ready → `wait` until the earliest time one becomes ready or a skipped group
  *   would spill (`oldest.enqueuedAtMs + affinityWaitMs`). `untilMs` is always > `nowMs`.
  *
@@ -142,12 +150,29 @@ export function decideBatch(
     const overdue = nowMs - group.headEnqueuedAtMs >= opts.affinityWaitMs;
     const holders = replicas.filter((r) => holdsModel(r, group.modelId)).length;
     const spill = overdue || group.indexes.length > opts.maxBatchSize * holders * (opts.spillBacklogBatches ?? 1);
-    return { group, overdue, placement: placeBatch(group.modelId, replicas, spill, rng) };
+    return { group, overdue, spill, placement: placeBatch(group.modelId, replicas, spill, rng) };
   });
   candidates.sort(compareCandidates);
 
   let untilMs = Number.POSITIVE_INFINITY;
-  for (const { group, placement } of candidates) {
+  // Busy replicas whose spare slot is not open to partial batches yet, and when it opens.
+  let partialOpensMs = Number.POSITIVE_INFINITY;
+  for (const r of replicas) {
+    if (hasFreeSlot(r) && r.partialFromMs !== undefined && r.partialFromMs > nowMs) partialOpensMs = Math.min(partialOpensMs, r.partialFromMs);
+  }
+  const partialViews = Number.isFinite(partialOpensMs) ? replicas.map((r) => (r.partialFromMs !== undefined && r.partialFromMs > nowMs ? { ...r, ongoingBatches: r.maxOngoingBatches } : r)) : replicas;
+  for (const c of candidates) {
+    const { group } = c;
+    let placement = c.placement;
+    if (placement.kind !== 'wait-affinity' && placement.kind !== 'none' && group.indexes.length < opts.maxBatchSize && placement.replica.partialFromMs !== undefined && placement.replica.partialFromMs > nowMs) {
+      // A partial batch for a replica still busy: it would sit there while more requests could
+      // join it. Place it among the replicas that can start it soon, or keep it queued.
+      placement = placeBatch(group.modelId, partialViews, c.spill, rng);
+      if (placement.kind === 'none' || placement.kind === 'wait-affinity') {
+        untilMs = Math.min(untilMs, partialOpensMs);
+        continue;
+      }
+    }
     if (placement.kind === 'wait-affinity') {
       // Not overdue (else it would spill), so this lies in the future.
       untilMs = Math.min(untilMs, group.headEnqueuedAtMs + opts.affinityWaitMs);

@@ -5,10 +5,11 @@
  */
 import type { DeploymentConfig } from '../common/config.js';
 import { clampTimerMs } from '../common/deadline.js';
-import { NoReplicaError, OrreryError, QueueFullError, fromWire } from '../common/errors.js';
+import { DeadlineExceededError, NoReplicaError, OrreryError, QueueFullError, fromWire } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import type { BatchDispatcher, BatchOutcome } from './batch-dispatcher.js';
 import { decideBatch, type QueuedItem } from './batch-policy.js';
+import { BatchTimings } from './batch-timings.js';
 import type { ReplicaView } from './replica-picker.js';
 import type { ReplicaRegistry } from './replica-registry.js';
 import type { RouterMetrics } from './router-metrics.js';
@@ -43,6 +44,13 @@ interface ReplicaLoad {
    * (same connection, so received after it) report the model themselves.
    */
   inFlightModels: Map<string, number>;
+  /**
+   * Expected run time (ms, from BatchTimings) of each batch in flight on the replica, in send
+   * order; NaN where nothing was known. With `busyUntilMs` (when the replica should be done with
+   * all of them: NaN if unknown) it tells the batch policy when a partial batch may take a spare slot.
+   */
+  expectedMs: number[];
+  busyUntilMs: number;
 }
 
 export class DeploymentScheduler {
@@ -50,6 +58,8 @@ export class DeploymentScheduler {
   private readonly load = new Map<string, ReplicaLoad>();
   private timer: NodeJS.Timeout | undefined;
   private timerAtMs = 0;
+  /** Run times of recent batches per key and size: deadline shedding and prefetch timing. */
+  private readonly timings = new BatchTimings();
 
   constructor(
     readonly config: DeploymentConfig,
@@ -115,13 +125,17 @@ export class DeploymentScheduler {
       const l = this.replicaLoad(r.id);
       const hb = r.heartbeat;
       const models = new Set([...hb.loadedModels, ...(hb.loadingModel ? [hb.loadingModel] : []), ...l.inFlightModels.keys()]);
-      return { id: r.id, loadedModels: [...models], ongoingBatches: l.batches, maxOngoingBatches: hb.maxOngoingBatches || this.config.maxOngoingBatches, inFlightItems: l.items };
+      const partialFromMs = l.batches > 0 && Number.isFinite(l.busyUntilMs) ? l.busyUntilMs - (this.timings.overheadMs ?? 0) : undefined;
+      return {
+        id: r.id, loadedModels: [...models], ongoingBatches: l.batches, maxOngoingBatches: hb.maxOngoingBatches || this.config.maxOngoingBatches, inFlightItems: l.items,
+        ...(partialFromMs !== undefined ? { partialFromMs } : {}),
+      };
     });
   }
 
   private replicaLoad(id: string): ReplicaLoad {
     let l = this.load.get(id);
-    if (!l) this.load.set(id, (l = { batches: 0, items: 0, inFlightModels: new Map() }));
+    if (!l) this.load.set(id, (l = { batches: 0, items: 0, inFlightModels: new Map(), expectedMs: [], busyUntilMs: Number.NaN }));
     return l;
   }
 
@@ -143,17 +157,46 @@ export class DeploymentScheduler {
         this.armTimer(d.untilMs, now);
         return;
       }
+      if (this.shedDoomed(d.key, d.indexes, now)) continue;
       const take = new Set(d.indexes);
       const units = this.queue.filter((_, i) => take.has(i));
       this.queue = this.queue.filter((_, i) => !take.has(i));
       const l = this.replicaLoad(d.replicaId);
+      const toIdle = l.batches === 0;
+      const expectedMs = this.timings.runExpectedMs(d.key, units.length) ?? Number.NaN;
       l.batches++;
       l.items += units.length;
       l.inFlightModels.set(d.modelId, (l.inFlightModels.get(d.modelId) ?? 0) + 1);
+      l.expectedMs.push(expectedMs);
+      l.busyUntilMs = (toIdle ? now : Math.max(now, l.busyUntilMs)) + expectedMs;
       this.deps.metrics.batchDispatched(this.config.name, units.length, d.affinity);
       for (const u of units) this.deps.metrics.queueWait(this.config.name, (now - u.enqueuedAtMs) / 1000);
-      void this.run(d.replicaId, units);
+      void this.run(d.replicaId, d.key, units, toIdle, expectedMs);
     }
+  }
+
+  /**
+   * Deadline shedding: the images among queue positions `indexes` whose deadline is nearer than
+   * the fastest recent run of such a batch (BatchTimings.runLowerBoundMs) cannot be answered in
+   * time. They fail now with DEADLINE_EXCEEDED instead of taking device time from requests that
+   * can still make theirs — under overload this is what keeps goodput near capacity. Returns
+   * true if it shed any (the caller decides again).
+   */
+  private shedDoomed(key: string, indexes: readonly number[], now: number): boolean {
+    const boundMs = this.timings.runLowerBoundMs(key, indexes.length);
+    if (boundMs === undefined) return false;
+    const doomed = new Set<WorkUnit>();
+    for (const i of indexes) {
+      const u = this.queue[i]!;
+      if (u.deadlineMs > 0 && u.deadlineMs - now < boundMs) doomed.add(u);
+    }
+    if (doomed.size === 0) return false;
+    this.queue = this.queue.filter((u) => !doomed.has(u));
+    for (const u of doomed) {
+      u.fail(new DeadlineExceededError(`in deployment ${this.config.name}'s queue: ${Math.max(0, Math.round(u.deadlineMs - now))} ms were left and its batch takes at least ${Math.round(boundMs)} ms, so it was not run`));
+    }
+    this.deps.metrics.shed(this.config.name, doomed.size);
+    return true;
   }
 
   private armTimer(untilMs: number, now: number): void {
@@ -166,7 +209,7 @@ export class DeploymentScheduler {
     }, clampTimerMs(untilMs - now));
   }
 
-  private async run(replicaId: string, units: WorkUnit[]): Promise<void> {
+  private async run(replicaId: string, key: string, units: WorkUnit[], toIdle: boolean, expectedMs: number): Promise<void> {
     const live = units.filter((u) => !u.settled);
     // One "started" per request in the batch, not one per image.
     const seen = new Set<string>();
@@ -178,14 +221,24 @@ export class DeploymentScheduler {
     const startedMs = this.deps.now();
     const attempt = Math.max(...units.map((u) => u.lostAttempts)) + 1;
     const outcome = await this.deps.dispatcher.send(replicaId, this.config.stage, units, attempt);
+    const roundTripMs = this.deps.now() - startedMs;
     const l = this.replicaLoad(replicaId);
     l.batches--;
     l.items -= units.length;
+    // The replica works on what is left: expected done after their expected run times.
+    const i = l.expectedMs.indexOf(expectedMs);
+    l.expectedMs.splice(i >= 0 ? i : 0, 1);
+    l.busyUntilMs = this.deps.now() + l.expectedMs.reduce((a, b) => a + b, 0);
+    if (outcome.kind === 'replied' && !outcome.error) {
+      const runMs = outcome.runSeconds * 1000;
+      // Only a batch that had the replica to itself measures the transport: others also waited for the device.
+      this.timings.record(key, units.length, runMs, toIdle ? roundTripMs - runMs - outcome.loadSeconds * 1000 : undefined);
+    }
     const modelId = units[0]!.modelId;
     const left = (l.inFlightModels.get(modelId) ?? 1) - 1;
     if (left > 0) l.inFlightModels.set(modelId, left);
     else l.inFlightModels.delete(modelId);
-    this.deps.metrics.batchFinished(this.config.name, (this.deps.now() - startedMs) / 1000);
+    this.deps.metrics.batchFinished(this.config.name, roundTripMs / 1000);
     this.apply(outcome, replicaId, units, startedMs);
     this.pump();
   }

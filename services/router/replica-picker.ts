@@ -15,6 +15,12 @@ export interface ReplicaView {
   readonly maxOngoingBatches: number;
   /** Images in those ongoing batches. */
   readonly inFlightItems: number;
+  /**
+   * For a busy replica with a spare slot: the earliest time (ms) a *partial* batch may take that
+   * slot — when the replica is expected to finish its batches, less one transport overhead
+   * (services/router/batch-timings.ts). Absent: any time (idle, or nothing known about its batches).
+   */
+  readonly partialFromMs?: number;
 }
 
 /** Result of {@link placeBatch}. */

@@ -17,6 +17,7 @@ export class RouterMetrics {
   private readonly batches = new Counter({ name: 'orrery_batches_total', help: 'Batches dispatched, by model affinity (hit: the replica held the model)', labelNames: ['deployment', 'affinity'], registers: [this.registry] });
   private readonly batchDuration = new Histogram({ name: 'orrery_batch_duration_seconds', help: 'Batch round trip seen by the router (send to reply)', labelNames: ['deployment'], buckets: LATENCY_BUCKETS, registers: [this.registry] });
   private readonly retries = new Counter({ name: 'orrery_batch_retries_total', help: 'Images put back in the queue after their batch was lost or refused', labelNames: ['deployment', 'reason'], registers: [this.registry] });
+  private readonly shedImages = new Counter({ name: 'orrery_deadline_shed_images_total', help: 'Images failed with DEADLINE_EXCEEDED before dispatch: their deadline was nearer than the fastest recent batch of their kind', labelNames: ['deployment'], registers: [this.registry] });
   private readonly images = new Counter({ name: 'orrery_images_total', help: 'Images produced, per deployment (stage)', labelNames: ['deployment'], registers: [this.registry] });
   private readonly pipelineImages = new Counter({ name: 'orrery_pipeline_images_total', help: 'Images returned to clients, per pipeline', labelNames: ['pipeline'], registers: [this.registry] });
   private readonly stageDuration = new Histogram({ name: 'orrery_stage_duration_seconds', help: 'Time a pipeline stage took for a request (queue + run), per pipeline and stage deployment', labelNames: ['pipeline', 'deployment'], buckets: LATENCY_BUCKETS, registers: [this.registry] });
@@ -47,6 +48,9 @@ export class RouterMetrics {
   }
   batchRetried(deployment: string, reason: string, n: number): void {
     if (n > 0) this.retries.inc({ deployment, reason }, n);
+  }
+  shed(deployment: string, n: number): void {
+    this.shedImages.inc({ deployment }, n);
   }
   imageDone(deployment: string): void {
     this.images.inc({ deployment });

@@ -1,6 +1,6 @@
 /**
  * Scheduling against real processes: model affinity and multiplexing over two replicas,
- * backpressure, deadlines and cancellation.
+ * backpressure, deadlines (and shedding what cannot meet them) and cancellation.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -18,6 +18,7 @@ describe('scheduling', () => {
       },
       small: { stage: 'synthetic', models: ['s'], max_queued_requests: 3, max_batch_size: 1, max_ongoing_batches: 1, options: { fixed_ms: 600 } },
       slow: { stage: 'synthetic', models: ['slow'], max_batch_size: 1, max_ongoing_batches: 1, options: { fixed_ms: 2500 } },
+      shed: { stage: 'synthetic', models: ['shed'], max_batch_size: 1, max_ongoing_batches: 1, options: { fixed_ms: 600 } },
     }));
   });
   after(() => c?.stop());
@@ -78,6 +79,27 @@ describe('scheduling', () => {
     const err = await grpcError(generate(c.client, { pipeline: 'slow', prompt: 'late', timeout_ms: 300 }));
     assert.equal(err.code, status.DEADLINE_EXCEEDED);
     assert.equal(err.metadata.get('orrery-error-code')[0], 'ORRERY_ERR_DEADLINE_EXCEEDED');
+  });
+
+  test('a queued request its batch can no longer finish in time fails at once and is never run', async () => {
+    // The router learns what a batch of this deployment takes (about 600 ms).
+    await generate(c.client, { pipeline: 'shed', prompt: 'warm-up' });
+    const batches = () => metricSum(c.cluster.metricsUrl, 'orrery_batches_total', { deployment: 'shed' });
+    const before = await batches();
+    const running = generate(c.client, { pipeline: 'shed', prompt: 'running' });
+    await eventually(async () => (await batches()) === before + 1, 5000, 'the first batch');
+    // Queued behind the running batch with 700 ms to live: when the replica frees up it has about
+    // 100 ms left (plus however long the poll above took), less than the 600 ms a batch takes.
+    const doomed = grpcError(generate(c.client, { pipeline: 'shed', prompt: 'doomed', timeout_ms: 700 }));
+    const patient = generate(c.client, { pipeline: 'shed', prompt: 'patient', timeout_ms: 10_000 });
+    const err = await doomed;
+    assert.equal(err.code, status.DEADLINE_EXCEEDED);
+    assert.equal(err.metadata.get('orrery-error-code')[0], 'ORRERY_ERR_DEADLINE_EXCEEDED');
+    assert.match(err.details, /ms were left and its batch takes at least \d+ ms, so it was not run/);
+    const served = await Promise.all([running, patient]);
+    assert.deepEqual(served.map((r) => r.images.length), [1, 1], 'the requests that could make it were served');
+    assert.equal(await batches(), before + 2, 'the doomed request never reached the replica');
+    assert.equal(await metricSum(c.cluster.metricsUrl, 'orrery_deadline_shed_images_total', { deployment: 'shed' }), 1);
   });
 
   test('cancelling a running request frees the replica\'s slot for the next request', async () => {

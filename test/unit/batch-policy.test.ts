@@ -268,3 +268,45 @@ describe('decideBatch: simulation', () => {
     assert.ok(maxQueueDelayMs < opts.affinityWaitMs, `max queue delay ${maxQueueDelayMs} ms`);
   });
 });
+
+describe('decideBatch: prefetch timing (a busy replica\'s spare slot)', () => {
+  /** r1 runs one batch and has a second slot; its partial slot opens at `partialFromMs`. */
+  const busy = (partialFromMs?: number, loaded = ['a']): ReplicaView => ({
+    ...replica('r1', loaded, 1, 2), ...(partialFromMs !== undefined ? { partialFromMs } : {}),
+  });
+
+  test('a full batch takes the spare slot at once', () => {
+    const d = dispatched(decideBatch(items('a', 4, 0), [busy(500)], opts, 100, lcg(1)));
+    assert.equal(d.replicaId, 'r1');
+    assert.deepEqual(d.indexes, [0, 1, 2, 3]);
+  });
+
+  test('a partial batch stays queued until the slot opens, then goes', () => {
+    const queue = items('a', 2, 0);
+    assert.deepEqual(decideBatch(queue, [busy(500)], opts, 100, lcg(1)), { kind: 'wait', untilMs: 500 });
+    const d = dispatched(decideBatch(queue, [busy(500)], opts, 500, lcg(1)));
+    assert.deepEqual(d.indexes, [0, 1]);
+  });
+
+  test('without an estimate (no partialFromMs) a partial batch takes the spare slot as before', () => {
+    assert.equal(dispatched(decideBatch(items('a', 2, 0), [busy()], opts, 100, lcg(1))).replicaId, 'r1');
+  });
+
+  test('a partial batch goes to an idle holder instead of waiting for the busy one', () => {
+    for (const seed of [1, 2, 3, 4, 5]) {
+      const d = dispatched(decideBatch(items('a', 2, 0), [busy(500), replica('r2', ['a'])], opts, 100, lcg(seed)));
+      assert.equal(d.replicaId, 'r2', `seed ${seed}`);
+    }
+  });
+
+  test('a busy holder whose slot is not open yet keeps its model\'s partial batch (no reload elsewhere)', () => {
+    // r2 is idle but does not hold `a`: before affinity_wait_ms runs out, the batch waits for r1.
+    assert.deepEqual(decideBatch(items('a', 2, 0), [busy(300), replica('r2', ['b'])], opts, 100, lcg(1)), { kind: 'wait', untilMs: 300 });
+  });
+
+  test('the earliest of the slot opening and the batch timer wakes the policy', () => {
+    // Not ready yet either (batch_wait_timeout 50 ms from 90 → 140): wait for whichever comes first.
+    const d = decideBatch([item('a', 90)], [busy(120)], opts, 100, lcg(1));
+    assert.deepEqual(d, { kind: 'wait', untilMs: 120 });
+  });
+});
