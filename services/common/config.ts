@@ -256,7 +256,7 @@ function compileDeployment(name: string, raw: unknown): DeploymentConfig {
     replicas: autoscaling ? autoscaling.initialReplicas : int(raw, 'replicas', path, 1, 0, 64),
     maxBatchSize: int(raw, 'max_batch_size', path, 4, 1, 1024),
     batchWaitTimeoutMs: num(raw, 'batch_wait_timeout_ms', path, 10, 0),
-    maxOngoingBatches: int(raw, 'max_ongoing_batches', path, 1, 1, 64),
+    maxOngoingBatches: int(raw, 'max_ongoing_batches', path, 2, 1, 64),
     maxQueuedRequests: int(raw, 'max_queued_requests', path, 1000, 1),
     maxModelsPerReplica: int(raw, 'max_models_per_replica', path, 2, 1, 64),
     ...(raw.max_model_bytes_per_replica !== undefined ? { maxModelBytesPerReplica: int(raw, 'max_model_bytes_per_replica', path, 0, 1) } : {}),

@@ -177,14 +177,16 @@ export class DeploymentScheduler {
 
   /**
    * Deadline shedding: the images among queue positions `indexes` whose deadline is nearer than
-   * the fastest recent run of such a batch (BatchTimings.runLowerBoundMs) cannot be answered in
-   * time. They fail now with DEADLINE_EXCEEDED instead of taking device time from requests that
+   * the fastest recent run of such a batch (BatchTimings.runLowerBoundMs) plus the usual transport
+   * overhead cannot be answered in time. They fail now with DEADLINE_EXCEEDED instead of taking device time from requests that
    * can still make theirs — under overload this is what keeps goodput near capacity. Returns
    * true if it shed any (the caller decides again).
    */
   private shedDoomed(key: string, indexes: readonly number[], now: number): boolean {
-    const boundMs = this.timings.runLowerBoundMs(key, indexes.length);
-    if (boundMs === undefined) return false;
+    const runMs = this.timings.runLowerBoundMs(key, indexes.length);
+    if (runMs === undefined) return false;
+    // The reply must also travel back before the deadline: add the usual transport overhead.
+    const boundMs = runMs + (this.timings.overheadMs ?? 0);
     const doomed = new Set<WorkUnit>();
     for (const i of indexes) {
       const u = this.queue[i]!;

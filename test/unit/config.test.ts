@@ -91,7 +91,7 @@ describe('compileConfig: defaults', () => {
       replicas: 1,
       maxBatchSize: 4,
       batchWaitTimeoutMs: 10,
-      maxOngoingBatches: 1,
+      maxOngoingBatches: 2,
       maxQueuedRequests: 1000,
       maxModelsPerReplica: 2,
       affinityWaitMs: 1000,
