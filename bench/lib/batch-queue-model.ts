@@ -1,9 +1,10 @@
 /**
- * The ideal batching server, simulated: one replica running one batch at a time, a batch of n
- * costing `fixedMs + perItemMs·n`, at most `maxBatch` per batch, FIFO, a partial batch leaving
- * when its oldest request has waited `waitMs` (as the router's batch policy does), no transport
- * or scheduling overhead. Fed the same arrivals as a real run, it says how much of the measured
- * latency is queueing that no router could avoid, and how much is the system's own.
+ * The ideal batching server, simulated: `replicas` replicas each running one batch at a time, a
+ * batch of n costing `fixedMs + perItemMs·n`, at most `maxBatch` per batch, one FIFO queue, a
+ * partial batch leaving when its oldest request has waited `waitMs` (as the router's batch policy
+ * does), the next batch going to the replica free first, no transport or scheduling overhead.
+ * Fed the same arrivals as a real run, it says how much of the measured latency is queueing that
+ * no router could avoid, and how much is the system's own.
  */
 
 export interface ModelOptions {
@@ -11,6 +12,8 @@ export interface ModelOptions {
   readonly fixedMs: number;
   readonly perItemMs: number;
   readonly waitMs: number;
+  /** Replicas sharing the queue (default 1). */
+  readonly replicas?: number;
   /** Extra time per batch (e.g. a measured round-trip overhead); 0 for the ideal. */
   readonly overheadMs?: number;
 }
@@ -24,25 +27,27 @@ export interface ModelResult {
 /** `arrivals`: ascending ms offsets (e.g. poissonArrivals()). */
 export function simulateBatching(arrivals: readonly number[], o: ModelOptions): ModelResult {
   const latencies = new Array<number>(arrivals.length);
-  let next = 0; // first arrival not yet queued
-  let head = 0; // first arrival not yet served (the queue is arrivals[head .. next))
-  let now = 0;
+  const freeAtMs = new Array<number>(Math.max(1, o.replicas ?? 1)).fill(0);
+  let head = 0; // first arrival not yet served
   let batches = 0;
   while (head < arrivals.length) {
-    if (head === next) now = Math.max(now, arrivals[next++]!); // idle until the next arrival
-    while (next < arrivals.length && arrivals[next]! <= now) next++;
-    if (next - head < o.maxBatch) {
+    let r = 0;
+    for (let i = 1; i < freeAtMs.length; i++) if (freeAtMs[i]! < freeAtMs[r]!) r = i;
+    // The replica free first starts when it is free and the queue is not empty.
+    let now = Math.max(freeAtMs[r]!, arrivals[head]!);
+    let n = 0;
+    while (n < o.maxBatch && head + n < arrivals.length && arrivals[head + n]! <= now) n++;
+    if (n < o.maxBatch) {
       // A partial batch leaves when its head has waited waitMs, or earlier if it fills up.
       const readyAt = Math.max(now, arrivals[head]! + o.waitMs);
-      while (next - head < o.maxBatch && next < arrivals.length && arrivals[next]! <= readyAt) next++;
-      now = next - head >= o.maxBatch ? Math.max(now, arrivals[head + o.maxBatch - 1]!) : readyAt;
+      while (n < o.maxBatch && head + n < arrivals.length && arrivals[head + n]! <= readyAt) n++;
+      now = n >= o.maxBatch ? Math.max(now, arrivals[head + o.maxBatch - 1]!) : readyAt;
     }
-    const n = Math.min(o.maxBatch, next - head);
     const done = now + o.fixedMs + o.perItemMs * n + (o.overheadMs ?? 0);
     for (let i = head; i < head + n; i++) latencies[i] = done - arrivals[i]!;
     head += n;
     batches++;
-    now = done;
+    freeAtMs[r] = done;
   }
   return { latencies, meanBatch: batches ? arrivals.length / batches : 0 };
 }
