@@ -27,6 +27,11 @@ export interface DeploymentConfig {
   /** Loaded models per replica (LRU beyond). */
   readonly maxModelsPerReplica: number;
   /**
+   * `preload_models`: models each replica loads before it announces itself (default: the first
+   * model), so requests never wait for them and placement sees every replica holding them.
+   */
+  readonly preloadModels: readonly string[];
+  /**
    * `max_model_bytes_per_replica`: bytes of loaded models (LoadedModel.sizeBytes: the model files
    * for ONNX stages) per replica, LRU beyond; absent: unlimited. A larger model still loads, alone.
    */
@@ -181,7 +186,7 @@ function section(obj: Obj, key: string, path: string): Obj {
 
 const DEPLOYMENT_KEYS = [
   'stage', 'models', 'replicas', 'max_batch_size', 'batch_wait_timeout_ms', 'max_ongoing_batches',
-  'max_queued_requests', 'max_models_per_replica', 'max_model_bytes_per_replica', 'affinity_wait_ms', 'spill_backlog_batches', 'default_steps', 'default_guidance_scale', 'options', 'autoscaling',
+  'max_queued_requests', 'max_models_per_replica', 'preload_models', 'max_model_bytes_per_replica', 'affinity_wait_ms', 'spill_backlog_batches', 'default_steps', 'default_guidance_scale', 'options', 'autoscaling',
 ] as const;
 
 const AUTOSCALING_KEYS = [
@@ -246,6 +251,14 @@ function compileDeployment(name: string, raw: unknown): DeploymentConfig {
       throw new ConfigError(`${path}.models[${i}]`, (err as Error).message);
     }
   });
+  const maxModelsPerReplica = int(raw, 'max_models_per_replica', path, 2, 1, 64);
+  const preload = raw.preload_models ?? [models[0]];
+  if (!Array.isArray(preload)) throw new ConfigError(`${path}.preload_models`, 'must be a list of model ids (empty: load on first use)');
+  preload.forEach((m: unknown, i) => {
+    if (typeof m !== 'string' || !models.includes(m)) throw new ConfigError(`${path}.preload_models[${i}]`, `must be one of the deployment's models (${models.join(', ')}), got ${JSON.stringify(m)}`);
+  });
+  const preloadModels = [...new Set(preload as string[])];
+  if (preloadModels.length > maxModelsPerReplica) throw new ConfigError(`${path}.preload_models`, `lists ${preloadModels.length} models but max_models_per_replica is ${maxModelsPerReplica}`);
   const autoscaling = raw.autoscaling === undefined ? undefined : compileAutoscaling(name, raw.autoscaling);
   // An autoscaled deployment starts with initial_replicas; a second count would contradict it.
   if (autoscaling && raw.replicas !== undefined) throw new ConfigError(`${path}.replicas`, 'conflicts with autoscaling: set autoscaling.initial_replicas instead');
@@ -258,7 +271,8 @@ function compileDeployment(name: string, raw: unknown): DeploymentConfig {
     batchWaitTimeoutMs: num(raw, 'batch_wait_timeout_ms', path, 10, 0),
     maxOngoingBatches: int(raw, 'max_ongoing_batches', path, 2, 1, 64),
     maxQueuedRequests: int(raw, 'max_queued_requests', path, 1000, 1),
-    maxModelsPerReplica: int(raw, 'max_models_per_replica', path, 2, 1, 64),
+    maxModelsPerReplica,
+    preloadModels,
     ...(raw.max_model_bytes_per_replica !== undefined ? { maxModelBytesPerReplica: int(raw, 'max_model_bytes_per_replica', path, 0, 1) } : {}),
     affinityWaitMs: num(raw, 'affinity_wait_ms', path, Math.max(1000, 20 * num(raw, 'batch_wait_timeout_ms', path, 10, 0)), 0),
     spillBacklogBatches: int(raw, 'spill_backlog_batches', path, 3, 1, 1000),

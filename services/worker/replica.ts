@@ -127,6 +127,7 @@ export class Replica {
       process.exitCode = 1;
       void this.close();
     });
+    await this.preload();
     this.nc = await connectNats(config.nats.url, `orrery-${this.id}`, log);
     this.payloads = new PayloadStore(this.nc, { bucket: this.subjects.payloadBucket, maxInlineBytes: config.maxInlinePayloadBytes });
     this.subs.push(
@@ -146,6 +147,24 @@ export class Replica {
     this.heartbeat();
     this.hbTimer = setInterval(() => this.heartbeat(), config.worker.heartbeatIntervalMs);
     log.info({ replicaId: this.id, deployment: this.dep.name, metrics: this.metricsServer.url }, 'replica running');
+  }
+
+  /**
+   * Loads the deployment's `preload_models` before the replica joins (its first heartbeat), so
+   * routers place batches on a replica that already holds them. A model that fails to load is
+   * logged and left to load on demand, where its requests get the error: the replica still
+   * serves its other models.
+   */
+  private async preload(): Promise<void> {
+    for (const modelId of this.dep.preloadModels) {
+      const started = performance.now();
+      try {
+        await this.executor.load(modelId);
+        this.options.log.info({ modelId, seconds: (performance.now() - started) / 1000 }, 'model preloaded');
+      } catch (err) {
+        this.options.log.error({ err, modelId }, 'preloading a model failed; it will be loaded on first use');
+      }
+    }
   }
 
   /** Publishes the replica's state now (also on a timer, and when a router asks). */

@@ -22,6 +22,7 @@ describe('LoRA variants in a cluster', () => {
         // As on a GPU, where a load (seconds) costs far more than a batch: wait for the holder
         // rather than reload, even when this shared 2-core machine makes batches slow.
         affinity_wait_ms: 5000, spill_backlog_batches: 6,
+        preload_models: [], // the test counts the loads the mixed stream causes
       },
     }));
     // prepareLocalModels wrote a valid adapter; replace it with one whose header length overruns the file.

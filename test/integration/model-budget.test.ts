@@ -28,6 +28,7 @@ describe('a replica under max_model_bytes_per_replica, with optimized_model_cach
     c = await startCluster(testConfig({
       tex: {
         stage: 'texture', models: ['texture', 'texture-b'], max_models_per_replica: 2, max_model_bytes_per_replica: budget,
+        preload_models: [], // the test loads the models in its own order
         options: { optimized_model_cache_dir: cacheDir, intra_op_threads: 1 },
       },
     }, { model_repository: repo }));

@@ -15,6 +15,8 @@ describe('scheduling', () => {
       mux: {
         stage: 'synthetic', models: ['m-a', 'm-b'], replicas: 2, max_models_per_replica: 1, max_batch_size: 4,
         batch_wait_timeout_ms: 10, max_ongoing_batches: 1, options: { fixed_ms: 40, load_ms: 100 },
+        // Nothing preloaded: the affinity tests watch where each model gets loaded.
+        preload_models: [],
       },
       small: { stage: 'synthetic', models: ['s'], max_queued_requests: 3, max_batch_size: 1, max_ongoing_batches: 1, options: { fixed_ms: 600 } },
       slow: { stage: 'synthetic', models: ['slow'], max_batch_size: 1, max_ongoing_batches: 1, options: { fixed_ms: 2500 } },
@@ -28,6 +30,15 @@ describe('scheduling', () => {
     for (const r of c.cluster.replicas.filter((x) => x.deployment === 'mux')) n += await metricSum(r.metricsUrl, 'orrery_model_loads_total', model ? { model } : {});
     return n;
   };
+
+  test('a replica loads its deployment\'s first model before it joins: the first request does not wait for a load', async () => {
+    for (const r of c.cluster.replicas.filter((x) => x.deployment === 'slow')) {
+      assert.equal(await metricSum(r.metricsUrl, 'orrery_model_loads_total', { model: 'slow' }), 1, `${r.id} preloaded slow`);
+    }
+    for (const r of c.cluster.replicas.filter((x) => x.deployment === 'mux')) {
+      assert.equal(await metricSum(r.metricsUrl, 'orrery_model_loads_total', {}), 0, `${r.id}: preload_models [] loads nothing at start`);
+    }
+  });
 
   test('a mixed two-model stream over two replicas loads each model once and keeps each model on its replica', async () => {
     const replies: Array<Promise<GenerateResponse>> = [];

@@ -94,6 +94,7 @@ describe('compileConfig: defaults', () => {
       maxOngoingBatches: 2,
       maxQueuedRequests: 1000,
       maxModelsPerReplica: 2,
+      preloadModels: ['syn-a'],
       affinityWaitMs: 1000,
       spillBacklogBatches: 3,
       defaultSteps: 30,
@@ -180,6 +181,18 @@ describe('compileConfig: errors name the key', () => {
     test(`rejects the model id ${JSON.stringify(bad)}, naming the list entry and the grammar`, () =>
       rejects(minimal({ deployments: { synthetic: { stage: 'synthetic', models: i === 0 ? [bad] : ['ok', bad] } } }), `deployments.synthetic.models[${i}]`, /is not a model id/));
   }
+  test('reads preload_models (default: the first model; [] loads on first use)', () => {
+    const dep = (extra: object) => compileConfig(minimal({ deployments: { synthetic: { stage: 'synthetic', models: ['a', 'b', 'c'], ...extra } } })).deployments.synthetic!;
+    assert.deepEqual(dep({}).preloadModels, ['a']);
+    assert.deepEqual(dep({ preload_models: [] }).preloadModels, []);
+    assert.deepEqual(dep({ preload_models: ['b', 'a', 'b'] }).preloadModels, ['b', 'a']);
+  });
+  test('rejects a preload model the deployment does not serve, naming the entry', () =>
+    rejects(minimal({ deployments: { synthetic: { stage: 'synthetic', models: ['a', 'b'], preload_models: ['a', 'x'] } } }), 'deployments.synthetic.preload_models[1]', /one of the deployment's models \(a, b\), got "x"/));
+  test('rejects preload_models that is not a list', () =>
+    rejects(minimal({ deployments: { synthetic: { stage: 'synthetic', models: ['a'], preload_models: 'a' } } }), 'deployments.synthetic.preload_models', /must be a list/));
+  test('rejects more preload models than a replica may hold', () =>
+    rejects(minimal({ deployments: { synthetic: { stage: 'synthetic', models: ['a', 'b', 'c'], max_models_per_replica: 2, preload_models: ['a', 'b', 'c'] } } }), 'deployments.synthetic.preload_models', /lists 3 models but max_models_per_replica is 2/));
   test('rejects a fractional replica count', () => rejects(minimal({ deployments: { synthetic: { stage: 'synthetic', models: ['m'], replicas: 1.5 } } }), 'deployments.synthetic.replicas'));
   test('rejects a string where a number belongs', () => rejects(minimal({ deployments: { synthetic: { stage: 'synthetic', models: ['m'], max_queued_requests: '10' } } }), 'deployments.synthetic.max_queued_requests'));
   test('rejects a negative batch wait', () => rejects(minimal({ deployments: { synthetic: { stage: 'synthetic', models: ['m'], batch_wait_timeout_ms: -1 } } }), 'deployments.synthetic.batch_wait_timeout_ms', /number ≥ 0/));
