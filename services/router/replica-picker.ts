@@ -44,10 +44,14 @@ function occupancy(r: ReplicaView): number {
   return r.maxOngoingBatches > 0 ? r.ongoingBatches / r.maxOngoingBatches : Number.POSITIVE_INFINITY;
 }
 
-/** Negative when `a` is less loaded than `b`: occupancy first, then in-flight images. */
+/**
+ * Negative when `a` is less loaded than `b`: occupancy first, then the one expected to be free
+ * sooner (`partialFromMs`, when both have one), then in-flight images.
+ */
 function compareLoad(a: ReplicaView, b: ReplicaView): number {
   const byOccupancy = occupancy(a) - occupancy(b);
   if (byOccupancy !== 0 && !Number.isNaN(byOccupancy)) return byOccupancy;
+  if (a.partialFromMs !== undefined && b.partialFromMs !== undefined && a.partialFromMs !== b.partialFromMs) return a.partialFromMs - b.partialFromMs;
   return a.inFlightItems - b.inFlightItems;
 }
 
@@ -58,8 +62,8 @@ function randomIndex(n: number, rng: () => number): number {
 
 /**
  * Power of two choices among `candidates`: sample two distinct candidates with `rng`, return the
- * less loaded one (lower `ongoingBatches / maxOngoingBatches`, then fewer `inFlightItems`, then a
- * coin flip with `rng`). A single candidate is returned as is.
+ * less loaded one (lower `ongoingBatches / maxOngoingBatches`, then earlier `partialFromMs`, then
+ * fewer `inFlightItems`, then a coin flip with `rng`). A single candidate is returned as is.
  *
  * Sampling two instead of scanning all keeps many routers from herding onto the same "least
  * loaded" replica between state updates, while still never choosing the most loaded of the pair.

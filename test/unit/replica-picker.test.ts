@@ -61,6 +61,15 @@ describe('pickPowerOfTwo', () => {
     for (let seed = 1; seed <= 20; seed++) assert.equal(pickPowerOfTwo([heavy, light], lcg(seed)).id, 'light');
   });
 
+  test('breaks occupancy ties by the replica expected to be free sooner, before in-flight images', () => {
+    const late = replica('late', { ongoingBatches: 1, maxOngoingBatches: 2, inFlightItems: 2, partialFromMs: 900 });
+    const soon = replica('soon', { ongoingBatches: 1, maxOngoingBatches: 2, inFlightItems: 8, partialFromMs: 100 });
+    for (let seed = 1; seed <= 20; seed++) assert.equal(pickPowerOfTwo([late, soon], lcg(seed)).id, 'soon');
+    // Without an estimate on both sides the in-flight images decide.
+    const unknown = replica('unknown', { ongoingBatches: 1, maxOngoingBatches: 2, inFlightItems: 1 });
+    for (let seed = 1; seed <= 20; seed++) assert.equal(pickPowerOfTwo([unknown, soon], lcg(seed)).id, 'unknown');
+  });
+
   test('breaks full ties with the rng, reaching both candidates', () => {
     const a = replica('a');
     const b = replica('b');
