@@ -14,6 +14,8 @@ describe('resilience', () => {
     c = await startCluster(testConfig({
       drain: { stage: 'synthetic', models: ['d'], replicas: 2, max_batch_size: 2, batch_wait_timeout_ms: 20, max_ongoing_batches: 1, options: { fixed_ms: 800 } },
       crash: { stage: 'synthetic', models: ['k'], replicas: 2, max_batch_size: 4, batch_wait_timeout_ms: 50, max_ongoing_batches: 1, options: { fixed_ms: 1500 } },
+      // The default two slots: each replica runs one batch and holds the next, waiting for its device.
+      crash2: { stage: 'synthetic', models: ['k2'], replicas: 2, max_batch_size: 2, batch_wait_timeout_ms: 0, max_ongoing_batches: 2, options: { fixed_ms: 1500 } },
       steady: { stage: 'synthetic', models: ['s'], replicas: 1, options: { fixed_ms: 5 } },
     }));
   });
@@ -61,6 +63,22 @@ describe('resilience', () => {
     assert.ok(res.every((r) => r.images[0]!.replica_id === survivor!.id), 'the killed replica answered nothing');
     assert.equal(await metricSum(survivor!.metricsUrl, 'orrery_replica_images_total', {}), 8, 'the survivor made each image once');
     assert.equal(await metricSum(c.cluster.metricsUrl, 'orrery_images_total', { deployment: 'crash' }), 8, 'eight images delivered, no duplicates');
+  });
+
+  test('SIGKILL on a replica running one batch and holding the next: both complete on the other replica, none lost, none twice', async () => {
+    const seeds = Array.from({ length: 8 }, (_, i) => String(300 + i));
+    const pending = seeds.map((seed) => generate(c.client, { pipeline: 'crash2', prompt: 'p', seed }, 30_000));
+    const inFlight = (r: (typeof c.cluster.replicas)[number]) => metricSum(r.metricsUrl, 'orrery_replica_in_flight_batches', {});
+    await eventually(async () => (await Promise.all(replicasOf('crash2').map(inFlight))).every((n) => n === 2), 5000, 'two batches on each replica');
+    const [victim, survivor] = replicasOf('crash2');
+    const held = await metricSum(victim!.metricsUrl, 'orrery_replica_in_flight_images', {});
+    await c.cluster.stopReplica(victim!, 'SIGKILL');
+    const res = await Promise.all(pending);
+    assertIntact(res, seeds);
+    assert.equal(await retries('crash2', 'replica_lost'), held, `the images of both batches the killed replica held (${held}) were retried`);
+    assert.ok(res.every((r) => r.images[0]!.replica_id === survivor!.id), 'the killed replica answered nothing');
+    assert.equal(await metricSum(survivor!.metricsUrl, 'orrery_replica_images_total', {}), 8, 'the survivor made each image once');
+    assert.equal(await metricSum(c.cluster.metricsUrl, 'orrery_images_total', { deployment: 'crash2' }), 8, 'eight images delivered, no duplicates');
   });
 
   test('nats-server restarted: router and replicas reconnect and serve again within 10 s', async () => {
