@@ -83,7 +83,7 @@ export async function run(): Promise<BenchResult> {
     const req = () => ({ planet: PLANET, pipeline: PIPELINE, seed: String(seed++) });
     const cpuByDeployment = () => Object.fromEntries(bench.cluster.replicas.map((r) => [r.deployment, cpuSeconds(r.child.pid)]));
 
-    process.stdout.write('  warm-up request (replicas load their models on first use)\n');
+    process.stdout.write('  warm-up request (replicas preload their first model; the first request warms the rest of each stage)\n');
     const warm = await streamRequest(client, req(), DEADLINE_MS);
 
     process.stdout.write(`  ${sequentialN} requests one at a time\n`);
@@ -136,7 +136,7 @@ export async function run(): Promise<BenchResult> {
       {
         title: `Per-stage seconds, ${PIPELINE} at ${w}x${h} (median over requests)`,
         columns: ['requests', 'stage', 'batch size', 'queue s', 'run s', 'transfer + other s', 'stage total s'],
-        rows: [...stageRows(`one at a time (${seq.length})`, seq), ...stageRows(`${CONCURRENCY} concurrent (${conc.length})`, conc), ...stageRows('warm-up (first use)', [warm])],
+        rows: [...stageRows(`one at a time (${seq.length})`, seq), ...stageRows(`${CONCURRENCY} concurrent (${conc.length})`, conc), ...stageRows('warm-up (first request)', [warm])],
         note: 'queue and run: the router\'s GenerateResponse timings — waiting in the deployment\'s queue (including the batch wait), and the replica\'s model run for the whole batch (stage run(): decode input, inference, encode PNG). '
           + 'transfer + other: the rest of the stage\'s span, from the router dispatching the batch to the next stage\'s work being queued (the last stage: to the first image chunk at the client) — request/reply over NATS, '
           + 'the images through the NATS object store, the replica fetching and storing them. Stage total = queue + run + transfer. Batch size: as the stage_started events report it.',
@@ -145,7 +145,7 @@ export async function run(): Promise<BenchResult> {
         title: 'End-to-end latency and throughput',
         columns: ['requests', 'latency median s', 'latency min–max s', 'images/s', 'wall s', 'sum of stage totals (median) s', 'outside the stages (median) s'],
         rows: [
-          ['warm-up (first use: models load)', sec(warm.latencyMs / 1000), '', '', sec(warm.latencyMs / 1000), sec(spans(warm).reduce((a, s) => a + s.span, 0)), ''],
+          ['warm-up (first request)', sec(warm.latencyMs / 1000), '', '', sec(warm.latencyMs / 1000), sec(spans(warm).reduce((a, s) => a + s.span, 0)), ''],
           [`one at a time (${seq.length})`, sec(median(latency(seq))), `${sec(Math.min(...latency(seq)))}–${sec(Math.max(...latency(seq)))}`, seqRate.toFixed(3), sec(seqWall),
             sec(median(seq.map((r) => spans(r).reduce((a, s) => a + s.span, 0)))), sec(median(seq.map((r) => r.latencyMs / 1000 - spans(r).reduce((a, s) => a + s.span, 0))))],
           [`${CONCURRENCY} concurrent (${conc.length})`, sec(median(latency(conc))), `${sec(Math.min(...latency(conc)))}–${sec(Math.max(...latency(conc)))}`, concRate.toFixed(3), sec(concWalls.reduce((a, b) => a + b, 0)),
