@@ -6,7 +6,7 @@ SHELL := /bin/bash
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 TEST_FLAGS := --test-concurrency=1 --test-timeout=300000
 
-.PHONY: help deps install-debian-packages build test test-unit test-integration demo bench clean
+.PHONY: help deps install-debian-packages install-bench-packages build test test-unit test-integration demo bench clean
 
 help:
 	@echo "make demo    run a local cluster and generate images into ./out"
@@ -33,6 +33,12 @@ install-debian-packages:
 
 deps: node_modules/.package-lock.json install-debian-packages
 
+# The benchmarks also drive the router with h2load (Debian package nghttp2-client), a C HTTP/2
+# client light enough to leave this machine's CPU to the router.
+install-bench-packages:
+	@command -v h2load >/dev/null 2>&1 || { echo "installing Debian packages: nghttp2-client"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends nghttp2-client; }
+
 build: deps
 	npx tsc -p tsconfig.json
 
@@ -48,7 +54,7 @@ test-integration: build
 demo: build
 	node bin/orrery.js demo --out ./out
 
-bench: build
+bench: build install-bench-packages
 	node dist/bench/run.js
 
 clean:
