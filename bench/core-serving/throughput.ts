@@ -96,8 +96,10 @@ export async function throughputCeiling(): Promise<{ checks: Check[]; tables: Ta
     const h0 = await scrape(c.cluster.metricsUrl);
     const h2Routed = await h2loadGenerate({ ...h2, address: c.cluster.grpcAddress, warmupS: T.warmupMs / 1000, durationS: T.windowMs / 1000, pids: { router: c.pids.router, replicas: c.pids.replicas, 'nats-server': c.pids.nats } });
     const h1 = await scrape(c.cluster.metricsUrl);
-    // h2load sees HTTP statuses only: every call the router finished in that time must be gRPC OK.
-    const h2GrpcFailed = delta(h0, h1, 'orrery_requests_total', { method: 'Generate' }) - delta(h0, h1, 'orrery_requests_total', { method: 'Generate', code: 'OK' });
+    // h2load sees HTTP statuses only: every call the router finished in that time must be gRPC OK,
+    // but for the calls h2load abandoned in flight when it stopped (CANCELLED).
+    const h2GrpcFailed = delta(h0, h1, 'orrery_requests_total', { method: 'Generate' }) - delta(h0, h1, 'orrery_requests_total', { method: 'Generate', code: 'OK' })
+      - delta(h0, h1, 'orrery_requests_total', { method: 'Generate', code: 'CANCELLED' });
     const h2MeanBatch = delta(h0, h1, 'orrery_batch_size_sum', { deployment: 'bulk' }) / delta(h0, h1, 'orrery_batch_size_count', { deployment: 'bulk' });
     const stubProc = await spawnReady('echo-server.js', [c.cluster.natsUrl, 'bench.echo', '16']);
     let stub: Driven;
@@ -132,7 +134,7 @@ export async function throughputCeiling(): Promise<{ checks: Check[]; tables: Ta
           ['router → NATS → 2 replicas, grpc-js clients', Math.round(routed.perS), routed.failed, round(routed.latency.p50), round(routed.latency.p99), round(meanBatch), Math.round(batches / (T.windowMs / 1000)), routerUs, usPerReq(routed, 'clients')],
           ['grpc-js stub (answers at once), grpc-js clients', Math.round(stub.perS), stub.failed, round(stub.latency.p50), round(stub.latency.p99), '–', '–', usPerReq(stub, 'gRPC stub'), usPerReq(stub, 'clients')],
         ],
-        note: `h2load: ${T.h2load.clients} connections × ${T.h2load.streams} streams in flight, one thread; its failed count includes calls the router ended with a gRPC status other than OK (orrery_requests_total). CPU in cores busy during the h2load windows — router run: ${cpuCols(h2Routed)}; stub run: ${cpuCols(h2Stub)}. grpc-js clients: ${T.clientProcesses} client processes × ${T.channelsPerProcess} HTTP/2 connections, ${T.inFlightPerProcess} requests in flight each; ${T.deployment.replicas} zero-cost replicas, max_batch_size ${T.deployment.max_batch_size}, max_ongoing_batches ${T.deployment.max_ongoing_batches}, batch_wait_timeout_ms ${T.deployment.batch_wait_timeout_ms}; ${T.warmupMs / 1000} s warm-up, ${T.windowMs / 1000} s window (stub: ${T.stubWarmupMs / 1000} s, ${T.stubWindowMs / 1000} s). CPU in cores busy during the window — router run: ${cpuCols(routed)}; stub run: ${cpuCols(stub)}.`,
+        note: `h2load: ${T.h2load.clients} connections × ${T.h2load.streams} streams in flight, one thread; its failed count includes calls the router ended with a gRPC status other than OK (orrery_requests_total; CANCELLED excepted: the calls h2load abandons in flight when it stops). CPU in cores busy during the h2load windows — router run: ${cpuCols(h2Routed)}; stub run: ${cpuCols(h2Stub)}. grpc-js clients: ${T.clientProcesses} client processes × ${T.channelsPerProcess} HTTP/2 connections, ${T.inFlightPerProcess} requests in flight each; ${T.deployment.replicas} zero-cost replicas, max_batch_size ${T.deployment.max_batch_size}, max_ongoing_batches ${T.deployment.max_ongoing_batches}, batch_wait_timeout_ms ${T.deployment.batch_wait_timeout_ms}; ${T.warmupMs / 1000} s warm-up, ${T.windowMs / 1000} s window (stub: ${T.stubWarmupMs / 1000} s, ${T.stubWindowMs / 1000} s). CPU in cores busy during the window — router run: ${cpuCols(routed)}; stub run: ${cpuCols(stub)}.`,
       },
     ];
     const clientUs = usPerReq(routed, 'clients');

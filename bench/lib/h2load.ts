@@ -35,9 +35,9 @@ export interface H2loadRun {
   readonly answered: number;
   /** Answered requests per second over the measured part. */
   readonly perS: number;
-  /** Requests without an HTTP 200 (connection errors, timeouts, …). */
+  /** Requests h2load counted failed, errored or timed out. */
   readonly failed: number;
-  /** Latency of each answered request, from h2load's per-request log (ms). */
+  /** Latency of each answered request (HTTP 200), from h2load's per-request log (ms). */
   readonly latency: Summary;
   /** CPU used while the measured part ran (cores busy), by h2load and the processes in `pids`. */
   readonly cpu: Record<string, { cpuSeconds: number; cores: number }>;
@@ -82,9 +82,16 @@ export async function h2loadGenerate(o: H2loadOptions): Promise<H2loadRun> {
   const used = cpu.end();
   const code = await exited;
   if (code !== 0) throw new Error(`h2load exited with ${code}: ${output.slice(-2000)}`);
-  // Per request: start (µs since the epoch), HTTP status, duration (µs). The log has the measured part only.
+  // Counts from h2load's summary (the measured part only; requests still in flight when it stops
+  // are abandoned, not counted). Latencies from its per-request log: start (µs), HTTP status,
+  // duration (µs); its rows without a status are not answers.
+  const m = /requests: (\d+) total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout/.exec(output);
+  if (!m) throw new Error(`unexpected h2load output: ${output.slice(-2000)}`);
   const rows = fs.readFileSync(log, 'utf8').trim().split('\n').filter(Boolean).map((l) => l.split('\t').map(Number));
   fs.rmSync(log, { force: true });
-  const ok = rows.filter((r) => r[1] === 200);
-  return { answered: ok.length, perS: ok.length / o.durationS, failed: rows.length - ok.length, latency: summarize(ok.map((r) => r[2]! / 1000)), cpu: used };
+  const succeeded = Number(m[2]);
+  return {
+    answered: succeeded, perS: succeeded / o.durationS, failed: Number(m[3]) + Number(m[4]) + Number(m[5]),
+    latency: summarize(rows.filter((r) => r[1] === 200).map((r) => r[2]! / 1000)), cpu: used,
+  };
 }
