@@ -157,7 +157,7 @@ export class DeploymentScheduler {
         this.armTimer(d.untilMs, now);
         return;
       }
-      if (this.shedDoomed(d.key, d.indexes, d.replicaId, now)) continue;
+      if (this.shedDoomed(d.key, d.indexes, now)) continue;
       const take = new Set(d.indexes);
       const units = this.queue.filter((_, i) => take.has(i));
       this.queue = this.queue.filter((_, i) => !take.has(i));
@@ -176,19 +176,24 @@ export class DeploymentScheduler {
   }
 
   /**
-   * Deadline shedding: an image among queue positions `indexes`, about to go to `replicaId`,
-   * cannot be answered in time when its deadline is nearer than the work already on that replica
-   * (expected run times of its batches in flight), plus the fastest recent run of such a batch
+   * Deadline shedding: an image among queue positions `indexes` cannot be answered in time when
+   * its deadline is nearer than the time until the first replica is free (the expected run times
+   * of the batches in flight on it), plus the fastest recent run of such a batch
    * (BatchTimings.runLowerBoundMs), plus the usual transport overhead. Such images fail now with
    * DEADLINE_EXCEEDED instead of taking device time from requests that can still make theirs —
    * under overload this is what keeps goodput near capacity. Returns true if it shed any (the
    * caller decides again).
    */
-  private shedDoomed(key: string, indexes: readonly number[], replicaId: string, now: number): boolean {
+  private shedDoomed(key: string, indexes: readonly number[], now: number): boolean {
     const runMs = this.timings.runLowerBoundMs(key, indexes.length);
     if (runMs === undefined) return false;
-    const l = this.replicaLoad(replicaId);
-    const aheadMs = l.batches > 0 && Number.isFinite(l.busyUntilMs) ? Math.max(0, l.busyUntilMs - now) : 0;
+    // The earliest any replica could start the batch: a bound whichever replica it ends up on.
+    let aheadMs = Number.POSITIVE_INFINITY;
+    for (const r of this.deps.registry.serving(this.config.name)) {
+      const l = this.replicaLoad(r.id);
+      aheadMs = Math.min(aheadMs, l.batches > 0 && Number.isFinite(l.busyUntilMs) ? Math.max(0, l.busyUntilMs - now) : 0);
+    }
+    if (!Number.isFinite(aheadMs)) aheadMs = 0;
     const boundMs = aheadMs + runMs + (this.timings.overheadMs ?? 0);
     const doomed = new Set<WorkUnit>();
     for (const i of indexes) {
@@ -197,7 +202,7 @@ export class DeploymentScheduler {
     }
     if (doomed.size === 0) return false;
     this.queue = this.queue.filter((u) => !doomed.has(u));
-    const why = `answering it takes at least ${Math.round(boundMs)} ms (${Math.round(aheadMs)} ms of work ahead of it on the replica, ${Math.round(runMs)} ms for its batch, and the round trip)`;
+    const why = `answering it takes at least ${Math.round(boundMs)} ms (${Math.round(aheadMs)} ms until a replica is free, ${Math.round(runMs)} ms for its batch, and the round trip)`;
     for (const u of doomed) {
       u.fail(new DeadlineExceededError(`in deployment ${this.config.name}'s queue: ${Math.max(0, Math.round(u.deadlineMs - now))} ms were left and ${why}, so it was not run`));
     }
