@@ -128,8 +128,9 @@ function compareCandidates(a: Candidate, b: Candidate): number {
  *   where later requests can still join it, or goes to a replica that can start it sooner. So
  *   a second slot hides the round trip between batches without splitting the queue into small
  *   batches.
- * - If no group is ready → `wait` until the earliest time one becomes ready or a skipped group
- *   would spill (`oldest.enqueuedAtMs + affinityWaitMs`). `untilMs` is always > `nowMs`.
+ * - If no group is ready → `wait` until the earliest time one becomes ready, a skipped group
+ *   would spill (`oldest.enqueuedAtMs + affinityWaitMs`) or a busy replica's spare slot opens to
+ *   partial batches. `untilMs` is always > `nowMs`.
  *
  * @param queue items in arrival order; `indexes` in the result are positions in it, oldest first,
  *   at most `maxBatchSize`, all with the same key.

@@ -21,6 +21,8 @@ describe('scheduling', () => {
       small: { stage: 'synthetic', models: ['s'], max_queued_requests: 3, max_batch_size: 1, max_ongoing_batches: 1, options: { fixed_ms: 600 } },
       slow: { stage: 'synthetic', models: ['slow'], max_batch_size: 1, max_ongoing_batches: 1, options: { fixed_ms: 2500 } },
       shed: { stage: 'synthetic', models: ['shed'], max_batch_size: 1, max_ongoing_batches: 1, options: { fixed_ms: 600 } },
+      // Its first model cannot load: the replica must still start and serve the other one.
+      preloadfail: { stage: 'synthetic', models: ['broken', 'fine'], options: { fail_models: ['broken'] } },
     }));
   });
   after(() => c?.stop());
@@ -38,6 +40,15 @@ describe('scheduling', () => {
     for (const r of c.cluster.replicas.filter((x) => x.deployment === 'mux')) {
       assert.equal(await metricSum(r.metricsUrl, 'orrery_model_loads_total', {}), 0, `${r.id}: preload_models [] loads nothing at start`);
     }
+  });
+
+  test('a model that fails to preload leaves the replica serving its other models; its own requests get the load error', async () => {
+    const ok = await generate(c.client, { pipeline: 'preloadfail', model_id: 'fine', prompt: 'x' });
+    assert.equal(ok.images[0]!.model_id, 'fine');
+    const err = await grpcError(generate(c.client, { pipeline: 'preloadfail', model_id: 'broken', prompt: 'x' }));
+    assert.equal(err.code, status.INTERNAL);
+    assert.equal(err.metadata.get('orrery-error-code')[0], 'ORRERY_ERR_MODEL_LOAD_FAILED');
+    assert.match(err.details, /broken is configured to fail/);
   });
 
   test('a mixed two-model stream over two replicas loads each model once and keeps each model on its replica', async () => {
