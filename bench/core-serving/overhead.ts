@@ -15,7 +15,7 @@ import { wire } from '../../services/common/wire.js';
 import { syntheticPayload } from '../../services/stages/synthetic.js';
 import { benchConfig, startBenchCluster, timedGenerate } from '../lib/bench-cluster.js';
 import { spawnReady, stopChild } from '../lib/child.js';
-import { generateRequestBody, h2loadGenerate, type H2loadRun } from '../lib/h2load.js';
+import { generateRequestBody, h2loadGenerate, routerGrpcFailures, type H2loadRun } from '../lib/h2load.js';
 import { openLoop, sequential, type OpResult } from '../lib/load.js';
 import { CpuMeter } from '../lib/proc-cpu.js';
 import { delta, scrape } from '../lib/prometheus.js';
@@ -138,10 +138,7 @@ export async function routerOverhead(): Promise<{ checks: Check[]; tables: Table
     const h0 = await scrape(c.cluster.metricsUrl);
     const h2Gen = await h2loadGenerate({ ...paced, address: c.cluster.grpcAddress, durationS: OVERHEAD.openLoopMs / 1000, pids: { router: c.pids.router, replica: c.pids.replicas, 'nats-server': c.pids.nats } });
     const h1 = await scrape(c.cluster.metricsUrl);
-    // h2load sees HTTP statuses only: every call the router finished in that time must be gRPC OK,
-    // but for the calls h2load abandoned in flight when it stopped (CANCELLED).
-    const h2GrpcFailed = delta(h0, h1, 'orrery_requests_total', { method: 'Generate' }) - delta(h0, h1, 'orrery_requests_total', { method: 'Generate', code: 'OK' })
-      - delta(h0, h1, 'orrery_requests_total', { method: 'Generate', code: 'CANCELLED' });
+    const h2GrpcFailed = routerGrpcFailures(h0, h1);
     const h2Stub = await h2loadGenerate({ ...paced, address: echo.fields.grpc!, durationS: OVERHEAD.baselineOpenLoopMs / 1000, pids: { 'gRPC stub': [echo.child.pid!] } });
     const h2RouterUs = (h2Gen.cpu.router!.cores / h2Gen.perS) * 1e6;
 

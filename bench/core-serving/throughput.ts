@@ -11,7 +11,7 @@ import type { ChildProcess } from 'node:child_process';
 import os from 'node:os';
 import { benchConfig, startBenchCluster } from '../lib/bench-cluster.js';
 import { forkHelper, spawnReady, stopChild } from '../lib/child.js';
-import { generateRequestBody, h2loadGenerate, type H2loadRun } from '../lib/h2load.js';
+import { generateRequestBody, h2loadGenerate, routerGrpcFailures, type H2loadRun } from '../lib/h2load.js';
 import type { LoadJob, LoadReport } from '../lib/load-worker.js';
 import { CpuMeter } from '../lib/proc-cpu.js';
 import { delta, scrape } from '../lib/prometheus.js';
@@ -96,10 +96,7 @@ export async function throughputCeiling(): Promise<{ checks: Check[]; tables: Ta
     const h0 = await scrape(c.cluster.metricsUrl);
     const h2Routed = await h2loadGenerate({ ...h2, address: c.cluster.grpcAddress, warmupS: T.warmupMs / 1000, durationS: T.windowMs / 1000, pids: { router: c.pids.router, replicas: c.pids.replicas, 'nats-server': c.pids.nats } });
     const h1 = await scrape(c.cluster.metricsUrl);
-    // h2load sees HTTP statuses only: every call the router finished in that time must be gRPC OK,
-    // but for the calls h2load abandoned in flight when it stopped (CANCELLED).
-    const h2GrpcFailed = delta(h0, h1, 'orrery_requests_total', { method: 'Generate' }) - delta(h0, h1, 'orrery_requests_total', { method: 'Generate', code: 'OK' })
-      - delta(h0, h1, 'orrery_requests_total', { method: 'Generate', code: 'CANCELLED' });
+    const h2GrpcFailed = routerGrpcFailures(h0, h1);
     const h2MeanBatch = delta(h0, h1, 'orrery_batch_size_sum', { deployment: 'bulk' }) / delta(h0, h1, 'orrery_batch_size_count', { deployment: 'bulk' });
     const stubProc = await spawnReady('echo-server.js', [c.cluster.natsUrl, 'bench.echo', '16']);
     let stub: Driven;

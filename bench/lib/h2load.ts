@@ -14,6 +14,7 @@ import path from 'node:path';
 import protobuf from 'protobufjs';
 import { protoDir } from '../../services/common/wire.js';
 import { CpuMeter } from './proc-cpu.js';
+import { delta, type Scrape } from './prometheus.js';
 import { summarize, type Summary } from './stats.js';
 
 /** Writes `request` (an orrery.v1.GenerateRequest, proto field names) as a gRPC request body; returns the file. */
@@ -94,4 +95,14 @@ export async function h2loadGenerate(o: H2loadOptions): Promise<H2loadRun> {
     answered: succeeded, perS: succeeded / o.durationS, failed: Number(m[3]) + Number(m[4]) + Number(m[5]),
     latency: summarize(rows.filter((r) => r[1] === 200).map((r) => r[2]! / 1000)), cpu: used,
   };
+}
+
+/**
+ * Generate calls the router ended with a gRPC status other than OK between two scrapes of its
+ * metrics — what h2load, seeing HTTP statuses only, cannot tell. CANCELLED is left out: those are
+ * the calls h2load abandons in flight when it stops.
+ */
+export function routerGrpcFailures(before: Scrape, after: Scrape): number {
+  const n = (labels: Record<string, string>) => delta(before, after, 'orrery_requests_total', { method: 'Generate', ...labels });
+  return n({}) - n({ code: 'OK' }) - n({ code: 'CANCELLED' });
 }

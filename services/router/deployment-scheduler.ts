@@ -45,11 +45,12 @@ interface ReplicaLoad {
    */
   inFlightModels: Map<string, number>;
   /**
-   * Expected run time (ms, from BatchTimings) of each batch in flight on the replica, in send
-   * order; NaN where nothing was known. With `busyUntilMs` (when the replica should be done with
-   * all of them: NaN if unknown) it tells the batch policy when a partial batch may take a spare slot.
+   * The batches in flight on the replica, each with its expected run time (ms, from
+   * BatchTimings; NaN where nothing was known). With `busyUntilMs` (when the replica should be
+   * done with all of them: NaN if unknown) it tells the batch policy when a partial batch may take
+   * a spare slot, and deadline shedding how long a new batch would wait.
    */
-  expectedMs: number[];
+  expected: Set<{ readonly ms: number }>;
   busyUntilMs: number;
 }
 
@@ -135,7 +136,7 @@ export class DeploymentScheduler {
 
   private replicaLoad(id: string): ReplicaLoad {
     let l = this.load.get(id);
-    if (!l) this.load.set(id, (l = { batches: 0, items: 0, inFlightModels: new Map(), expectedMs: [], busyUntilMs: Number.NaN }));
+    if (!l) this.load.set(id, (l = { batches: 0, items: 0, inFlightModels: new Map(), expected: new Set(), busyUntilMs: Number.NaN }));
     return l;
   }
 
@@ -163,15 +164,15 @@ export class DeploymentScheduler {
       this.queue = this.queue.filter((_, i) => !take.has(i));
       const l = this.replicaLoad(d.replicaId);
       const toIdle = l.batches === 0;
-      const expectedMs = this.timings.runExpectedMs(d.key, units.length) ?? Number.NaN;
+      const expected = { ms: this.timings.runExpectedMs(d.key, units.length) ?? Number.NaN };
       l.batches++;
       l.items += units.length;
       l.inFlightModels.set(d.modelId, (l.inFlightModels.get(d.modelId) ?? 0) + 1);
-      l.expectedMs.push(expectedMs);
-      l.busyUntilMs = (toIdle ? now : Math.max(now, l.busyUntilMs)) + expectedMs;
+      l.expected.add(expected);
+      l.busyUntilMs = (toIdle ? now : Math.max(now, l.busyUntilMs)) + expected.ms;
       this.deps.metrics.batchDispatched(this.config.name, units.length, d.affinity);
       for (const u of units) this.deps.metrics.queueWait(this.config.name, (now - u.enqueuedAtMs) / 1000);
-      void this.run(d.replicaId, d.key, units, toIdle, expectedMs);
+      void this.run(d.replicaId, d.key, units, toIdle, expected);
     }
   }
 
@@ -220,7 +221,7 @@ export class DeploymentScheduler {
     }, clampTimerMs(untilMs - now));
   }
 
-  private async run(replicaId: string, key: string, units: WorkUnit[], toIdle: boolean, expectedMs: number): Promise<void> {
+  private async run(replicaId: string, key: string, units: WorkUnit[], toIdle: boolean, expected: { readonly ms: number }): Promise<void> {
     const live = units.filter((u) => !u.settled);
     // One "started" per request in the batch, not one per image.
     const seen = new Set<string>();
@@ -237,9 +238,9 @@ export class DeploymentScheduler {
     l.batches--;
     l.items -= units.length;
     // The replica works on what is left: expected done after their expected run times.
-    const i = l.expectedMs.indexOf(expectedMs);
-    l.expectedMs.splice(i >= 0 ? i : 0, 1);
-    l.busyUntilMs = this.deps.now() + l.expectedMs.reduce((a, b) => a + b, 0);
+    l.expected.delete(expected);
+    l.busyUntilMs = this.deps.now();
+    for (const e of l.expected) l.busyUntilMs += e.ms;
     if (outcome.kind === 'replied' && !outcome.error) {
       const runMs = outcome.runSeconds * 1000;
       // Only a batch that had the replica to itself measures the transport: others also waited for the device.
