@@ -4,6 +4,8 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Installs the Debian packages named in $$missing (a shell variable of the recipe using it).
+APT_INSTALL_MISSING := $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing
 TEST_FLAGS := --test-concurrency=1 --test-timeout=300000
 
 .PHONY: help deps install-debian-packages install-bench-packages build test test-unit test-integration demo bench clean
@@ -28,7 +30,7 @@ install-debian-packages:
 	{ command -v prometheus >/dev/null 2>&1 || [ -x /usr/bin/prometheus ]; } || missing="$$missing prometheus"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
-	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	  $(APT_INSTALL_MISSING); \
 	fi
 
 deps: node_modules/.package-lock.json install-debian-packages
@@ -36,8 +38,8 @@ deps: node_modules/.package-lock.json install-debian-packages
 # The benchmarks also drive the router with h2load (Debian package nghttp2-client), a C HTTP/2
 # client light enough to leave this machine's CPU to the router.
 install-bench-packages:
-	@command -v h2load >/dev/null 2>&1 || { echo "installing Debian packages: nghttp2-client"; \
-	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends nghttp2-client; }
+	@command -v h2load >/dev/null 2>&1 || { missing=nghttp2-client; echo "installing Debian packages: $$missing"; \
+	  $(APT_INSTALL_MISSING); }
 
 build: deps
 	npx tsc -p tsconfig.json
