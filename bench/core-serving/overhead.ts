@@ -42,8 +42,8 @@ const REQUEST = { pipeline: 'zero', prompt: 'a small planet', seed: '1' };
 /** A one-image batch as the router encodes it. */
 function batchRequest(requestId: string): Uint8Array {
   return wire.batchRequest.encode({
-    batchId: randomUUID(), attempt: 1, deployment: 'zero', modelId: 'zero', stage: 'synthetic', deadlineUnixMs: Date.now() + 10_000, progressSubject: '',
-    items: [{ requestId, imageIndex: 0, seed: '1', prompt: REQUEST.prompt, negativePrompt: '', steps: 30, guidanceScale: 5, width: 1024, height: 1024, strength: 0.3, outputFormat: 'png', stageParamsJson: '{}', intermediate: false, initImage: null }],
+    batchId: randomUUID(), attempt: 1, modelId: 'zero', deadlineUnixMs: Date.now() + 10_000, progressSubject: '',
+    items: [{ requestId, imageIndex: 0, seed: '1', prompt: REQUEST.prompt, negativePrompt: '', steps: 30, guidanceScale: 5, width: 1024, height: 1024, strength: 0.3, outputFormat: 'png', stageParamsJson: '{}', intermediate: false, initImage: null, pipeline: 'zero', priority: 'online' }],
   });
 }
 

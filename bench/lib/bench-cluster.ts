@@ -6,13 +6,11 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
+import type * as grpc from '@grpc/grpc-js';
 import { stringify as toYaml } from 'yaml';
-import { generate, type ImageServiceClient } from '../../services/cli/client.js';
+import { generate, imageServiceClient, type ImageServiceClient } from '../../services/cli/client.js';
 import { LocalCluster } from '../../services/cli/local-cluster.js';
 import { loadConfig } from '../../services/cli/load-config.js';
-import { protoDir } from '../../services/common/wire.js';
 import { descendantPids } from './proc-cpu.js';
 
 export interface BenchCluster {
@@ -76,11 +74,7 @@ export async function startBenchCluster(config: Record<string, unknown>): Promis
  * clients with equal options, so `channel` goes into the options to keep them apart.
  */
 export function channelClient(address: string, channel = 0): ImageServiceClient {
-  const def = protoLoader.loadSync(path.join(protoDir(), 'orrery/v1/image_service.proto'), {
-    keepCase: true, longs: String, enums: String, defaults: true, oneofs: true, includeDirs: [protoDir()],
-  });
-  const pkg = grpc.loadPackageDefinition(def) as unknown as { orrery: { v1: { ImageService: grpc.ServiceClientConstructor } } };
-  return new pkg.orrery.v1.ImageService(address, grpc.credentials.createInsecure(), { 'orrery.bench_channel': channel }) as unknown as ImageServiceClient;
+  return imageServiceClient(address, { 'orrery.bench_channel': channel });
 }
 
 /** Generate (services/cli/client.ts), resolving with the latency in ms or the failure's gRPC code. */

@@ -6,11 +6,9 @@
  *
  * Usage: node echo-server.js <nats-url> <subject> <reply-bytes>; prints `ready grpc=HOST:PORT`.
  */
-import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
 import { connect } from '@nats-io/transport-node';
-import { protoDir } from '../../services/common/wire.js';
+import { imageServiceDefinition } from '../../services/common/grpc-protos.js';
 import { syntheticPayload } from '../../services/stages/synthetic.js';
 
 async function main(): Promise<void> {
@@ -21,13 +19,9 @@ async function main(): Promise<void> {
   nc.subscribe(subject, { callback: (err, msg) => void (err ? undefined : msg.respond(reply)) });
   await nc.flush();
 
-  const def = protoLoader.loadSync(path.join(protoDir(), 'orrery/v1/image_service.proto'), {
-    keepCase: true, longs: String, enums: String, defaults: true, oneofs: true, includeDirs: [protoDir()],
-  });
-  const pkg = grpc.loadPackageDefinition(def) as unknown as { orrery: { v1: { ImageService: grpc.ServiceClientConstructor } } };
   const server = new grpc.Server();
   const data = syntheticPayload({ modelId: 'zero', seed: '1', requestId: '00000000-0000-4000-8000-000000000000', imageIndex: 0, prompt: 'a small planet' }, 0);
-  server.addService(pkg.orrery.v1.ImageService.service, {
+  server.addService(imageServiceDefinition().service, {
     Generate: (call: grpc.ServerUnaryCall<{ prompt: string }, unknown>, cb: grpc.sendUnaryData<unknown>) => {
       cb(null, {
         request_id: '00000000-0000-4000-8000-000000000000',

@@ -2,11 +2,8 @@
  * A typed-enough gRPC client for orrery.v1.ImageService and grpc.health.v1.Health, built from
  * the same .proto files at run time. Used by `orrery generate`, the tests and the benchmarks.
  */
-import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
-import { protoPath as healthProtoPath } from 'grpc-health-check';
-import { protoDir } from '../common/wire.js';
+import { healthServiceDefinition, imageServiceDefinition } from '../common/grpc-protos.js';
 
 export interface ImageServiceClient extends grpc.Client {
   Generate(req: object, meta: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: GenerateResponse) => void): grpc.ClientUnaryCall;
@@ -38,14 +35,15 @@ export interface ListModelsResponse {
   deployments: Array<{ name: string; ready_replicas: number; queued_requests: number }>;
 }
 
-const LOADER_OPTIONS: protoLoader.Options = { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true };
-
 const CHANNEL_OPTIONS = { 'grpc.max_receive_message_length': 256 * 1024 * 1024, 'grpc.max_send_message_length': 80 * 1024 * 1024 };
 
-export function imageServiceClient(address: string): ImageServiceClient {
-  const def = protoLoader.loadSync(path.join(protoDir(), 'orrery/v1/image_service.proto'), { ...LOADER_OPTIONS, includeDirs: [protoDir()] });
-  const pkg = grpc.loadPackageDefinition(def) as unknown as { orrery: { v1: { ImageService: grpc.ServiceClientConstructor } } };
-  return new pkg.orrery.v1.ImageService(address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS) as unknown as ImageServiceClient;
+/**
+ * An ImageService client. `options` are added to the channel's (grpc-js shares one connection
+ * between clients with equal options: a distinct option keeps a client on its own connection).
+ */
+export function imageServiceClient(address: string, options: grpc.ChannelOptions = {}): ImageServiceClient {
+  const ImageService = imageServiceDefinition();
+  return new ImageService(address, grpc.credentials.createInsecure(), { ...CHANNEL_OPTIONS, ...options }) as unknown as ImageServiceClient;
 }
 
 export interface HealthClient extends grpc.Client {
@@ -53,9 +51,8 @@ export interface HealthClient extends grpc.Client {
 }
 
 export function healthClient(address: string): HealthClient {
-  const def = protoLoader.loadSync(healthProtoPath, LOADER_OPTIONS);
-  const pkg = grpc.loadPackageDefinition(def) as unknown as { grpc: { health: { v1: { Health: grpc.ServiceClientConstructor } } } };
-  return new pkg.grpc.health.v1.Health(address, grpc.credentials.createInsecure()) as unknown as HealthClient;
+  const Health = healthServiceDefinition();
+  return new Health(address, grpc.credentials.createInsecure()) as unknown as HealthClient;
 }
 
 /** Generate as a promise. `deadlineMs` is relative. */

@@ -12,19 +12,3 @@ export function earliestDeadline(...deadlines: Array<number | undefined>): numbe
   const set = deadlines.filter((d): d is number => typeof d === 'number' && d > 0 && Number.isFinite(d));
   return set.length ? Math.min(...set) : 0;
 }
-
-/** Resolves after `ms`, or rejects with the signal's reason when it aborts first. */
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const onAbort = () => {
-      clearTimeout(t);
-      reject(signal!.reason);
-    };
-    const t = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, clampTimerMs(ms));
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
-}

@@ -14,9 +14,12 @@ export interface WorkItem {
   initImage?: Payload | null; outputFormat: string; stageParamsJson: string;
   /** The output feeds the next pipeline stage (see worker.proto). */
   intermediate: boolean;
+  pipeline: string;
+  /** online | bulk */
+  priority: string;
 }
 export interface BatchRequest {
-  batchId: string; attempt: number; deployment: string; modelId: string; stage: string;
+  batchId: string; attempt: number; modelId: string;
   items: WorkItem[]; deadlineUnixMs: number; progressSubject: string;
 }
 export interface ErrorInfo { code: string; message: string }

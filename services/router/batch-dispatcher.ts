@@ -1,9 +1,8 @@
 /**
  * Sends one batch to one replica over NATS and brings back its answer. The scheduler decides
- * what to send where; this file owns the wire: payloads (inline or object store), progress
- * subscriptions, cancellation messages, and detecting a batch that will never be answered —
- * because its replica stopped heartbeating, or because its heartbeats no longer list the batch
- * (a message lost while NATS restarted).
+ * what to send where and puts the batch on the replica's handle (replica-handle.ts, which also
+ * detects lost batches from heartbeats); this file owns the wire: payloads (inline or object
+ * store), progress events, cancellation messages, and the reply.
  *
  * Replies and progress events come back on ONE subscription per router (`subjects.routerInbox`),
  * matched to their batch by the batch id in the subject: no per-batch subscription or request
@@ -16,7 +15,9 @@ import { clampTimerMs } from '../common/deadline.js';
 import type { Logger } from '../common/logger.js';
 import type { PayloadStore } from '../common/payload-store.js';
 import type { Subjects } from '../common/subjects.js';
-import { wire, type BatchReply, type ErrorInfo, type Heartbeat, type Progress, type WorkItem } from '../common/wire.js';
+import { wire, type BatchReply, type ErrorInfo, type Progress, type WorkItem } from '../common/wire.js';
+import { encodeWorkItem } from '../common/work-item.js';
+import type { BatchSlot, ReplicaHandle } from './replica-handle.js';
 import type { WorkUnit } from './work-unit.js';
 
 export interface ItemOutcome {
@@ -37,19 +38,10 @@ export type BatchOutcome =
    */
   | { kind: 'lost'; reason: string; ran: boolean };
 
-/** How a batch in flight ended: the reply's bytes, or why there will be none. */
 type Lost = Extract<BatchOutcome, { kind: 'lost' }>;
-type Settled = { kind: 'reply'; data: Uint8Array } | Lost;
 
 interface InFlight {
-  readonly batchId: string;
-  readonly replicaId: string;
-  /** When the batch message was published (0 while its payloads are still being stored). */
-  sentAtMs: number;
-  /** Heartbeats from the replica, sent well after the batch, that did not list it. */
-  misses: number;
-  /** Ends the batch; the first call wins (true), later ones change nothing (false). */
-  settle(s: Settled): boolean;
+  readonly slot: BatchSlot;
   /** Per-step progress of the batch's images (only for batches that asked for it). */
   readonly progress?: (p: Progress) => void;
 }
@@ -88,89 +80,45 @@ export class BatchDispatcher {
   close(): void {
     this.closed = true;
     this.inboxSub.unsubscribe();
-    for (const b of [...this.inFlight.values()]) b.settle(lost('the router is closing'));
-  }
-
-  /** Batch ids currently awaiting a reply from `replicaId`. */
-  inFlightOn(replicaId: string): string[] {
-    return [...this.inFlight.values()].filter((b) => b.replicaId === replicaId).map((b) => b.batchId);
-  }
-
-  /** Every batch in flight on a replica that is gone ends as 'lost' (the scheduler retries it). */
-  replicaLost(replicaId: string, reason: string): void {
-    for (const b of [...this.inFlight.values()]) if (b.replicaId === replicaId) b.settle(lost(reason));
+    for (const b of [...this.inFlight.values()]) b.slot.settle(lost('the router is closing'));
   }
 
   /**
-   * A replica said it stopped. It answered every batch it finished before saying so (replies go
-   * out before the heartbeat on the same connection), so only the batches its last heartbeat
-   * still lists — cut off by the drain timeout — are lost.
+   * Sends `units` as the batch `slot` on `replica` (the scheduler began it there); resolves when
+   * it is answered or known lost (the handle settles it lost when the replica goes). Never rejects.
    */
-  replicaStopped(hb: Heartbeat): void {
-    const unfinished = new Set(hb.inFlightBatches);
-    for (const b of [...this.inFlight.values()]) {
-      if (b.replicaId === hb.replicaId && unfinished.has(b.batchId)) b.settle(lost('the replica stopped before finishing the batch'));
-    }
-  }
-
-  /**
-   * Batch-loss detection from heartbeats: a batch that a replica's heartbeats have not listed
-   * twice in a row, counting only heartbeats sent at least two intervals after the batch, was
-   * never received or its reply was lost. It ends as 'lost' and is retried.
-   */
-  reconcile(hb: Heartbeat, nowMs: number): void {
-    const listed = new Set(hb.inFlightBatches);
-    for (const b of this.inFlight.values()) {
-      if (b.replicaId !== hb.replicaId) continue;
-      if (listed.has(b.batchId) || b.sentAtMs === 0 || nowMs - b.sentAtMs < 2 * hb.intervalMs) {
-        b.misses = 0;
-        continue;
-      }
-      if (++b.misses >= 2) b.settle(lost('the replica no longer reports the batch (message lost)'));
-    }
-  }
-
-  /** Sends `units` as one batch; resolves when answered or known lost. Never rejects. */
-  async send(replicaId: string, stage: string, units: readonly WorkUnit[], attempt: number): Promise<BatchOutcome> {
+  async send(replica: ReplicaHandle, slot: BatchSlot, units: readonly WorkUnit[], attempt: number): Promise<BatchOutcome> {
     if (this.closed) return lost('the router is closing');
+    const replicaId = replica.id;
     const batchId = randomUUID();
+    slot.batchId = batchId;
     const first = units[0]!;
     const deadlines = units.map((u) => u.deadlineMs);
     const deadline = deadlines.includes(0) ? 0 : Math.max(...deadlines);
     const wantsProgress = units.some((u) => u.observer.progress);
     const onAbort = units.map((u) => u.onAbort(() => this.nc.publish(this.subjects.cancel(replicaId), wire.cancel.encode({ batchId, requestIds: [u.input.requestId] }))));
-    let settle!: (s: Settled) => boolean;
-    let ended: Settled | undefined;
-    const settled = new Promise<Settled>((resolve) => (settle = (s) => {
-      if (ended) return false;
-      ended = s;
-      resolve(s);
-      return true;
-    }));
-    const entry: InFlight = {
-      batchId, replicaId, sentAtMs: 0, misses: 0, settle,
-      ...(wantsProgress ? { progress: progressRouter(units) } : {}),
-    };
-    this.inFlight.set(batchId, entry);
+    const settled = slot.settled();
+    this.inFlight.set(batchId, { slot, ...(wantsProgress ? { progress: progressRouter(units) } : {}) });
     let timer: NodeJS.Timeout | undefined;
     try {
       const items: WorkItem[] = await Promise.all(units.map((u) => this.toWireItem(u)));
       // The replica was lost while the inputs were being stored: the scheduler retries the work
       // elsewhere, so sending it too would run it twice.
-      if (ended?.kind === 'lost') {
+      const early = slot.settlement;
+      if (early?.kind === 'lost') {
         for (const it of items) void this.payloads.discard(it.initImage);
-        return { ...ended, ran: false };
+        return { ...early, ran: false };
       }
       const payload = wire.batchRequest.encode({
-        batchId, attempt, deployment: first.deployment, modelId: first.modelId, stage, items,
+        batchId, attempt, modelId: first.modelId, items,
         deadlineUnixMs: deadline, progressSubject: wantsProgress ? this.subjects.progress(this.routerId, batchId) : '',
       });
       const timeoutMs = deadline ? Math.max(1, deadline - Date.now() + 1000) : this.options.maxBatchWaitMs;
-      timer = setTimeout(() => settle(lost(`no reply within ${timeoutMs} ms`)), clampTimerMs(timeoutMs));
+      timer = setTimeout(() => slot.settle(lost(`no reply within ${timeoutMs} ms`)), clampTimerMs(timeoutMs));
       this.nc.publish(this.subjects.batch(replicaId), payload, { reply: this.subjects.batchReply(this.routerId, batchId) });
       // Only now can the replica's heartbeats be expected to list the batch: storing big input
       // images in the object store above may take longer than a heartbeat interval.
-      entry.sentAtMs = Date.now();
+      slot.sentAtMs = Date.now();
       const s = await settled;
       return s.kind === 'reply' ? await this.readReply(wire.batchReply.decode(s.data), replicaId) : s;
     } catch (err) {
@@ -197,9 +145,9 @@ export class BatchDispatcher {
         b?.progress?.(wire.progress.decode(msg.data));
       } else if (kind === 'reply') {
         // nats-server answers a publish nobody is subscribed to with an empty 503 status message.
-        if (msg.data.length === 0 && msg.headers?.code === 503) b?.settle({ kind: 'lost', reason: 'no replica is subscribed (no responders)', ran: false });
+        if (msg.data.length === 0 && msg.headers?.code === 503) b?.slot.settle({ kind: 'lost', reason: 'no replica is subscribed (no responders)', ran: false });
         // A reply after its batch was declared lost (and retried): free its stored payloads.
-        else if (!b?.settle({ kind: 'reply', data: msg.data }) && msg.data.length > 0) this.discardReply(wire.batchReply.decode(msg.data));
+        else if (!b?.slot.settle({ kind: 'reply', data: msg.data }) && msg.data.length > 0) this.discardReply(wire.batchReply.decode(msg.data));
       }
     } catch (err) {
       this.log.warn({ subject: msg.subject, err: (err as Error).message }, 'unreadable message on the router inbox');
@@ -208,14 +156,9 @@ export class BatchDispatcher {
 
   private async toWireItem(u: WorkUnit): Promise<WorkItem> {
     const i = u.input;
-    return {
-      requestId: i.requestId, imageIndex: i.imageIndex, seed: i.seed.toString(), prompt: i.prompt,
-      negativePrompt: i.negativePrompt, steps: i.steps, guidanceScale: i.guidanceScale, width: i.width,
-      height: i.height, strength: i.strength, outputFormat: i.outputFormat, stageParamsJson: i.stageParamsJson, intermediate: i.intermediate,
-      // Each attempt stores its own copy; the replica deletes it after reading, the bucket TTL
-      // removes what a crashed replica left.
-      initImage: i.initImage ? await this.payloads.put(i.initImage, `in-${i.requestId}`) : null,
-    };
+    // Each attempt stores its own copy; the replica deletes it after reading, the bucket TTL
+    // removes what a crashed replica left.
+    return encodeWorkItem(i, i.initImage ? await this.payloads.put(i.initImage, `in-${i.requestId}`) : null);
   }
 
   private async readReply(reply: BatchReply, replicaId: string): Promise<BatchOutcome> {

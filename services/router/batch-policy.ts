@@ -18,6 +18,8 @@ export interface QueuedItem {
   readonly enqueuedAtMs: number;
   /** Absolute deadline in ms, 0 = none. Expired items are removed by the caller before each call. */
   readonly deadlineMs: number;
+  /** `bulk` items (bulk jobs) go only after every group holding an online item; absent: online. */
+  readonly priority?: 'online' | 'bulk';
 }
 
 export interface BatchPolicyOptions {
@@ -48,6 +50,8 @@ interface Group {
   readonly modelId: string;
   readonly indexes: number[];
   readonly headEnqueuedAtMs: number;
+  /** Holds at least one online item. */
+  readonly online: boolean;
 }
 
 /** A group with its placement and the earliest time its batch may leave. */
@@ -61,11 +65,14 @@ interface Candidate {
 }
 
 function groupByKey(queue: readonly QueuedItem[]): Group[] {
-  const byKey = new Map<string, { key: string; modelId: string; indexes: number[]; headEnqueuedAtMs: number }>();
+  const byKey = new Map<string, { key: string; modelId: string; indexes: number[]; headEnqueuedAtMs: number; online: boolean }>();
   queue.forEach((item, index) => {
+    const online = item.priority !== 'bulk';
     const group = byKey.get(item.key);
-    if (group) group.indexes.push(index);
-    else byKey.set(item.key, { key: item.key, modelId: item.modelId, indexes: [index], headEnqueuedAtMs: item.enqueuedAtMs });
+    if (group) {
+      group.indexes.push(index);
+      group.online ||= online;
+    } else byKey.set(item.key, { key: item.key, modelId: item.modelId, indexes: [index], headEnqueuedAtMs: item.enqueuedAtMs, online });
   });
   return [...byKey.values()];
 }
@@ -96,6 +103,7 @@ function rank(c: Candidate): number {
 }
 
 function compareCandidates(a: Candidate, b: Candidate): number {
+  if (a.group.online !== b.group.online) return a.group.online ? -1 : 1;
   const byRank = rank(a) - rank(b);
   if (byRank !== 0) return byRank;
   if (rank(a) === 1) {
@@ -116,7 +124,10 @@ function compareCandidates(a: Candidate, b: Candidate): number {
  *   replicas holding the model, busy or not) — the holders cannot absorb it soon. A model held
  *   nowhere always "spills".
  *   Otherwise a group whose holders are all busy gets `wait-affinity` and is skipped.
- * - Groups are tried in order: overdue groups (oldest item waited ≥ `affinityWaitMs`) oldest first,
+ * - **Online first**: groups holding an online item are tried before groups of bulk items only,
+ *   and the caller queues online items ahead of bulk ones, so a batch's oldest items — the ones
+ *   taken — are online ones; bulk items fill the rest of a batch of their key.
+ * - Within each of those two sets, groups are tried in order: overdue groups (oldest item waited ≥ `affinityWaitMs`) oldest first,
  *   so no group starves; then groups with a hit on a free replica, largest first (keeps a mixed
  *   stream from reloading models back and forth); then the rest, oldest first (FIFO).
  * - The first group in that order that is **ready** is dispatched: full (≥ `maxBatchSize` items),

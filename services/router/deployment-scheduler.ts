@@ -8,6 +8,7 @@ import { clampTimerMs } from '../common/deadline.js';
 import { DeadlineExceededError, NoReplicaError, OrreryError, QueueFullError, fromWire } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import type { BatchDispatcher, BatchOutcome } from './batch-dispatcher.js';
+import type { ReplicaHandle, BatchSlot } from './replica-handle.js';
 import { decideBatch, type QueuedItem } from './batch-policy.js';
 import { BatchTimings } from './batch-timings.js';
 import type { ReplicaView } from './replica-picker.js';
@@ -34,29 +35,9 @@ export interface SchedulerDeps {
   readonly scaleFromZero?: { readonly maxHoldMs: number; onHold(): void };
 }
 
-interface ReplicaLoad {
-  batches: number;
-  items: number;
-  /**
-   * Models of batches this router has in flight on the replica, with their batch counts: the
-   * replica holds (or is loading) them even if a heartbeat sent before the batch arrived says
-   * otherwise. Counted down when the batch's reply comes back; heartbeats sent after the reply
-   * (same connection, so received after it) report the model themselves.
-   */
-  inFlightModels: Map<string, number>;
-  /**
-   * The batches in flight on the replica, each with its expected run time (ms, from
-   * BatchTimings; NaN where nothing was known). With `busyUntilMs` (when the replica should be
-   * done with all of them: NaN if unknown) it tells the batch policy when a partial batch may take
-   * a spare slot, and deadline shedding how long a new batch would wait.
-   */
-  expected: Set<{ readonly ms: number }>;
-  busyUntilMs: number;
-}
-
 export class DeploymentScheduler {
+  /** Online units first, then bulk units; each part in arrival order (retries at its head). */
   private queue: WorkUnit[] = [];
-  private readonly load = new Map<string, ReplicaLoad>();
   private timer: NodeJS.Timeout | undefined;
   private timerAtMs = 0;
   /** Run times of recent batches per key and size: deadline shedding and prefetch timing. */
@@ -71,6 +52,11 @@ export class DeploymentScheduler {
     return this.queue.length;
   }
 
+  /** Replicas of this deployment that accept work now. */
+  get servingReplicas(): number {
+    return this.deps.registry.serving(this.config.name).length;
+  }
+
   /**
    * Queues all units of one request for this deployment, or none: throws QueueFullError when
    * they would pass max_queued_requests, NoReplicaError when no replica serves the deployment
@@ -83,9 +69,9 @@ export class DeploymentScheduler {
     const now = this.deps.now();
     for (const u of units) {
       u.enqueuedAtMs = now;
-      this.queue.push(u);
       u.onAbort(() => this.dropQueued(u));
     }
+    this.enqueue(units, 'tail');
     if (noReplica) this.deps.scaleFromZero!.onHold();
     this.pump();
   }
@@ -116,28 +102,35 @@ export class DeploymentScheduler {
     for (const u of q) u.fail(err);
   }
 
+  /**
+   * Adds units to the queue: online units go after the queued online ones (`tail`) or before
+   * them (`head`: retries), ahead of every bulk unit; bulk units likewise among bulk units. So
+   * the batch policy, which takes the oldest items of a group, always fills batches with online
+   * work first, and bulk work only rides along or runs when no online work waits.
+   */
+  private enqueue(units: readonly WorkUnit[], where: 'head' | 'tail'): void {
+    const online = units.filter((u) => u.priority === 'online');
+    const bulk = units.filter((u) => u.priority !== 'online');
+    if (online.length === 0 && where === 'tail') {
+      this.queue.push(...bulk);
+      return;
+    }
+    const split = this.queue.findIndex((u) => u.priority !== 'online');
+    const queuedOnline = split < 0 ? this.queue : this.queue.slice(0, split);
+    const queuedBulk = split < 0 ? [] : this.queue.slice(split);
+    this.queue = where === 'head'
+      ? [...online, ...queuedOnline, ...bulk, ...queuedBulk]
+      : [...queuedOnline, ...online, ...queuedBulk, ...bulk];
+  }
+
   private dropQueued(u: WorkUnit): void {
     const i = this.queue.indexOf(u);
     if (i >= 0) this.queue.splice(i, 1);
   }
 
   private views(): ReplicaView[] {
-    return this.deps.registry.serving(this.config.name).map((r) => {
-      const l = this.replicaLoad(r.id);
-      const hb = r.heartbeat;
-      const models = new Set([...hb.loadedModels, ...(hb.loadingModel ? [hb.loadingModel] : []), ...l.inFlightModels.keys()]);
-      const partialFromMs = l.batches > 0 && Number.isFinite(l.busyUntilMs) ? l.busyUntilMs - (this.timings.overheadMs ?? 0) : undefined;
-      return {
-        id: r.id, loadedModels: [...models], ongoingBatches: l.batches, maxOngoingBatches: hb.maxOngoingBatches || this.config.maxOngoingBatches, inFlightItems: l.items,
-        ...(partialFromMs !== undefined ? { partialFromMs } : {}),
-      };
-    });
-  }
-
-  private replicaLoad(id: string): ReplicaLoad {
-    let l = this.load.get(id);
-    if (!l) this.load.set(id, (l = { batches: 0, items: 0, inFlightModels: new Map(), expected: new Set(), busyUntilMs: Number.NaN }));
-    return l;
+    const overheadMs = this.timings.overheadMs ?? 0;
+    return this.deps.registry.serving(this.config.name).map((r) => r.view(overheadMs, this.config.maxOngoingBatches));
   }
 
   /** Forms and sends batches while the policy says so; arms a timer when it says wait. */
@@ -159,20 +152,15 @@ export class DeploymentScheduler {
         return;
       }
       if (this.shedDoomed(d.key, d.indexes, now)) continue;
+      const replica = this.deps.registry.get(d.replicaId)!;
       const take = new Set(d.indexes);
       const units = this.queue.filter((_, i) => take.has(i));
       this.queue = this.queue.filter((_, i) => !take.has(i));
-      const l = this.replicaLoad(d.replicaId);
-      const toIdle = l.batches === 0;
-      const expected = { ms: this.timings.runExpectedMs(d.key, units.length) ?? Number.NaN };
-      l.batches++;
-      l.items += units.length;
-      l.inFlightModels.set(d.modelId, (l.inFlightModels.get(d.modelId) ?? 0) + 1);
-      l.expected.add(expected);
-      l.busyUntilMs = (toIdle ? now : Math.max(now, l.busyUntilMs)) + expected.ms;
+      const toIdle = replica.ongoingBatches === 0;
+      const slot = replica.begin(d.modelId, units.length, this.timings.runExpectedMs(d.key, units.length) ?? Number.NaN, now);
       this.deps.metrics.batchDispatched(this.config.name, units.length, d.affinity);
-      for (const u of units) this.deps.metrics.queueWait(this.config.name, (now - u.enqueuedAtMs) / 1000);
-      void this.run(d.replicaId, d.key, units, toIdle, expected);
+      for (const u of units) this.deps.metrics.queueWait(this.config.name, (now - u.enqueuedAtMs) / 1000, u.priority);
+      void this.run(replica, slot, d.key, units, toIdle);
     }
   }
 
@@ -190,10 +178,7 @@ export class DeploymentScheduler {
     if (runMs === undefined) return false;
     // The earliest any replica could start the batch: a bound whichever replica it ends up on.
     let aheadMs = Number.POSITIVE_INFINITY;
-    for (const r of this.deps.registry.serving(this.config.name)) {
-      const l = this.replicaLoad(r.id);
-      aheadMs = Math.min(aheadMs, l.batches > 0 && Number.isFinite(l.busyUntilMs) ? Math.max(0, l.busyUntilMs - now) : 0);
-    }
+    for (const r of this.deps.registry.serving(this.config.name)) aheadMs = Math.min(aheadMs, r.aheadMs(now));
     if (!Number.isFinite(aheadMs)) aheadMs = 0;
     const boundMs = aheadMs + runMs + (this.timings.overheadMs ?? 0);
     const doomed = new Set<WorkUnit>();
@@ -221,37 +206,27 @@ export class DeploymentScheduler {
     }, clampTimerMs(untilMs - now));
   }
 
-  private async run(replicaId: string, key: string, units: WorkUnit[], toIdle: boolean, expected: { readonly ms: number }): Promise<void> {
+  private async run(replica: ReplicaHandle, slot: BatchSlot, key: string, units: WorkUnit[], toIdle: boolean): Promise<void> {
     const live = units.filter((u) => !u.settled);
     // One "started" per request in the batch, not one per image.
     const seen = new Set<string>();
     for (const u of live) {
       if (seen.has(u.input.requestId)) continue;
       seen.add(u.input.requestId);
-      u.observer.started?.(replicaId, live.length);
+      u.observer.started?.(replica.id, live.length);
     }
     const startedMs = this.deps.now();
     const attempt = Math.max(...units.map((u) => u.lostAttempts)) + 1;
-    const outcome = await this.deps.dispatcher.send(replicaId, this.config.stage, units, attempt);
+    const outcome = await this.deps.dispatcher.send(replica, slot, units, attempt);
     const roundTripMs = this.deps.now() - startedMs;
-    const l = this.replicaLoad(replicaId);
-    l.batches--;
-    l.items -= units.length;
-    // The replica works on what is left: expected done after their expected run times.
-    l.expected.delete(expected);
-    l.busyUntilMs = this.deps.now();
-    for (const e of l.expected) l.busyUntilMs += e.ms;
+    replica.end(slot, this.deps.now());
     if (outcome.kind === 'replied' && !outcome.error) {
       const runMs = outcome.runSeconds * 1000;
       // Only a batch that had the replica to itself measures the transport: others also waited for the device.
       this.timings.record(key, units.length, runMs, toIdle ? roundTripMs - runMs - outcome.loadSeconds * 1000 : undefined);
     }
-    const modelId = units[0]!.modelId;
-    const left = (l.inFlightModels.get(modelId) ?? 1) - 1;
-    if (left > 0) l.inFlightModels.set(modelId, left);
-    else l.inFlightModels.delete(modelId);
     this.deps.metrics.batchFinished(this.config.name, roundTripMs / 1000);
-    this.apply(outcome, replicaId, units, startedMs);
+    this.apply(outcome, replica.id, units, startedMs);
     this.pump();
   }
 
@@ -279,7 +254,7 @@ export class DeploymentScheduler {
           data: r.data!, width: r.width, height: r.height, mimeType: r.mimeType, replicaId: outcome.replicaId,
           queueSeconds: (startedMs - u.createdAtMs) / 1000, runSeconds: outcome.runSeconds,
         });
-        if (ok) this.deps.metrics.imageDone(this.config.name);
+        if (ok) this.deps.metrics.imageDone(this.config.name, u.priority);
       }
     }
   }
@@ -296,7 +271,7 @@ export class DeploymentScheduler {
       back.push(u);
     }
     this.deps.metrics.batchRetried(this.config.name, countsAsAttempt ? 'replica_lost' : 'not_delivered', back.length);
-    this.queue = [...back, ...this.queue];
+    this.enqueue(back, 'head');
   }
 
   /** Stops timers (router shutdown). */

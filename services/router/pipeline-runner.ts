@@ -4,6 +4,7 @@
  * image. Owns model resolution (NOT_FOUND for unknown models or pipelines).
  */
 import type { ClusterConfig, PipelineConfig, PipelineStageConfig } from '../common/config.js';
+import type { Priority, WorkItemData } from '../common/work-item.js';
 import { CancelledError, ModelNotFoundError, OrreryError, PipelineNotFoundError } from '../common/errors.js';
 import type { DeploymentScheduler } from './deployment-scheduler.js';
 import { nearestBucket, type Size } from './geometry.js';
@@ -30,16 +31,16 @@ export interface PipelineResult {
 
 /** What a streaming caller sees while the pipeline runs. */
 export interface PipelineObserver {
-  queued?(deployment: string, queueDepth: number): void;
-  stageStarted?(stage: string, deployment: string, replicaId: string, batchSize: number): void;
-  progress?(stage: string, imageIndex: number, step: number, totalSteps: number): void;
+  readonly queued?: (deployment: string, queueDepth: number) => void;
+  readonly stageStarted?: (stage: string, deployment: string, replicaId: string, batchSize: number) => void;
+  readonly progress?: (stage: string, imageIndex: number, step: number, totalSteps: number) => void;
 }
 
 export interface PlannedStage {
   readonly name: string;
   readonly deployment: string;
   readonly modelId: string;
-  readonly params: string;
+  readonly params: Readonly<Record<string, unknown>>;
   readonly size: PipelineStageConfig['size'];
   readonly scale: number;
   /** img2img strength fixed by the pipeline (e.g. the detail pass); else the request's. */
@@ -68,15 +69,6 @@ export function stageSize(stage: Pick<PlannedStage, 'size' | 'scale'>, target: S
   }
 }
 
-const paramsJsonCache = new WeakMap<PipelineStageConfig, string>();
-
-/** A stage's parameters as the JSON its work items carry (serialized once per stage config). */
-function paramsJson(stage: PipelineStageConfig): string {
-  let json = paramsJsonCache.get(stage);
-  if (json === undefined) paramsJsonCache.set(stage, (json = JSON.stringify(stage.params)));
-  return json;
-}
-
 /** Resolves the pipeline and each stage's model; throws NOT_FOUND errors naming what is unknown. */
 export function planPipeline(config: ClusterConfig, req: NormalizedRequest): { pipeline: PipelineConfig; stages: PlannedStage[] } {
   const name = req.pipeline || config.defaultPipeline;
@@ -90,7 +82,7 @@ export function planPipeline(config: ClusterConfig, req: NormalizedRequest): { p
     if (!dep.models.includes(modelId)) throw new ModelNotFoundError(modelId, `deployment ${dep.name} serves ${dep.models.join(', ')}`);
     const scale = typeof s.params.scale === 'number' && s.params.scale > 0 ? s.params.scale : 1;
     const strength = typeof s.params.strength === 'number' ? s.params.strength : undefined;
-    return { name: `${i}:${s.deployment}`, deployment: s.deployment, modelId, params: paramsJson(s), size: s.size, scale, ...(strength !== undefined ? { strength } : {}) };
+    return { name: `${i}:${s.deployment}`, deployment: s.deployment, modelId, params: s.params, size: s.size, scale, ...(strength !== undefined ? { strength } : {}) };
   });
   return { pipeline, stages };
 }
@@ -103,10 +95,32 @@ export class PipelineRunner {
   ) {}
 
   /**
-   * Runs the request; rejects with the first stage error (the other images' work is cancelled by
-   * the caller's signal). `deadlineMs` is absolute (0: none).
+   * Images of bulk work worth having in flight for `pipeline` now: enough to fill every slot of
+   * every serving replica of its deployments with full batches (Σ replicas × max_batch_size ×
+   * max_ongoing_batches), so bulk work batches fully on an idle cluster while the queues stay
+   * short enough for online work to go first. 0 when a stage's deployment has no serving replica
+   * or the pipeline is unknown.
    */
-  async run(req: NormalizedRequest, signal: AbortSignal, deadlineMs: number, observer: PipelineObserver = {}): Promise<PipelineResult> {
+  bulkCapacity(pipeline: string): number {
+    const p = this.config.pipelines[pipeline];
+    if (!p) return 0;
+    let total = 0;
+    for (const deployment of new Set(p.stages.map((s) => s.deployment))) {
+      const scheduler = this.schedulers.get(deployment);
+      const replicas = scheduler?.servingReplicas ?? 0;
+      if (!scheduler || replicas === 0) return 0;
+      total += replicas * scheduler.config.maxBatchSize * scheduler.config.maxOngoingBatches;
+    }
+    return total;
+  }
+
+  /**
+   * Runs the request; rejects with the first stage error (the other images' work is cancelled by
+   * the caller's signal). `deadlineMs` is absolute (0: none). `options.priority` (default
+   * `online`): bulk-job items pass `bulk`, and queue and run behind online work.
+   */
+  async run(req: NormalizedRequest, signal: AbortSignal, deadlineMs: number, observer: PipelineObserver = {}, options: { readonly priority?: Priority } = {}): Promise<PipelineResult> {
+    const priority = options.priority ?? 'online';
     const { pipeline, stages } = planPipeline(this.config, req);
     const target = targetSize(pipeline, req);
     const timings: StageTiming[] = [];
@@ -123,12 +137,12 @@ export class PipelineRunner {
       const dep = scheduler.config;
       const units = inputs.map((inp, i) => {
         const out = stageSize(stage, target, inp);
-        const input = {
+        const input: WorkItemData = {
           requestId: req.requestId, imageIndex: i, seed: imageSeed(req.seed, i), prompt: req.prompt,
           negativePrompt: req.negativePrompt, steps: req.steps || dep.defaultSteps,
           guidanceScale: req.guidanceScale ?? dep.defaultGuidanceScale, width: out.width, height: out.height,
-          strength: stage.strength ?? req.strength, initImage: inp.data, outputFormat: intermediate ? 'png' : req.outputFormat,
-          stageParamsJson: stage.params, intermediate,
+          strength: stage.strength ?? req.strength, ...(inp.data ? { initImage: inp.data } : {}), outputFormat: intermediate ? 'png' : req.outputFormat,
+          params: stage.params, intermediate, pipeline: pipeline.name, priority,
         };
         const { stageStarted, progress } = observer;
         // Progress only when the caller listens: a batch that wants it costs its replica a NATS

@@ -1,67 +1,91 @@
 /**
- * The router's view of live replicas, built from heartbeats. A replica that has not heartbeated
- * for `timeoutIntervals` of its own interval is dropped (DESIGN.md §4). Time comes in as `nowMs`.
+ * The router's live replicas, one {@link ReplicaHandle} each, built from heartbeats. A replica
+ * that has not heartbeated for `timeoutIntervals` of its own interval is dropped and its batches
+ * end as lost (DESIGN.md §4); one that says it stopped is dropped at once. Time comes in as `nowMs`.
  */
 import type { Heartbeat } from '../common/wire.js';
-
-export interface ReplicaState {
-  readonly id: string;
-  readonly deployment: string;
-  heartbeat: Heartbeat;
-  lastSeenMs: number;
-  /** Heartbeats received since the router first saw the replica (for batch-loss detection). */
-  heartbeatsSeen: number;
-}
+import { ReplicaHandle } from './replica-handle.js';
 
 export class ReplicaRegistry {
-  private readonly replicas = new Map<string, ReplicaState>();
+  private readonly replicas = new Map<string, ReplicaHandle>();
+  /**
+   * Replicas taken out of service by {@link remove} (NATS said nobody listens on their subject)
+   * whose batches may still be running: they come back with their batches at their next
+   * heartbeat, or expire like any silent replica, losing those batches (so they are retried).
+   */
+  private readonly detached = new Map<string, ReplicaHandle>();
   constructor(private readonly timeoutIntervals: number) {}
 
-  /** Records a heartbeat. Returns 'new' for a replica not seen before, 'gone' when it reports stopped. */
+  /**
+   * Records a heartbeat. Returns 'new' for a replica not seen before, 'gone' when a known one
+   * reports stopped (its unfinished batches end as lost, see ReplicaHandle.stopped).
+   */
   observe(hb: Heartbeat, nowMs: number): 'new' | 'known' | 'gone' {
     const existing = this.replicas.get(hb.replicaId);
+    const detached = this.detached.get(hb.replicaId);
     if (hb.state === 'stopped') {
+      const handle = existing ?? detached;
+      if (!handle) return 'known';
       this.replicas.delete(hb.replicaId);
-      return existing ? 'gone' : 'known';
+      this.detached.delete(hb.replicaId);
+      handle.stopped(hb);
+      return 'gone';
     }
     if (existing) {
-      if (hb.seq < existing.heartbeat.seq) return 'known'; // reordered old heartbeat
-      existing.heartbeat = hb;
-      existing.lastSeenMs = nowMs;
-      existing.heartbeatsSeen++;
+      existing.observe(hb, nowMs);
       return 'known';
     }
-    this.replicas.set(hb.replicaId, { id: hb.replicaId, deployment: hb.deployment, heartbeat: hb, lastSeenMs: nowMs, heartbeatsSeen: 1 });
+    if (detached) {
+      // Back in service: its batches still in flight are checked against this heartbeat.
+      this.detached.delete(hb.replicaId);
+      this.replicas.set(hb.replicaId, detached);
+      detached.observe(hb, nowMs);
+      return 'new';
+    }
+    this.replicas.set(hb.replicaId, new ReplicaHandle(hb, nowMs));
     return 'new';
   }
 
-  /** Removes and returns replicas whose heartbeats stopped. */
-  expire(nowMs: number): ReplicaState[] {
-    const lost: ReplicaState[] = [];
-    for (const r of this.replicas.values()) {
-      if (nowMs - r.lastSeenMs > this.timeoutIntervals * Math.max(r.heartbeat.intervalMs, 1)) lost.push(r);
+  /**
+   * Removes and returns replicas (in service or detached) whose heartbeats stopped; their
+   * batches in flight end as lost.
+   */
+  expire(nowMs: number): ReplicaHandle[] {
+    const lost: ReplicaHandle[] = [];
+    for (const map of [this.replicas, this.detached]) {
+      for (const r of [...map.values()]) {
+        if (!r.expired(nowMs, this.timeoutIntervals)) continue;
+        map.delete(r.id);
+        r.lose('replica stopped heartbeating');
+        lost.push(r);
+      }
     }
-    for (const r of lost) this.replicas.delete(r.id);
     return lost;
   }
 
-  /** Forgets a replica at once (e.g. NATS said nobody listens on its subject). */
-  remove(replicaId: string): ReplicaState | undefined {
+  /**
+   * Takes a replica out of service at once (NATS said nobody listens on its subject: it died,
+   * or its subscription is not back yet after a NATS restart). Its other batches are left
+   * running: a heartbeat brings it back with them, silence expires it and loses them.
+   */
+  remove(replicaId: string): ReplicaHandle | undefined {
     const r = this.replicas.get(replicaId);
+    if (!r) return undefined;
     this.replicas.delete(replicaId);
+    this.detached.set(replicaId, r);
     return r;
   }
 
-  get(replicaId: string): ReplicaState | undefined {
+  get(replicaId: string): ReplicaHandle | undefined {
     return this.replicas.get(replicaId);
   }
 
   /** Replicas of a deployment that accept work (running, not draining). */
-  serving(deployment: string): ReplicaState[] {
-    return [...this.replicas.values()].filter((r) => r.deployment === deployment && r.heartbeat.state === 'running');
+  serving(deployment: string): ReplicaHandle[] {
+    return [...this.replicas.values()].filter((r) => r.deployment === deployment && r.serving);
   }
 
-  all(): ReplicaState[] {
+  all(): ReplicaHandle[] {
     return [...this.replicas.values()];
   }
 }

@@ -5,7 +5,7 @@
  * planner, which knows the cluster config.
  */
 import { InvalidArgumentError } from '../common/errors.js';
-import { ModelIdError, parseModelId } from '../models/model-id.js';
+import { ModelIdError, parseModelId } from '../common/model-id.js';
 import { nearestBucket, parseAspect, type Size } from './geometry.js';
 import { buildPlanetPrompt, type PlanetPrompt } from './planet-prompt.js';
 
@@ -80,11 +80,13 @@ export const DEFAULT_SIZE: Size = Object.freeze({ width: 1024, height: 1024 });
 /** img2img strength when a request leaves it unset (diffusers' SDXL img2img default). */
 export const DEFAULT_STRENGTH = 0.3;
 
-/** The model id grammar lives with the model repository (services/models/model-id.ts). */
-export { MODEL_ID } from '../models/model-id.js';
+/** The model id grammar is shared with the replicas (services/common/model-id.ts). */
+export { MODEL_ID } from '../common/model-id.js';
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 const PIPELINE = /^[a-z][a-z0-9-]{0,62}$/;
 const U64_MAX = (1n << 64n) - 1n;
+/** The longest id the grammar admits: base (64) + `+` lora (64) + `@` variant (32). */
+const MAX_MODEL_ID_CHARS = 64 + 1 + 64 + 1 + 32;
 
 function imageKind(bytes: Uint8Array): string | undefined {
   const b = bytes;
@@ -92,6 +94,16 @@ function imageKind(bytes: Uint8Array): string | undefined {
   if (b.length >= 3 && b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff) return 'jpeg';
   if (b.length >= 12 && String.fromCharCode(...b.subarray(0, 4)) === 'RIFF' && String.fromCharCode(...b.subarray(8, 12)) === 'WEBP') return 'webp';
   return undefined;
+}
+
+/**
+ * A client's value quoted for an error message: at most 80 characters, control characters
+ * escaped. An echoed value must stay small: a status message of ~100 KB does not fit gRPC's
+ * trailers, and the caller would wait for its deadline instead of getting the answer.
+ */
+function shown(value: string): string {
+  const cut = value.length > 80 ? `${value.slice(0, 80)}…` : value;
+  return JSON.stringify(cut).replace(/[\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 function checkText(field: string, value: string | undefined, max: number): string {
@@ -109,7 +121,7 @@ function resolveSize(req: GenerateRequestWire): Size {
   if (aspect) {
     if (w || h) throw new InvalidArgumentError(w ? 'width' : 'height', 'give either aspect or width/height, not both');
     const ratio = parseAspect(aspect);
-    if (ratio === undefined) throw new InvalidArgumentError('aspect', `"${aspect}" is not W:H with positive integers (e.g. "21:9")`);
+    if (ratio === undefined) throw new InvalidArgumentError('aspect', `${shown(aspect)} is not W:H with positive integers (e.g. "21:9")`);
     if (ratio > 8 || ratio < 1 / 8) throw new InvalidArgumentError('aspect', `ratio ${aspect} is outside 1:8..8:1`);
     return nearestBucket(ratio);
   }
@@ -136,57 +148,54 @@ function resolveSeed(req: GenerateRequestWire, randomSeed: () => bigint): bigint
   return seed;
 }
 
-/**
- * Validates and normalizes a request. Throws InvalidArgumentError naming the first bad field.
- * `newRequestId` and `randomSeed` are injected so the function stays pure.
- */
-export function normalizeRequest(req: GenerateRequestWire, newRequestId: () => string, randomSeed: () => bigint): NormalizedRequest {
-  const requestId = req.request_id ? req.request_id : newRequestId();
-  if (!REQUEST_ID.test(requestId)) throw new InvalidArgumentError('request_id', 'must be 1-128 characters of letters, digits and ._:-');
-
+function resolveModelId(req: GenerateRequestWire): string {
   const modelId = (req.model_id ?? '').trim();
-  if (modelId) {
-    try {
-      parseModelId(modelId);
-    } catch (err) {
-      if (err instanceof ModelIdError) throw new InvalidArgumentError('model_id', err.message);
-      throw err;
-    }
+  if (!modelId) return '';
+  // Checked before the grammar, whose message quotes the whole id.
+  if (modelId.length > MAX_MODEL_ID_CHARS) throw new InvalidArgumentError('model_id', `${shown(modelId)} is ${modelId.length} characters; at most ${MAX_MODEL_ID_CHARS}`);
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f-\u009f]/.test(modelId)) throw new InvalidArgumentError('model_id', `${shown(modelId)} contains control characters`);
+  try {
+    parseModelId(modelId);
+  } catch (err) {
+    if (err instanceof ModelIdError) throw new InvalidArgumentError('model_id', err.message);
+    throw err;
   }
+  return modelId;
+}
 
-  let prompt: string;
+/** The prompt text: the planet attributes built in their fixed order, or the free-text prompt. */
+function resolvePrompt(req: GenerateRequestWire): string {
   if (req.planet && req.prompt_source !== 'prompt') {
     const p = req.planet;
     for (const slot of ['color', 'atmosphere', 'moons', 'sky'] as const) checkText(`planet.${slot}`, p[slot], LIMITS.maxPlanetSlotChars);
     const extras = p.extras ?? [];
     if (extras.length > LIMITS.maxPlanetExtras) throw new InvalidArgumentError('planet.extras', `has ${extras.length} entries; at most ${LIMITS.maxPlanetExtras}`);
     extras.forEach((e, i) => checkText(`planet.extras[${i}]`, e, LIMITS.maxPlanetSlotChars));
-    prompt = buildPlanetPrompt(p);
+    const prompt = buildPlanetPrompt(p);
     if (!prompt) throw new InvalidArgumentError('planet', 'every slot is empty; set at least color');
-  } else {
-    prompt = checkText('prompt', req.prompt, LIMITS.maxPromptChars).trim();
-    if (!prompt) throw new InvalidArgumentError('prompt', 'is required (or give planet attributes)');
+    return prompt;
   }
-  const negativePrompt = checkText('negative_prompt', req.negative_prompt, LIMITS.maxPromptChars);
+  const prompt = checkText('prompt', req.prompt, LIMITS.maxPromptChars).trim();
+  if (!prompt) throw new InvalidArgumentError('prompt', 'is required (or give planet attributes)');
+  return prompt;
+}
 
+/** num_images, steps and guidance_scale: counts within the limits (0 / unset: the defaults). */
+function resolveCounts(req: GenerateRequestWire): { numImages: number; steps: number; guidanceScale: number | undefined } {
   const numImages = req.num_images || 1;
   if (numImages > LIMITS.maxNumImages) throw new InvalidArgumentError('num_images', `${numImages} is more than ${LIMITS.maxNumImages}`);
-
   const steps = req.steps ?? 0;
   if (steps > LIMITS.maxSteps) throw new InvalidArgumentError('steps', `${steps} is more than ${LIMITS.maxSteps}`);
-
   const guidanceScale = req.guidance_scale ?? undefined;
   if (guidanceScale !== undefined && (!Number.isFinite(guidanceScale) || guidanceScale < 0 || guidanceScale > LIMITS.maxGuidanceScale)) {
     throw new InvalidArgumentError('guidance_scale', `${guidanceScale} is outside [0, ${LIMITS.maxGuidanceScale}]`);
   }
+  return { numImages, steps, guidanceScale };
+}
 
-  const size = resolveSize(req);
-  const aspectRatio = (req.aspect ?? '').trim() ? parseAspect(req.aspect!) : undefined;
-  const sizeFrom = aspectRatio !== undefined ? 'aspect' : req.width || req.height ? 'explicit' : 'default';
-
-  const pipeline = (req.pipeline ?? '').trim();
-  if (pipeline && !PIPELINE.test(pipeline)) throw new InvalidArgumentError('pipeline', `"${pipeline.slice(0, 80)}" is not a pipeline name`);
-
+/** The img2img input (a view of the request's bytes, not a copy) and its strength. */
+function resolveImageInput(req: GenerateRequestWire): { initImage?: Uint8Array; strength: number } {
   const initImage = req.init_image && req.init_image.length > 0 ? new Uint8Array(req.init_image.buffer, req.init_image.byteOffset, req.init_image.byteLength) : undefined;
   if (initImage) {
     if (initImage.byteLength > LIMITS.maxInitImageBytes) throw new InvalidArgumentError('init_image', `is ${initImage.byteLength} bytes; at most ${LIMITS.maxInitImageBytes}`);
@@ -194,31 +203,40 @@ export function normalizeRequest(req: GenerateRequestWire, newRequestId: () => s
   }
   const strength = req.strength ?? DEFAULT_STRENGTH;
   if (!Number.isFinite(strength) || strength < 0 || strength > 1) throw new InvalidArgumentError('strength', `${strength} is outside [0, 1]`);
+  return { ...(initImage ? { initImage } : {}), strength };
+}
 
+function resolveOutputFormat(req: GenerateRequestWire): OutputFormat {
   const fmt = (req.output_format ?? 'OUTPUT_FORMAT_UNSPECIFIED').toString();
   const outputFormat = ({ OUTPUT_FORMAT_UNSPECIFIED: 'png', PNG: 'png', WEBP: 'webp', JPEG: 'jpeg' } as Record<string, OutputFormat>)[fmt];
   if (!outputFormat) throw new InvalidArgumentError('output_format', `unknown format ${fmt}`);
+  return outputFormat;
+}
 
+/**
+ * Validates and normalizes a request. Throws InvalidArgumentError naming the first bad field.
+ * `newRequestId` and `randomSeed` are injected so the function stays pure.
+ */
+export function normalizeRequest(req: GenerateRequestWire, newRequestId: () => string, randomSeed: () => bigint): NormalizedRequest {
+  const requestId = req.request_id ? req.request_id : newRequestId();
+  if (!REQUEST_ID.test(requestId)) throw new InvalidArgumentError('request_id', 'must be 1-128 characters of letters, digits and ._:-');
+  const modelId = resolveModelId(req);
+  const prompt = resolvePrompt(req);
+  const negativePrompt = checkText('negative_prompt', req.negative_prompt, LIMITS.maxPromptChars);
+  const counts = resolveCounts(req);
+  const size = resolveSize(req);
+  const aspectRatio = (req.aspect ?? '').trim() ? parseAspect(req.aspect!) : undefined;
+  const sizeFrom = aspectRatio !== undefined ? 'aspect' : req.width || req.height ? 'explicit' : 'default';
+  const pipeline = (req.pipeline ?? '').trim();
+  if (pipeline && !PIPELINE.test(pipeline)) throw new InvalidArgumentError('pipeline', `${shown(pipeline)} is not a pipeline name`);
+  const image = resolveImageInput(req);
+  const outputFormat = resolveOutputFormat(req);
   const timeoutMs = req.timeout_ms ?? 0;
   if (timeoutMs > LIMITS.maxTimeoutMs) throw new InvalidArgumentError('timeout_ms', `${timeoutMs} is more than 24 hours`);
-
   return {
-    requestId,
-    modelId,
-    prompt,
-    negativePrompt,
-    seed: resolveSeed(req, randomSeed),
-    numImages,
-    steps,
-    guidanceScale,
-    size,
-    sizeFrom,
+    requestId, modelId, prompt, negativePrompt, seed: resolveSeed(req, randomSeed), ...counts, size, sizeFrom,
     ...(aspectRatio !== undefined ? { aspectRatio } : {}),
-    pipeline,
-    strength,
-    initImage,
-    outputFormat,
-    timeoutMs,
+    pipeline, strength: image.strength, initImage: image.initImage, outputFormat, timeoutMs,
   };
 }
 

@@ -4,25 +4,7 @@
  * which is what keeps a retried batch from answering a request twice.
  */
 import { CancelledError, OrreryError } from '../common/errors.js';
-
-/** The stage inputs of one image (what travels to the replica as a WorkItem). */
-export interface UnitInput {
-  readonly requestId: string;
-  readonly imageIndex: number;
-  readonly seed: bigint;
-  readonly prompt: string;
-  readonly negativePrompt: string;
-  readonly steps: number;
-  readonly guidanceScale: number;
-  readonly width: number;
-  readonly height: number;
-  readonly strength: number;
-  readonly initImage?: Uint8Array;
-  readonly outputFormat: string;
-  readonly stageParamsJson: string;
-  /** The output feeds the next pipeline stage: a lossless PNG, encoded fast (worker.proto). */
-  readonly intermediate: boolean;
-}
+import { paramsJson, type Priority, type WorkItemData } from '../common/work-item.js';
 
 export interface UnitResult {
   readonly data: Uint8Array;
@@ -36,8 +18,8 @@ export interface UnitResult {
 
 /** Callbacks a streaming request uses to see its work move. */
 export interface UnitObserver {
-  started?(replicaId: string, batchSize: number): void;
-  progress?(step: number, totalSteps: number): void;
+  readonly started?: (replicaId: string, batchSize: number) => void;
+  readonly progress?: (step: number, totalSteps: number) => void;
 }
 
 export class WorkUnit {
@@ -56,7 +38,8 @@ export class WorkUnit {
     readonly modelId: string,
     /** Batch key: units with equal keys may share a batch. */
     readonly key: string,
-    readonly input: UnitInput,
+    /** What the stage runs (sent to the replica as is, services/common/work-item.ts). */
+    readonly input: WorkItemData,
     /** Absolute deadline in ms since the epoch; 0 = none. */
     readonly deadlineMs: number,
     /** Aborts when the request is cancelled or its deadline passes. */
@@ -96,6 +79,11 @@ export class WorkUnit {
     return () => this.abortHooks.delete(hook);
   }
 
+  /** Online units are batched and run before bulk ones (work-item.ts Priority). */
+  get priority(): Priority {
+    return this.input.priority ?? 'online';
+  }
+
   get settled(): boolean {
     return this.settledFlag;
   }
@@ -120,6 +108,6 @@ export class WorkUnit {
  * The batch key: what must be equal for images to share one model call — model, size, steps,
  * stage parameters, and for image inputs the strength (it sets how many steps run).
  */
-export function batchKey(modelId: string, input: UnitInput): string {
-  return [modelId, `${input.width}x${input.height}`, input.steps, input.initImage ? `init@${input.strength}` : 'noinit', input.stageParamsJson].join('|');
+export function batchKey(modelId: string, input: WorkItemData): string {
+  return [modelId, `${input.width}x${input.height}`, input.steps, input.initImage ? `init@${input.strength}` : 'noinit', paramsJson(input.params)].join('|');
 }

@@ -6,31 +6,13 @@
  *
  * SDXL, img2img and the upscaler plug in here the same way `synthetic` and `texture` do.
  */
+import type { WorkItemData } from '../common/work-item.js';
 
-/** One image to produce. Bytes are owned by the stage for the duration of the call. */
-export interface StageItem {
-  readonly requestId: string;
-  readonly imageIndex: number;
-  /** Full 64-bit seed. */
-  readonly seed: bigint;
-  readonly prompt: string;
-  readonly negativePrompt: string;
-  readonly steps: number;
-  readonly guidanceScale: number;
-  readonly width: number;
-  readonly height: number;
-  readonly strength: number;
-  /** Encoded input image (img2img, upscaler, or the previous pipeline stage's output). */
-  readonly initImage?: Uint8Array;
-  readonly outputFormat: 'png' | 'webp' | 'jpeg';
-  /**
-   * The output feeds the next pipeline stage, not the client (outputFormat is then png): encode
-   * it losslessly and fast — PNG level 0 — whatever the deployment's PNG options say.
-   */
-  readonly intermediate?: boolean;
-  /** Parameters from the pipeline definition. */
-  readonly params: Readonly<Record<string, unknown>>;
-}
+/**
+ * One image to produce: the work item the router built (services/common/work-item.ts), the same
+ * type on every hop. Bytes are owned by the stage for the duration of the call.
+ */
+export type StageItem = WorkItemData;
 
 export interface StageOutput {
   /** Encoded image bytes. */

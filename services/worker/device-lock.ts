@@ -4,12 +4,16 @@
  * its last model call returns (RunContext.computeDone) — not while it encodes its images — so with
  * `max_ongoing_batches` ≥ 2 the next batch's model work overlaps the previous batch's encoding and
  * the device never waits for PNG encoding, a NATS round trip or the router between batches.
+ * A batch holding online work goes ahead of waiting bulk-only batches (work-item.ts Priority), so
+ * an online request waits for at most the batch that is running, never for queued bulk batches.
  */
 import { CancelledError } from '../common/errors.js';
+import type { Priority } from '../common/work-item.js';
 
 export class DeviceLock {
   private held = false;
-  private readonly waiting: Array<{ grant: () => void }> = [];
+  /** Online waiters first, then bulk ones; each in arrival order. */
+  private readonly waiting: Array<{ readonly priority: Priority; grant: () => void }> = [];
 
   /** Batches waiting for the device. */
   get queued(): number {
@@ -17,10 +21,11 @@ export class DeviceLock {
   }
 
   /**
-   * Resolves with the release function once the device is this caller's (FIFO). Rejects with a
-   * CancelledError, leaving the queue, if `signal` aborts first. The release is idempotent.
+   * Resolves with the release function once the device is this caller's (online callers first,
+   * then bulk ones, FIFO within each). Rejects with a CancelledError, leaving the queue, if
+   * `signal` aborts first. The release is idempotent.
    */
-  acquire(signal: AbortSignal): Promise<() => void> {
+  acquire(signal: AbortSignal, priority: Priority = 'online'): Promise<() => void> {
     if (signal.aborted) return Promise.reject(new CancelledError('while waiting for the device'));
     if (!this.held) {
       this.held = true;
@@ -28,6 +33,7 @@ export class DeviceLock {
     }
     return new Promise((resolve, reject) => {
       const waiter = {
+        priority,
         grant: () => {
           signal.removeEventListener('abort', onAbort);
           resolve(this.releaser());
@@ -39,7 +45,9 @@ export class DeviceLock {
         reject(new CancelledError('while waiting for the device'));
       };
       signal.addEventListener('abort', onAbort, { once: true });
-      this.waiting.push(waiter);
+      const firstBulk = priority === 'online' ? this.waiting.findIndex((w) => w.priority === 'bulk') : -1;
+      if (firstBulk >= 0) this.waiting.splice(firstBulk, 0, waiter);
+      else this.waiting.push(waiter);
     });
   }
 

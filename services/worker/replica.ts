@@ -15,6 +15,7 @@ import { connectNats } from '../common/nats-connection.js';
 import { PayloadStore } from '../common/payload-store.js';
 import { subjects, type Subjects } from '../common/subjects.js';
 import { wire, type BatchRequest, type ItemResult } from '../common/wire.js';
+import { decodeWorkItem } from '../common/work-item.js';
 import type { SessionLoadReport } from '../models/session-load-report.js';
 import type { LoadReport, StageItem } from '../stages/stage.js';
 import { Executor } from './executor.js';
@@ -225,15 +226,7 @@ export class Replica {
   }
 
   private async toStageItem(it: BatchRequest['items'][number]): Promise<StageItem> {
-    const initImage = it.initImage ? await this.payloads.take(it.initImage) : undefined;
-    let params: Record<string, unknown> = {};
-    if (it.stageParamsJson) params = JSON.parse(it.stageParamsJson) as Record<string, unknown>;
-    return {
-      requestId: it.requestId, imageIndex: it.imageIndex, seed: BigInt(it.seed), prompt: it.prompt, negativePrompt: it.negativePrompt,
-      steps: it.steps, guidanceScale: it.guidanceScale, width: it.width, height: it.height, strength: it.strength,
-      initImage: initImage && initImage.byteLength > 0 ? initImage : undefined,
-      outputFormat: (it.outputFormat || 'png') as StageItem['outputFormat'], params, intermediate: it.intermediate,
-    };
+    return decodeWorkItem(it, it.initImage ? await this.payloads.take(it.initImage) : undefined);
   }
 
   /**

@@ -13,16 +13,33 @@ import { PayloadStore } from '../../services/common/payload-store.js';
 import { subjects as makeSubjects } from '../../services/common/subjects.js';
 import { wire } from '../../services/common/wire.js';
 import { BatchDispatcher } from '../../services/router/batch-dispatcher.js';
-import { batchKey, WorkUnit, type UnitInput } from '../../services/router/work-unit.js';
+import { ReplicaHandle } from '../../services/router/replica-handle.js';
+import { batchKey, WorkUnit } from '../../services/router/work-unit.js';
+import { workItem } from '../support/work-items.js';
 
 const subjects = makeSubjects('orrery');
 
 function unit(requestId: string, deadlineMs: number, progress?: (step: number, total: number) => void, initImage?: Uint8Array): WorkUnit {
-  const input: UnitInput = {
-    requestId, imageIndex: 0, seed: 1n, prompt: 'p', negativePrompt: '', steps: 3, guidanceScale: 5,
-    width: 64, height: 64, strength: 0.3, outputFormat: 'png', stageParamsJson: '{}', intermediate: false, ...(initImage ? { initImage } : {}),
-  };
+  const input = workItem({ requestId, prompt: 'p', steps: 3, ...(initImage ? { initImage } : {}) });
   return new WorkUnit('dep', 'm', batchKey('m', input), input, deadlineMs, new AbortController().signal, Date.now(), progress ? { progress } : {});
+}
+
+/** A replica as the router's registry knows it after one heartbeat. */
+function replica(id: string): ReplicaHandle {
+  return new ReplicaHandle({
+    replicaId: id, deployment: 'dep', state: 'running', loadedModels: ['m'], inFlightBatches: [], inFlightItems: 0,
+    maxOngoingBatches: 2, maxModelsPerReplica: 1, seq: 1, intervalMs: 100, loadingModel: '',
+  }, Date.now());
+}
+
+/** Puts a batch of `units` on `r` (as the scheduler does), sends it, and takes it off when it ends. */
+async function sendOn(d: BatchDispatcher, r: ReplicaHandle, units: WorkUnit[]) {
+  const slot = r.begin('m', units.length, Number.NaN, Date.now());
+  try {
+    return await d.send(r, slot, units, 1);
+  } finally {
+    r.end(slot, Date.now());
+  }
 }
 
 describe('batch dispatcher on a real nats-server', () => {
@@ -67,19 +84,20 @@ describe('batch dispatcher on a real nats-server', () => {
     const seen: string[] = [];
     const a = unit('a', Date.now() + 10_000, (s, t) => seen.push(`a ${s}/${t}`));
     const b = unit('b', Date.now() + 10_000);
-    const [ra, rb] = await Promise.all([dispatcher.send('r1', 'synthetic', [a], 1), dispatcher.send('r1', 'synthetic', [b], 1)]);
+    const r1 = replica('r1');
+    const [ra, rb] = await Promise.all([sendOn(dispatcher, r1, [a]), sendOn(dispatcher, r1, [b])]);
     sub.unsubscribe();
     assert.equal(ra.kind, 'replied');
     assert.equal(rb.kind, 'replied');
     assert.equal(new TextDecoder().decode(ra.kind === 'replied' ? ra.items[0]!.data : undefined), 'image of a');
     assert.equal(new TextDecoder().decode(rb.kind === 'replied' ? rb.items[0]!.data : undefined), 'image of b');
     assert.deepEqual(seen, ['a 1/3', 'a 2/3', 'a 3/3'], 'progress only for the unit that asked, in order');
-    assert.deepEqual(dispatcher.inFlightOn('r1'), []);
+    assert.equal(r1.ongoingBatches, 0);
   });
 
   test('a batch for a replica nobody subscribes to is lost at once and did not run (no responders)', async () => {
     const t0 = Date.now();
-    const out = await dispatcher.send('gone', 'synthetic', [unit('c', Date.now() + 30_000)], 1);
+    const out = await sendOn(dispatcher, replica('gone'), [unit('c', Date.now() + 30_000)]);
     assert.equal(out.kind, 'lost');
     assert.equal(out.kind === 'lost' && out.ran, false);
     assert.ok(Date.now() - t0 < 5_000, 'answered by the server, not by a timeout');
@@ -88,7 +106,7 @@ describe('batch dispatcher on a real nats-server', () => {
   test('a batch whose reply never comes is lost after its deadline plus a second, having maybe run', async () => {
     const sub = replicaNc.subscribe(subjects.batch('silent'), { callback: () => undefined });
     await replicaNc.flush();
-    const out = await dispatcher.send('silent', 'synthetic', [unit('d', Date.now() + 200)], 1);
+    const out = await sendOn(dispatcher, replica('silent'), [unit('d', Date.now() + 200)]);
     sub.unsubscribe();
     assert.equal(out.kind, 'lost');
     assert.equal(out.kind === 'lost' && out.ran, true);
@@ -104,16 +122,17 @@ describe('batch dispatcher on a real nats-server', () => {
       },
     });
     await replicaNc.flush();
-    const pending = dispatcher.send('slow', 'synthetic', [unit('e', Date.now() + 10_000)], 1);
+    const slow = replica('slow');
+    const pending = sendOn(dispatcher, slow, [unit('e', Date.now() + 10_000)]);
     while (!respond) await new Promise((r) => setTimeout(r, 5));
-    assert.equal(dispatcher.inFlightOn('slow').length, 1);
-    dispatcher.replicaLost('slow', 'test says so');
+    assert.equal(slow.ongoingBatches, 1);
+    slow.lose('test says so');
     const out = await pending;
     assert.deepEqual(out, { kind: 'lost', reason: 'test says so', ran: true });
     respond();
     await replicaNc.flush();
     await routerNc.flush();
-    assert.deepEqual(dispatcher.inFlightOn('slow'), []);
+    assert.equal(slow.ongoingBatches, 0);
     sub.unsubscribe();
   });
 
@@ -122,8 +141,9 @@ describe('batch dispatcher on a real nats-server', () => {
     const sub = replicaNc.subscribe(subjects.batch('storing'), { callback: () => { received++; } });
     await replicaNc.flush();
     // 2 MB: above the 1 MB inline limit, so it goes to the object store first.
-    const pending = dispatcher.send('storing', 'synthetic', [unit('f', Date.now() + 10_000, undefined, new Uint8Array(2 * 1024 * 1024).fill(7))], 1);
-    dispatcher.replicaLost('storing', 'gone while storing');
+    const storing = replica('storing');
+    const pending = sendOn(dispatcher, storing, [unit('f', Date.now() + 10_000, undefined, new Uint8Array(2 * 1024 * 1024).fill(7))]);
+    storing.lose('gone while storing');
     const out = await pending;
     await routerNc.flush();
     await replicaNc.flush();
@@ -135,10 +155,11 @@ describe('batch dispatcher on a real nats-server', () => {
   test('a deadline past the timer range (30 days) waits for the reply instead of timing out at once', async () => {
     const sub = replicaNc.subscribe(subjects.batch('patient'), { callback: () => undefined });
     await replicaNc.flush();
-    const pending = dispatcher.send('patient', 'synthetic', [unit('g', Date.now() + 30 * 24 * 3600 * 1000)], 1);
+    const patient = replica('patient');
+    const pending = sendOn(dispatcher, patient, [unit('g', Date.now() + 30 * 24 * 3600 * 1000)]);
     await new Promise((r) => setTimeout(r, 200));
-    assert.equal(dispatcher.inFlightOn('patient').length, 1, 'still waiting for its reply');
-    dispatcher.replicaLost('patient', 'test ends it');
+    assert.equal(patient.ongoingBatches, 1, 'still waiting for its reply');
+    patient.lose('test ends it');
     assert.equal((await pending).kind, 'lost');
     sub.unsubscribe();
   });
@@ -147,12 +168,12 @@ describe('batch dispatcher on a real nats-server', () => {
     const own = new BatchDispatcher(routerNc, subjects, 'router-2', new PayloadStore(routerNc, { bucket: subjects.payloadBucket, maxInlineBytes: 1 << 20 }), createLogger('test', 'silent'), { maxBatchWaitMs: 60_000 });
     const sub = replicaNc.subscribe(subjects.batch('never-answers'), { callback: () => undefined });
     await replicaNc.flush();
-    const pending = own.send('never-answers', 'synthetic', [unit('h', 0)], 1);
-    while (own.inFlightOn('never-answers').length === 0) await new Promise((r) => setTimeout(r, 5));
-    await new Promise((r) => setTimeout(r, 20));
+    const never = replica('never-answers');
+    const pending = sendOn(own, never, [unit('h', 0)]);
+    await new Promise((r) => setTimeout(r, 50)); // published and waiting for its reply
     own.close();
     assert.deepEqual(await pending, { kind: 'lost', reason: 'the router is closing', ran: true });
-    assert.deepEqual(await own.send('never-answers', 'synthetic', [unit('i', 0)], 1), { kind: 'lost', reason: 'the router is closing', ran: true });
+    assert.deepEqual(await sendOn(own, never, [unit('i', 0)]), { kind: 'lost', reason: 'the router is closing', ran: true });
     sub.unsubscribe();
   });
 });

@@ -3,15 +3,7 @@ import assert from 'node:assert/strict';
 
 import { decideBatch, type BatchDecision, type BatchPolicyOptions, type QueuedItem } from '../../services/router/batch-policy.js';
 import type { ReplicaView } from '../../services/router/replica-picker.js';
-
-/** Deterministic rng in [0, 1): a 32-bit LCG (Numerical Recipes constants). */
-function lcg(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
-    return state / 2 ** 32;
-  };
-}
+import { lcg } from '../support/rng.js';
 
 const opts: BatchPolicyOptions = { maxBatchSize: 4, batchWaitTimeoutMs: 50, affinityWaitMs: 500 };
 
@@ -29,7 +21,7 @@ function replica(id: string, loadedModels: string[] = [], ongoingBatches = 0, ma
 
 function dispatched(d: BatchDecision): Extract<BatchDecision, { kind: 'dispatch' }> {
   assert.equal(d.kind, 'dispatch', `expected dispatch, got ${JSON.stringify(d)}`);
-  return d as Extract<BatchDecision, { kind: 'dispatch' }>;
+  return d;
 }
 
 describe('decideBatch: idle', () => {
@@ -308,5 +300,34 @@ describe('decideBatch: prefetch timing (a busy replica\'s spare slot)', () => {
     // Not ready yet either (batch_wait_timeout 50 ms from 90 → 140): wait for whichever comes first.
     const d = decideBatch([item('a', 90)], [busy(120)], opts, 100, lcg(1));
     assert.deepEqual(d, { kind: 'wait', untilMs: 120 });
+  });
+});
+
+describe('decideBatch: online before bulk', () => {
+  const bulk = (modelId: string, n: number, at: number) => Array.from({ length: n }, () => item(modelId, at, { priority: 'bulk' }));
+
+  test('takes a group holding an online item before an older, larger group of bulk items', () => {
+    const queue = [...bulk('a', 8, 0), item('b', 100)];
+    const d = dispatched(decideBatch(queue, [replica('r1', ['a', 'b'])], { ...opts, batchWaitTimeoutMs: 0 }, 200, lcg(1)));
+    assert.equal(d.modelId, 'b');
+    assert.deepEqual(d.indexes, [8]);
+  });
+
+  test('prefers an online group even over an overdue bulk group', () => {
+    const queue = [...bulk('a', 4, 0), item('b', 9_000)];
+    const d = dispatched(decideBatch(queue, [replica('r1', ['a', 'b'])], { ...opts, batchWaitTimeoutMs: 0 }, 10_000, lcg(1)));
+    assert.equal(d.modelId, 'b');
+  });
+
+  test('fills a batch with bulk items of the same key behind its online ones', () => {
+    // The scheduler queues online items ahead of bulk ones; the batch takes the oldest positions.
+    const queue = [item('a', 50), ...bulk('a', 5, 0)];
+    const d = dispatched(decideBatch(queue, [replica('r1', ['a'])], opts, 60, lcg(1)));
+    assert.deepEqual(d.indexes, [0, 1, 2, 3]);
+  });
+
+  test('runs bulk work when no online work waits', () => {
+    const d = dispatched(decideBatch(bulk('a', 4, 0), [replica('r1', ['a'])], opts, 1, lcg(1)));
+    assert.equal(d.indexes.length, 4);
   });
 });

@@ -55,4 +55,15 @@ describe('DeviceLock', () => {
     aborted.abort();
     await assert.rejects(lock.acquire(aborted.signal), (err: unknown) => err instanceof CancelledError);
   });
+
+  test('an online batch waiting for the device goes ahead of waiting bulk batches, and after waiting online ones', async () => {
+    const lock = new DeviceLock();
+    const order: string[] = [];
+    const wait = (name: string, priority: 'online' | 'bulk') => lock.acquire(never, priority).then((release) => { order.push(name); release(); });
+    const release = await lock.acquire(never, 'bulk');
+    const all = [wait('bulk-1', 'bulk'), wait('bulk-2', 'bulk'), wait('online-1', 'online'), wait('online-2', 'online')];
+    release();
+    await Promise.all(all);
+    assert.deepEqual(order, ['online-1', 'online-2', 'bulk-1', 'bulk-2']);
+  });
 });

@@ -69,7 +69,7 @@ describe('pipeline runner', () => {
       queueDepth: 0,
       submit(units: readonly WorkUnit[]) {
         for (const u of units) {
-          seen.push({ deployment: u.deployment, outputFormat: u.input.outputFormat, intermediate: u.input.intermediate });
+          seen.push({ deployment: u.deployment, outputFormat: u.input.outputFormat, intermediate: u.input.intermediate ?? false });
           u.succeed({ data: new Uint8Array(1), width: u.input.width, height: u.input.height, mimeType: 'image/png', replicaId: 'r', queueSeconds: 0, runSeconds: 0 });
         }
       },

@@ -2,21 +2,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { hasFreeSlot, pickPowerOfTwo, placeBatch, type ReplicaView } from '../../services/router/replica-picker.js';
-
-/** Deterministic rng in [0, 1): a 32-bit LCG (Numerical Recipes constants). */
-function lcg(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
-    return state / 2 ** 32;
-  };
-}
-
-/** An rng that replays `values` in a loop. */
-function sequence(...values: number[]): () => number {
-  let i = 0;
-  return () => values[i++ % values.length]!;
-}
+import { lcg, sequence } from '../support/rng.js';
 
 function replica(id: string, over: Partial<ReplicaView> = {}): ReplicaView {
   return { id, loadedModels: [], ongoingBatches: 0, maxOngoingBatches: 2, inFlightItems: 0, ...over };

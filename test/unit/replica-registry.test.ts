@@ -32,7 +32,6 @@ describe('ReplicaRegistry.observe', () => {
     assert.equal(r.deployment, 'synthetic');
     assert.equal(r.heartbeat.seq, 2);
     assert.equal(r.lastSeenMs, 1100);
-    assert.equal(r.heartbeatsSeen, 2);
   });
 
   test('reports a known replica that says stopped as gone and forgets it', () => {
@@ -49,7 +48,7 @@ describe('ReplicaRegistry.observe', () => {
     assert.equal(reg.get('r1'), undefined);
   });
 
-  test('ignores an out-of-order older heartbeat: state, last-seen time and count stay', () => {
+  test('ignores an out-of-order older heartbeat: state and last-seen time stay', () => {
     const reg = new ReplicaRegistry(3);
     reg.observe(hb('r1', { seq: 5, loadedModels: ['syn-a'] }), 1000);
     assert.equal(reg.observe(hb('r1', { seq: 4, loadedModels: [], state: 'draining' }), 1050), 'known');
@@ -58,7 +57,6 @@ describe('ReplicaRegistry.observe', () => {
     assert.deepEqual(r.heartbeat.loadedModels, ['syn-a']);
     assert.equal(r.heartbeat.state, 'running');
     assert.equal(r.lastSeenMs, 1000);
-    assert.equal(r.heartbeatsSeen, 1);
   });
 
   test('applies a newer heartbeat\'s state, such as draining', () => {
@@ -146,6 +144,28 @@ describe('ReplicaRegistry.serving', () => {
 });
 
 describe('ReplicaRegistry.remove', () => {
+  test('a removed replica that goes silent expires and loses the batches it still had', () => {
+    const reg = new ReplicaRegistry(3);
+    reg.observe(hb('r1', { intervalMs: 100 }), 0);
+    const slot = reg.get('r1')!.begin('m', 1, 10, 0);
+    reg.remove('r1');
+    assert.deepEqual(reg.serving('synthetic'), []);
+    assert.deepEqual(reg.expire(301).map((r) => r.id), ['r1']);
+    assert.equal(slot.settlement?.kind, 'lost', 'not left waiting for a reply that will never come');
+  });
+
+  test('a removed replica that heartbeats again comes back with its batches still running', () => {
+    const reg = new ReplicaRegistry(3);
+    reg.observe(hb('r1'), 0);
+    const r = reg.get('r1')!;
+    const slot = r.begin('m', 1, 10, 0);
+    reg.remove('r1');
+    assert.equal(reg.observe(hb('r1', { seq: 2 }), 10), 'new');
+    assert.equal(reg.get('r1'), r, 'the same handle');
+    assert.equal(r.ongoingBatches, 1);
+    assert.equal(slot.settlement, undefined);
+  });
+
   test('forgets a replica at once and returns it', () => {
     const reg = new ReplicaRegistry(3);
     reg.observe(hb('r1'), 0);
@@ -153,5 +173,90 @@ describe('ReplicaRegistry.remove', () => {
     assert.equal(reg.get('r1'), undefined);
     assert.equal(reg.remove('r1'), undefined);
     assert.equal(reg.observe(hb('r1', { seq: 2 }), 10), 'new', 'a removed replica that heartbeats again is new');
+  });
+});
+
+describe('ReplicaHandle: batches in flight', () => {
+  test('counts the batches begun and not ended, with their models and images, in its view', () => {
+    const reg = new ReplicaRegistry(3);
+    reg.observe(hb('r1', { loadedModels: ['syn-a'], maxOngoingBatches: 2 }), 0);
+    const r = reg.get('r1')!;
+    const a = r.begin('syn-b', 3, 100, 0);
+    r.begin('syn-a', 2, 100, 0);
+    const v = r.view(0, 1);
+    assert.equal(v.ongoingBatches, 2);
+    assert.equal(v.inFlightItems, 5);
+    assert.deepEqual([...v.loadedModels].sort(), ['syn-a', 'syn-b'], 'a model of a batch in flight counts as held before a heartbeat says so');
+    r.end(a, 50);
+    assert.equal(r.view(0, 1).ongoingBatches, 1);
+    assert.deepEqual(r.view(0, 1).loadedModels, ['syn-a']);
+  });
+
+  test('expects to be free after the expected run times of its batches, and opens its spare slot one overhead earlier', () => {
+    const reg = new ReplicaRegistry(3);
+    reg.observe(hb('r1', { maxOngoingBatches: 2 }), 0);
+    const r = reg.get('r1')!;
+    assert.equal(r.aheadMs(0), 0, 'idle: free now');
+    assert.equal(r.view(10, 1).partialFromMs, undefined);
+    const a = r.begin('m', 4, 200, 1000);
+    r.begin('m', 4, 300, 1100);
+    assert.equal(r.aheadMs(1100), 400, 'both batches: 1000 + 200 + 300 = 1500');
+    assert.equal(r.view(30, 1).partialFromMs, 1470);
+    r.end(a, 1250);
+    assert.equal(r.aheadMs(1250), 300, 'what is left runs from now');
+  });
+
+  test('an unknown run time makes the busy time unknown: no prefetch time and no wait counted', () => {
+    const reg = new ReplicaRegistry(3);
+    reg.observe(hb('r1'), 0);
+    const r = reg.get('r1')!;
+    r.begin('m', 1, Number.NaN, 0);
+    assert.equal(r.view(0, 1).partialFromMs, undefined);
+    assert.equal(r.aheadMs(10), 0);
+  });
+
+  test('a batch its heartbeats stop listing ends as lost after two such heartbeats well after it was sent', async () => {
+    const reg = new ReplicaRegistry(3);
+    reg.observe(hb('r1', { seq: 1, intervalMs: 100 }), 0);
+    const r = reg.get('r1')!;
+    const slot = r.begin('m', 1, 10, 0);
+    slot.batchId = 'b1';
+    slot.sentAtMs = 1000;
+    reg.observe(hb('r1', { seq: 2, intervalMs: 100 }), 1100); // too soon after sending to count
+    reg.observe(hb('r1', { seq: 3, intervalMs: 100, inFlightBatches: ['b1'] }), 1250); // listed: misses reset
+    reg.observe(hb('r1', { seq: 4, intervalMs: 100 }), 1350);
+    assert.equal(slot.settlement, undefined, 'one miss is not enough');
+    reg.observe(hb('r1', { seq: 5, intervalMs: 100 }), 1450);
+    assert.deepEqual(await slot.settled(), { kind: 'lost', reason: 'the replica no longer reports the batch (message lost)', ran: true });
+  });
+
+  test('a batch still being sent (payloads being stored) is never declared lost by heartbeats', () => {
+    const reg = new ReplicaRegistry(3);
+    reg.observe(hb('r1', { seq: 1, intervalMs: 100 }), 0);
+    const slot = reg.get('r1')!.begin('m', 1, 10, 0);
+    for (let seq = 2; seq < 10; seq++) reg.observe(hb('r1', { seq, intervalMs: 100 }), seq * 1000);
+    assert.equal(slot.settlement, undefined);
+  });
+
+  test('a replica that stops loses only the batches its last heartbeat still lists', () => {
+    const reg = new ReplicaRegistry(3);
+    reg.observe(hb('r1', { seq: 1 }), 0);
+    const r = reg.get('r1')!;
+    const done = r.begin('m', 1, 10, 0);
+    done.batchId = 'answered';
+    const cut = r.begin('m', 1, 10, 0);
+    cut.batchId = 'cut-off';
+    assert.equal(reg.observe(hb('r1', { seq: 2, state: 'stopped', inFlightBatches: ['cut-off'] }), 10), 'gone');
+    assert.equal(done.settlement, undefined, 'its reply came before the stop');
+    assert.equal(cut.settlement?.kind, 'lost');
+  });
+
+  test('an expired replica loses every batch in flight; the first settlement of a batch wins', () => {
+    const reg = new ReplicaRegistry(3);
+    reg.observe(hb('r1', { intervalMs: 100 }), 0);
+    const slot = reg.get('r1')!.begin('m', 1, 10, 0);
+    assert.deepEqual(reg.expire(301).map((r) => r.id), ['r1']);
+    assert.deepEqual(slot.settlement, { kind: 'lost', reason: 'replica stopped heartbeating', ran: true });
+    assert.equal(slot.settle({ kind: 'reply', data: new Uint8Array(1) }), false);
   });
 });

@@ -2,25 +2,12 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { CancelledError, DeadlineExceededError, OrreryError } from '../../services/common/errors.js';
-import { WorkUnit, batchKey, type UnitInput, type UnitResult } from '../../services/router/work-unit.js';
+import type { WorkItemData } from '../../services/common/work-item.js';
+import { WorkUnit, batchKey, type UnitResult } from '../../services/router/work-unit.js';
+import { workItem } from '../support/work-items.js';
 
-function input(over: Partial<UnitInput> = {}): UnitInput {
-  return {
-    requestId: 'req-1',
-    imageIndex: 0,
-    seed: 1n,
-    prompt: 'red planet',
-    negativePrompt: '',
-    steps: 30,
-    guidanceScale: 5,
-    width: 1024,
-    height: 1024,
-    strength: 0.3,
-    outputFormat: 'png',
-    stageParamsJson: '{}',
-    intermediate: false,
-    ...over,
-  };
+function input(over: Partial<WorkItemData> = {}): WorkItemData {
+  return workItem({ prompt: 'red planet', steps: 30, width: 1024, height: 1024, ...over });
 }
 
 function result(replicaId: string): UnitResult {
@@ -137,7 +124,7 @@ describe('batchKey', () => {
   test('tells transposed sizes apart', () =>
     assert.notEqual(batchKey('syn-a', input({ width: 1536, height: 640 })), batchKey('syn-a', input({ width: 640, height: 1536 }))));
   test('differs by steps', () => assert.notEqual(batchKey('syn-a', input({ steps: 31 })), base));
-  test('differs by stage params', () => assert.notEqual(batchKey('syn-a', input({ stageParamsJson: '{"scale":2}' })), base));
+  test('differs by stage params', () => assert.notEqual(batchKey('syn-a', input({ params: { scale: 2 } })), base));
   test('differs by whether there is an init image', () => assert.notEqual(batchKey('syn-a', input({ initImage: new Uint8Array([1]) })), base));
   test('differs by strength when there is an init image (strength sets the steps that run)', () =>
     assert.notEqual(batchKey('syn-a', input({ initImage: new Uint8Array([1]), strength: 0.5 })), batchKey('syn-a', input({ initImage: new Uint8Array([1]), strength: 0.3 }))));

@@ -1,0 +1,198 @@
+/**
+ * The router's one object per replica (as grpc-js keeps a Subchannel per endpoint and Ray Serve a
+ * RunningReplica): what its heartbeats say, the batches this router has in flight on it, when it
+ * is expected to be free, and the loss of those batches. The registry (replica-registry.ts) owns
+ * the handles; the scheduler begins and ends batches on them; the dispatcher sends and settles
+ * them. Time comes in as `nowMs`; nothing here does I/O.
+ */
+import type { Heartbeat } from '../common/wire.js';
+import type { ReplicaView } from './replica-picker.js';
+
+/** How a batch in flight ended: the reply's bytes, or why there will be none. */
+export type BatchSettlement =
+  | { readonly kind: 'reply'; readonly data: Uint8Array }
+  /** `ran` is false when the batch provably never reached a replica (nobody was subscribed). */
+  | { readonly kind: 'lost'; readonly reason: string; readonly ran: boolean };
+
+/**
+ * One batch this router has put on a replica, from the moment the scheduler picks the replica
+ * until its outcome is applied. The dispatcher fills in the wire part when it sends it.
+ */
+export class BatchSlot {
+  /** Set by the dispatcher when it starts sending the batch. */
+  batchId = '';
+  /** When the batch message was published (0 until then: its payloads may still be being stored). */
+  sentAtMs = 0;
+  /** Heartbeats from the replica, sent well after the batch, that did not list it. */
+  misses = 0;
+  private settleFn: ((s: BatchSettlement) => void) | undefined;
+  private ended: BatchSettlement | undefined;
+
+  constructor(
+    readonly modelId: string,
+    readonly items: number,
+    /** Expected run time (ms, BatchTimings), NaN when nothing is known. */
+    readonly expectedMs: number,
+  ) {}
+
+  /** How the batch ended, once it has. */
+  get settlement(): BatchSettlement | undefined {
+    return this.ended;
+  }
+
+  /** Resolves with the batch's settlement (the first one wins). Called once, by the dispatcher. */
+  settled(): Promise<BatchSettlement> {
+    return new Promise((resolve) => {
+      if (this.ended) resolve(this.ended);
+      else this.settleFn = resolve;
+    });
+  }
+
+  /** Ends the batch; the first call wins (true), later ones change nothing (false). */
+  settle(s: BatchSettlement): boolean {
+    if (this.ended) return false;
+    this.ended = s;
+    this.settleFn?.(s);
+    return true;
+  }
+}
+
+export class ReplicaHandle {
+  private hb: Heartbeat;
+  private lastSeen: number;
+  private readonly slots = new Set<BatchSlot>();
+  /**
+   * When the replica should be done with every batch in flight here (ms; NaN if unknown): tells
+   * the batch policy when a partial batch may take a spare slot, and deadline shedding how long a
+   * new batch would wait.
+   */
+  private busyUntilMs = Number.NaN;
+
+  constructor(heartbeat: Heartbeat, nowMs: number) {
+    this.hb = heartbeat;
+    this.lastSeen = nowMs;
+  }
+
+  get id(): string {
+    return this.hb.replicaId;
+  }
+
+  get deployment(): string {
+    return this.hb.deployment;
+  }
+
+  get heartbeat(): Heartbeat {
+    return this.hb;
+  }
+
+  get lastSeenMs(): number {
+    return this.lastSeen;
+  }
+
+  /** Running (not starting, draining or stopped): the router may send it batches. */
+  get serving(): boolean {
+    return this.hb.state === 'running';
+  }
+
+  /** Batches this router has in flight on the replica. */
+  get ongoingBatches(): number {
+    return this.slots.size;
+  }
+
+  /**
+   * A newer heartbeat (false, and nothing changes, for a reordered older one). Batches the
+   * replica's heartbeats have stopped listing are detected here ({@link detectLostBatches}).
+   */
+  observe(hb: Heartbeat, nowMs: number): boolean {
+    if (hb.seq < this.hb.seq) return false;
+    this.hb = hb;
+    this.lastSeen = nowMs;
+    this.detectLostBatches(hb, nowMs);
+    return true;
+  }
+
+  /** True once the replica has been silent for `timeoutIntervals` of its own heartbeat interval. */
+  expired(nowMs: number, timeoutIntervals: number): boolean {
+    return nowMs - this.lastSeen > timeoutIntervals * Math.max(this.hb.intervalMs, 1);
+  }
+
+  /** Puts a batch on the replica (the scheduler, when it dispatches). */
+  begin(modelId: string, items: number, expectedMs: number, nowMs: number): BatchSlot {
+    const slot = new BatchSlot(modelId, items, expectedMs);
+    this.busyUntilMs = (this.slots.size === 0 ? nowMs : Math.max(nowMs, this.busyUntilMs)) + expectedMs;
+    this.slots.add(slot);
+    return slot;
+  }
+
+  /** Takes a batch off the replica (its outcome is known): the replica works on what is left. */
+  end(slot: BatchSlot, nowMs: number): void {
+    if (!this.slots.delete(slot)) return;
+    this.busyUntilMs = nowMs;
+    for (const s of this.slots) this.busyUntilMs += s.expectedMs;
+  }
+
+  /** Every batch in flight ends as lost (the replica is gone; the scheduler retries them). */
+  lose(reason: string): void {
+    for (const s of [...this.slots]) s.settle({ kind: 'lost', reason, ran: true });
+  }
+
+  /**
+   * The replica said it stopped. It answered every batch it finished before saying so (replies go
+   * out before the heartbeat on the same connection), so only the batches its last heartbeat
+   * still lists — cut off by the drain timeout — are lost.
+   */
+  stopped(hb: Heartbeat): void {
+    const unfinished = new Set(hb.inFlightBatches);
+    for (const s of [...this.slots]) {
+      if (s.batchId && unfinished.has(s.batchId)) s.settle({ kind: 'lost', reason: 'the replica stopped before finishing the batch', ran: true });
+    }
+  }
+
+  /**
+   * Batch-loss detection: a batch that the replica's heartbeats have not listed twice in a row,
+   * counting only heartbeats sent at least two intervals after the batch, was never received or
+   * its reply was lost (a NATS restart). It ends as lost and is retried.
+   */
+  private detectLostBatches(hb: Heartbeat, nowMs: number): void {
+    const listed = new Set(hb.inFlightBatches);
+    for (const s of [...this.slots]) {
+      if (listed.has(s.batchId) || s.sentAtMs === 0 || nowMs - s.sentAtMs < 2 * hb.intervalMs) {
+        s.misses = 0;
+        continue;
+      }
+      if (++s.misses >= 2) s.settle({ kind: 'lost', reason: 'the replica no longer reports the batch (message lost)', ran: true });
+    }
+  }
+
+  /**
+   * How long until the replica could start another batch (0 when it has none of this router's),
+   * from the expected run times of the batches in flight; 0 when those are unknown.
+   */
+  aheadMs(nowMs: number): number {
+    return this.slots.size > 0 && Number.isFinite(this.busyUntilMs) ? Math.max(0, this.busyUntilMs - nowMs) : 0;
+  }
+
+  /**
+   * The replica as the pure policies see it (replica-picker.ts). `overheadMs` is the transport
+   * overhead a partial batch's prefetch allows for; `defaultMaxOngoingBatches` stands in for a
+   * heartbeat that does not say.
+   */
+  view(overheadMs: number, defaultMaxOngoingBatches: number): ReplicaView {
+    const hb = this.hb;
+    // Models of batches in flight: the replica holds (or is loading) them even if a heartbeat sent
+    // before the batch arrived says otherwise; heartbeats sent after the reply report them.
+    const models = new Set(hb.loadedModels);
+    if (hb.loadingModel) models.add(hb.loadingModel);
+    let items = 0;
+    for (const s of this.slots) {
+      models.add(s.modelId);
+      items += s.items;
+    }
+    const partialFromMs = this.slots.size > 0 && Number.isFinite(this.busyUntilMs) ? this.busyUntilMs - overheadMs : undefined;
+    return {
+      id: this.id, loadedModels: [...models], ongoingBatches: this.slots.size,
+      maxOngoingBatches: hb.maxOngoingBatches || defaultMaxOngoingBatches, inFlightItems: items,
+      ...(partialFromMs !== undefined ? { partialFromMs } : {}),
+    };
+  }
+}
