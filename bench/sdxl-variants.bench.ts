@@ -11,9 +11,11 @@ import path from 'node:path';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
 import { fuseLoraIntoBundle } from '../services/models/lora/fused-bundle.js';
 import { addUnfusedLoraBranches } from '../services/models/lora/unfused-branch.js';
-import { halfToFloat32, toFloat16Bits } from '../services/models/onnx/float16.js';
+import { halfToFloat32, float32ToHalf } from '../services/models/onnx/float16.js';
+import { halfBitsOf, halfTensor } from '../services/models/onnx/float16-tensor.js';
 import { decodeModel, encodeModel } from '../services/models/onnx/onnx-model.js';
-import { imagePsnr, quantizeBundle, type QuantizeReport } from '../services/models/quantize/quantize-bundle.js';
+import { quantizeBundle, type QuantizeReport } from '../services/models/quantize/quantize-bundle.js';
+import { imagePsnr } from '../services/stages/sdxl/image-psnr.js';
 import { quantizeMatMulWeightsQ4 } from '../services/models/quantize/quantize-q4.js';
 import { randomValues } from '../services/models/tiny-sdxl/net.js';
 import { writeTinyLora } from '../services/models/tiny-sdxl/tiny-lora.js';
@@ -34,7 +36,7 @@ function unetInputs(): Record<string, { data: Float32Array; dims: number[] }> {
 }
 
 function feeds(dtype: Dtype): Record<string, Tensor> {
-  return Object.fromEntries(Object.entries(unetInputs()).map(([k, v]) => [k, dtype === 'float16' ? new Tensor('float16', toFloat16Bits(v.data), v.dims) : new Tensor('float32', v.data, v.dims)]));
+  return Object.fromEntries(Object.entries(unetInputs()).map(([k, v]) => [k, dtype === 'float16' ? halfTensor(float32ToHalf(v.data), v.dims) : new Tensor('float32', v.data, v.dims)]));
 }
 
 interface UnetTiming {
@@ -71,7 +73,7 @@ async function timeUnets(models: ReadonlyArray<{ file: string; dtype: Dtype }>):
       const s = await InferenceSession.create(m.file, options);
       const input = feeds(m.dtype);
       const y = (await s.run(input))['out_sample']!;
-      outs[i] = y.type === 'float16' ? halfToFloat32(y.data as Uint16Array) : Float32Array.from(y.data as Float32Array);
+      outs[i] = y.type === 'float16' ? halfToFloat32(halfBitsOf(y)) : Float32Array.from(y.data as Float32Array);
       for (let c = 0; c < CALLS / 2; c++) {
         const c0 = performance.now();
         await s.run(input);
@@ -110,7 +112,7 @@ export async function run(): Promise<BenchResult> {
     const writeMs: Record<string, number> = {};
     for (const v of ['fp16', 'int8', 'q4'] as const) {
       const t0 = performance.now();
-      reports[v] = await quantizeBundle({ repository: repo, base: 'tiny-sdxl', variant: v, minPsnrDb: 0 });
+      reports[v] = await quantizeBundle({ repository: repo, base: 'tiny-sdxl', variant: v, minPsnrDb: 0 }, imagePsnr);
       writeMs[v] = performance.now() - t0;
     }
     const sample = unetInputs()['sample']!.data;

@@ -250,7 +250,7 @@ export async function run(): Promise<BenchResult> {
       title: `float16 conversion, ${f16.values} values (one step's UNet input at batch ${TARGET.batch} with guidance, 1536x640; the output is the same size)`,
       columns: ['conversion', 'ms'],
       rows: [['float32 → float16 (feeds)', ms(f16.toHalfMs)], ['float16 → float32 (outputs)', ms(f16.toFloatMs)]],
-      note: 'services/stages/sdxl/float16.ts: half → float through a 65,536-entry table, float → half with integer arithmetic on the float\'s bits. Bit-identical to the per-value formulas they replaced (every half; every float32 bit pattern checked once; test/unit/sdxl-float16.test.ts keeps a sample of that check). Median of 5.',
+      note: 'services/models/onnx/float16.ts: half → float through a 65,536-entry table, float → half with integer arithmetic on the float\'s bits. Bit-identical to the per-value formulas they replaced (every half; every float32 bit pattern checked once; test/unit/sdxl-float16.test.ts keeps a sample of that check). Median of 5.',
     });
 
     const t = target;
@@ -285,7 +285,7 @@ export async function run(): Promise<BenchResult> {
     }
     if (fp16) {
       const m = (runs: readonly Phases[], f: (p: Phases) => number) => median(runs.map(f));
-      notes.push(`fp16: ${pct(fp16.outsideNoPngPct)} % outside ONNX Runtime without PNG at batch ${TARGET.batch} (${pct(m(fp16Runs, (p) => p.outsidePct))} % with it). Every float feed and output crosses the session boundary as float16, converted by services/stages/sdxl/float16.ts: ${ms(f16.toHalfMs + f16.toFloatMs)} ms per step for the sample and the noise prediction at this shape (table above); inside the stage runs at batch ${TARGET.batch} the calls to its array converters took ${ms(m(fp16Runs, (p) => p.float16Ms))} ms per run (median; the guided items' output halves are read through the value table inside the guidance mix, and the VAE decoder's output goes to bytes through a 65,536-entry byte table, neither counted there), CPU seconds per image ${(m(fp16Runs, (p) => p.cpuMs) / 1000 / TARGET.batch).toFixed(2)}.`);
+      notes.push(`fp16: ${pct(fp16.outsideNoPngPct)} % outside ONNX Runtime without PNG at batch ${TARGET.batch} (${pct(m(fp16Runs, (p) => p.outsidePct))} % with it). Every float feed and output crosses the session boundary as float16, converted by services/models/onnx/float16.ts: ${ms(f16.toHalfMs + f16.toFloatMs)} ms per step for the sample and the noise prediction at this shape (table above); inside the stage runs at batch ${TARGET.batch} the calls to its array converters took ${ms(m(fp16Runs, (p) => p.float16Ms))} ms per run (median; the guided items' output halves are read through the value table inside the guidance mix, and the VAE decoder's output goes to bytes through a 65,536-entry byte table, neither counted there), CPU seconds per image ${(m(fp16Runs, (p) => p.cpuMs) / 1000 / TARGET.batch).toFixed(2)}.`);
     }
     notes.push('Changes in services/stages/sdxl measured with this benchmark. Outputs are unchanged by all of them except the PNG settings (same raw pixels and parameters chunk for mixed batches — guidance 5, 7.5, 3 and 1, empty and non-empty negatives, single and batched — on fp32 and fp16 bundles with euler, euler_ancestral and ddim, txt2img and img2img, compared before/after; sdxl-stage, pipeline and LoRA integration tests pass). '
       + 'Before this round (the previous results file, commit 8747a13, quiet machine): batch 4 outside share 4.8 % without PNG and 9 % with PNG (level 6, no filtering); fp16 25.1 % without PNG. '

@@ -11,7 +11,7 @@ export function spawnReady(script: string, args: string[], timeoutMs = 15_000): 
       child.kill('SIGKILL');
       reject(new Error(`${script} was not ready within ${timeoutMs} ms`));
     }, timeoutMs);
-    readline.createInterface({ input: child.stdout! }).on('line', (line) => {
+    readline.createInterface({ input: child.stdout }).on('line', (line) => {
       if (!line.startsWith('ready')) return;
       clearTimeout(timer);
       resolve({ child, fields: Object.fromEntries(line.split(' ').slice(1).map((kv) => kv.split('=') as [string, string])) });

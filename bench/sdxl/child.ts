@@ -142,7 +142,7 @@ let float16Ms = 0;
  */
 function timeFloat16(): void {
   type Convert = (...a: unknown[]) => unknown;
-  const exportsObj = require('../../services/stages/sdxl/float16.js') as Record<string, Convert>;
+  const exportsObj = require('../../services/models/onnx/float16.js') as Record<string, Convert>;
   for (const name of ['float32ToHalf', 'halfToFloat32']) {
     const inner = exportsObj[name]!;
     exportsObj[name] = (...a: unknown[]) => {
@@ -263,7 +263,7 @@ async function main(): Promise<void> {
   await model.dispose();
 
   const pngLevels: PngLevel[] = [];
-  const output = await sharp(lastImage!).raw().toBuffer({ resolveWithObject: true });
+  const output = await sharp(lastImage).raw().toBuffer({ resolveWithObject: true });
   const smooth = await sharp(await syntheticImage(output.info.width, output.info.height)).raw().toBuffer();
   for (const [image, data] of [['output', output.data], ['smooth', smooth]] as const) {
     for (const adaptiveFiltering of [false, true]) {

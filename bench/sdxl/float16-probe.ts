@@ -1,10 +1,10 @@
 /**
  * The float16 conversions the fp16 path pays at the ONNX Runtime boundary
- * (services/stages/sdxl/float16.ts), timed on data shaped like one denoising step's UNet input
+ * (services/models/onnx/float16.ts), timed on data shaped like one denoising step's UNet input
  * and output. Their bit-exactness against the per-value formulas they replaced is a unit test
  * (test/unit/sdxl-float16.test.ts).
  */
-import { float32ToHalf, halfToFloat32 } from '../../services/stages/sdxl/float16.js';
+import { float32ToHalf, halfToFloat32 } from '../../services/models/onnx/float16.js';
 
 export interface Float16Probe {
   readonly values: number;

@@ -20,7 +20,7 @@ export function psnr(a: Rgb, b: Rgb, shave: number): number {
     for (let x = shave; x < a.width - shave; x++) {
       for (let c = 0; c < 3; c++) {
         const i = (y * a.width + x) * 3 + c;
-        const d = a.data[i] - b.data[i];
+        const d = a.data[i]! - b.data[i]!;
         se += d * d;
         n++;
       }
@@ -37,7 +37,7 @@ function luma(img: Rgb, shave: number): { y: Float64Array; width: number; height
   for (let r = 0; r < height; r++) {
     for (let c = 0; c < width; c++) {
       const i = ((r + shave) * img.width + c + shave) * 3;
-      y[r * width + c] = 0.299 * img.data[i] + 0.587 * img.data[i + 1] + 0.114 * img.data[i + 2];
+      y[r * width + c] = 0.299 * img.data[i]! + 0.587 * img.data[i + 1]! + 0.114 * img.data[i + 2]!;
     }
   }
   return { y, width, height };
@@ -58,7 +58,7 @@ function filter(src: Float64Array, width: number, height: number): Float64Array 
   for (let r = 0; r < height; r++) {
     for (let c = 0; c < ow; c++) {
       let s = 0;
-      for (let k = 0; k < 11; k++) s += WINDOW[k] * src[r * width + c + k];
+      for (let k = 0; k < 11; k++) s += WINDOW[k]! * src[r * width + c + k]!;
       tmp[r * ow + c] = s;
     }
   }
@@ -66,7 +66,7 @@ function filter(src: Float64Array, width: number, height: number): Float64Array 
   for (let r = 0; r < oh; r++) {
     for (let c = 0; c < ow; c++) {
       let s = 0;
-      for (let k = 0; k < 11; k++) s += WINDOW[k] * tmp[(r + k) * ow + c];
+      for (let k = 0; k < 11; k++) s += WINDOW[k]! * tmp[(r + k) * ow + c]!;
       out[r * ow + c] = s;
     }
   }
@@ -79,7 +79,7 @@ export function ssim(a: Rgb, b: Rgb, shave: number): number {
   const { y: x, width, height } = luma(a, shave);
   const { y } = luma(b, shave);
   if (width < 11 || height < 11) throw new RangeError('SSIM needs at least 11x11 pixels after shaving');
-  const prod = (p: Float64Array, q: Float64Array) => p.map((v, i) => v * q[i]);
+  const prod = (p: Float64Array, q: Float64Array) => p.map((v, i) => v * q[i]!);
   const mx = filter(x, width, height);
   const my = filter(y, width, height);
   const sxx = filter(prod(x, x), width, height);
@@ -89,10 +89,11 @@ export function ssim(a: Rgb, b: Rgb, shave: number): number {
   const c2 = (0.03 * 255) ** 2;
   let total = 0;
   for (let i = 0; i < mx.length; i++) {
-    const vx = sxx[i] - mx[i] * mx[i];
-    const vy = syy[i] - my[i] * my[i];
-    const cxy = sxy[i] - mx[i] * my[i];
-    total += ((2 * mx[i] * my[i] + c1) * (2 * cxy + c2)) / ((mx[i] ** 2 + my[i] ** 2 + c1) * (vx + vy + c2));
+    const ux = mx[i]!, uy = my[i]!;
+    const vx = sxx[i]! - ux * ux;
+    const vy = syy[i]! - uy * uy;
+    const cxy = sxy[i]! - ux * uy;
+    total += ((2 * ux * uy + c1) * (2 * cxy + c2)) / ((ux ** 2 + uy ** 2 + c1) * (vx + vy + c2));
   }
   return total / mx.length;
 }

@@ -27,9 +27,10 @@ async function upscaleOnnx(session: InferenceSession, info: UpscalerModelInfo, l
   const width = lr.width * info.scale;
   const height = lr.height * info.scale;
   const plane = width * height;
-  const y = out['output'].data as Float32Array;
+  const y = out['output']?.data;
+  if (!(y instanceof Float32Array)) throw new Error('the upscaler gave no float32 output');
   const data = new Uint8Array(plane * 3);
-  for (let p = 0; p < plane; p++) for (let c = 0; c < 3; c++) data[p * 3 + c] = toByte(y[c * plane + p], info.outputRange);
+  for (let p = 0; p < plane; p++) for (let c = 0; c < 3; c++) data[p * 3 + c] = toByte(y[c * plane + p]!, info.outputRange);
   return { data, width, height };
 }
 
@@ -96,7 +97,7 @@ export async function qualityPart(repo: string): Promise<{ checks: Check[]; tabl
       rows.push([key, ...METHODS.map((m) => avg[m].psnr.toFixed(2)), ...METHODS.map((m) => avg[m].ssim.toFixed(4))]);
       if (scale === 2) {
         degradationRows.push([key, `${avg.model.psnr.toFixed(2)} / ${avg.refLanczos3.psnr.toFixed(2)}`,
-          ...(['box', 'subsample'] as const).map((d) => `${mean(byDegradation[d].model).toFixed(2)} / ${mean(byDegradation[d].refLanczos3).toFixed(2)}`)]);
+          ...(['box', 'subsample'] as const).map((d) => `${mean(byDegradation[d]?.model ?? []).toFixed(2)} / ${mean(byDegradation[d]?.refLanczos3 ?? []).toFixed(2)}`)]);
       }
     }
   }

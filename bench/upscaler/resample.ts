@@ -39,22 +39,22 @@ export function upsample(img: Rgb, scale: number, kernel: Kernel): Rgb {
   const H = img.height * scale;
   const rows = new Float64Array(img.height * W * 3);
   for (let y = 0; y < img.height; y++) {
-    for (let u = 0; u < W; u++) {
+    tx.forEach((t, u) => {
       for (let c = 0; c < 3; c++) {
         let v = 0;
-        for (let k = 0; k < 6; k++) v += tx[u].w[k] * img.data[(y * img.width + tx[u].idx[k]) * 3 + c];
+        for (let k = 0; k < 6; k++) v += t.w[k]! * img.data[(y * img.width + t.idx[k]!) * 3 + c]!;
         rows[(y * W + u) * 3 + c] = v;
       }
-    }
+    });
   }
   const out = new Uint8ClampedArray(W * H * 3);
-  for (let v = 0; v < H; v++) {
+  ty.forEach((t, v) => {
     for (let i = 0; i < W * 3; i++) {
       let acc = 0;
-      for (let k = 0; k < 6; k++) acc += ty[v].w[k] * rows[ty[v].idx[k] * W * 3 + i];
+      for (let k = 0; k < 6; k++) acc += t.w[k]! * rows[t.idx[k]! * W * 3 + i]!;
       out[v * W * 3 + i] = acc;
     }
-  }
+  });
   return { data: new Uint8Array(out.buffer), width: W, height: H };
 }
 
@@ -68,7 +68,7 @@ export function downsample(img: Rgb, scale: number, mode: 'box' | 'subsample'): 
       for (let c = 0; c < 3; c++) {
         let s = 0;
         const n = mode === 'box' ? scale : 1;
-        for (let dy = 0; dy < n; dy++) for (let dx = 0; dx < n; dx++) s += img.data[((y * scale + dy) * img.width + x * scale + dx) * 3 + c];
+        for (let dy = 0; dy < n; dy++) for (let dx = 0; dx < n; dx++) s += img.data[((y * scale + dy) * img.width + x * scale + dx) * 3 + c]!;
         data[(y * width + x) * 3 + c] = Math.round(s / (n * n));
       }
     }

@@ -47,6 +47,13 @@ export interface SpeedChildResult {
   readonly stagePeakRssBytes?: number;
 }
 
+/** Tile `i` of `tiles`; the sample indices come from the parent process's arguments. */
+function tileAt(tiles: readonly Tile[], i: number | undefined): Tile {
+  const t = i === undefined ? undefined : tiles[i];
+  if (!t) throw new Error(`no tile ${i} among ${tiles.length}`);
+  return t;
+}
+
 function window(img: RgbImage, t: Tile): RgbImage {
   const data = new Uint8Array(t.width * t.height * 3);
   for (let y = 0; y < t.height; y++) data.set(img.data.subarray(((t.y + y) * img.width + t.x) * 3, ((t.y + y) * img.width + t.x + t.width) * 3), y * t.width * 3);
@@ -64,12 +71,13 @@ async function ort(a: SpeedChildArgs, img: RgbImage, tiles: Tile[]): Promise<{ r
     requestId: 'bench', imageIndex: 0, seed: 0n, prompt: '', negativePrompt: '', steps: 1, guidanceScale: 1,
     width: 0, height: 0, strength: 0, initImage, outputFormat: 'png', params: {},
   });
-  const t0 = tiles[0];
+  const t0 = tileAt(tiles, 0);
   await model.run([item(await sharp(png).extract({ left: 0, top: 0, width: t0.width, height: t0.height }).png().toBuffer())], ctx); // warm-up
   model.stats.sessionRuns = model.stats.tilesRun = 0;
   const started = performance.now();
   const [res] = await model.run([item(png)], ctx);
   const stageMs = performance.now() - started;
+  if (res === undefined) throw new Error('the stage returned no result');
   if (res instanceof Error) throw res;
   const stagePeakRssBytes = process.resourceUsage().maxRSS * 1024;
   await model.dispose();
@@ -82,16 +90,17 @@ async function ort(a: SpeedChildArgs, img: RgbImage, tiles: Tile[]): Promise<{ r
     const session = await InferenceSession.create(file, threads ? { intraOpNumThreads: threads } : {});
     const ms: number[] = [];
     for (const [k, idx] of [a.sample[0], ...a.sample].entries()) { // the first is a warm-up
-      const w = window(img, tiles[idx]);
+      const w = window(img, tileAt(tiles, idx));
       const t = performance.now();
       const out = await session.run({ input: new Tensor('float32', toNchw(w, info.inputRange), [1, 3, w.height, w.width]) });
       if (k === 0) continue;
       ms.push(performance.now() - t);
       if (threads === 0) {
-        const y = out['output'].data as Float32Array;
+        const y = out['output']?.data;
+        if (!(y instanceof Float32Array)) throw new Error(`${file}: no float32 output`);
         const plane = y.length / 3;
         const b = new Uint8Array(y.length);
-        for (let p = 0; p < plane; p++) for (let c = 0; c < 3; c++) b[p * 3 + c] = toByte(y[c * plane + p], info.outputRange);
+        for (let p = 0; p < plane; p++) for (let c = 0; c < 3; c++) b[p * 3 + c] = toByte(y[c * plane + p]!, info.outputRange);
         bytes.push(b);
       }
     }
@@ -101,7 +110,7 @@ async function ort(a: SpeedChildArgs, img: RgbImage, tiles: Tile[]): Promise<{ r
   return {
     result: {
       stageMs, stageRuns: model.stats.sessionRuns, stageTiles: model.stats.tilesRun, outWidth: res.width, outHeight: res.height,
-      tileMs: timings[0], tileMsOneThread: timings[1], peakRssBytes: process.resourceUsage().maxRSS * 1024, stagePeakRssBytes,
+      tileMs: timings[0] ?? [], tileMsOneThread: timings[1] ?? [], peakRssBytes: process.resourceUsage().maxRSS * 1024, stagePeakRssBytes,
     },
     bytes,
   };
@@ -109,12 +118,12 @@ async function ort(a: SpeedChildArgs, img: RgbImage, tiles: Tile[]): Promise<{ r
 
 async function tfjs(a: SpeedChildArgs, img: RgbImage, tiles: Tile[]): Promise<{ result: SpeedChildResult; bytes: Uint8Array[] }> {
   const model = await loadTfjsUpscaler(a.pkg, a.scale);
-  await model.predict(window(img, { ...tiles[0], width: 16, height: 16 })); // warm-up
+  await model.predict(window(img, { ...tileAt(tiles, 0), width: 16, height: 16 })); // warm-up
   const bytes: Uint8Array[] = [];
   const ms: number[] = [];
   for (const idx of a.sample) {
     const t = performance.now();
-    const y = await model.predict(window(img, tiles[idx]));
+    const y = await model.predict(window(img, tileAt(tiles, idx)));
     ms.push(performance.now() - t);
     bytes.push(Uint8Array.from(y, (v) => toByte(v, model.info.outputRange)));
   }
@@ -122,7 +131,7 @@ async function tfjs(a: SpeedChildArgs, img: RgbImage, tiles: Tile[]): Promise<{ 
 }
 
 async function main(): Promise<void> {
-  const a = JSON.parse(process.argv[2]) as SpeedChildArgs;
+  const a = JSON.parse(process.argv[2] ?? 'null') as SpeedChildArgs;
   const { data, info } = await sharp(a.input).removeAlpha().raw().toBuffer({ resolveWithObject: true });
   const img = { data: new Uint8Array(data), width: info.width, height: info.height };
   const tiles = planTiles(img.width, img.height, { tileSize: a.tileSize, padding: a.padding });

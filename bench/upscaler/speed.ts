@@ -23,7 +23,7 @@ export const SPEED = { pkg: 'esrgan-slim', scale: 2, width: 1536, height: 640, t
 /** A width × height mosaic of the 128x128 photos (row-major, cycling through them). */
 async function mosaic(file: string, width: number, height: number): Promise<void> {
   const cells = [];
-  for (let y = 0, k = 0; y < height; y += 128) for (let x = 0; x < width; x += 128, k++) cells.push({ input: photoPath(PHOTOS[k % PHOTOS.length]), left: x, top: y });
+  for (let y = 0, k = 0; y < height; y += 128) for (let x = 0; x < width; x += 128, k++) cells.push({ input: photoPath(PHOTOS[k % PHOTOS.length]!), left: x, top: y });
   await sharp({ create: { width, height, channels: 3, background: '#000' } }).composite(cells).png().toFile(file);
 }
 
@@ -61,7 +61,7 @@ export async function speedPart(repo: string, tmp: string): Promise<{ checks: Ch
   let equal = 0;
   let maxDiff = 0;
   for (let i = 0; i < a.length; i++) {
-    const d = Math.abs(a[i] - b[i]);
+    const d = Math.abs(a[i]! - b[i]!);
     if (d === 0) equal++;
     maxDiff = Math.max(maxDiff, d);
   }

@@ -1,7 +1,8 @@
 /** `orrery models quantize`: fp16, int8 and q4 variants of an SDXL bundle (a LoRA fused in first, if named), checked against the base by PSNR. */
 import { InvalidArgumentError, type Command } from 'commander';
-import { ModelIdError, parseModelId, type ParsedModelId } from '../models/model-id.js';
+import { ModelIdError, parseModelId, type ParsedModelId } from '../common/model-id.js';
 import { formatBytes } from './command-models-sdxl.js';
+import { commandWriter } from './command-output.js';
 
 const VARIANTS = ['fp16', 'int8', 'q4'] as const;
 
@@ -65,12 +66,14 @@ export function registerQuantizeCommand(models: Command): void {
       if (flags.model.lora === undefined && cmd.getOptionValueSource('loraScale') === 'cli') cmd.error('--lora-scale needs a LoRA: --model <base>+<lora>');
       const minPsnrDb = Number(flags.minPsnrDb);
       if (!Number.isFinite(minPsnrDb)) cmd.error('--min-psnr-db must be a number');
+      // Loaded here, not at start-up: the check renders through the SDXL stage (onnxruntime-node, sharp).
       const { quantizeBundle } = await import('../models/quantize/quantize-bundle.js');
+      const { imagePsnr } = await import('../stages/sdxl/image-psnr.js');
       try {
         const { base, lora } = flags.model;
-        const r = await quantizeBundle({ repository, base, ...(lora !== undefined ? { lora, loraScale: flags.loraScale } : {}), variant: flags.variant as (typeof VARIANTS)[number], minPsnrDb, blockSize: flags.blockSize });
+        const r = await quantizeBundle({ repository, base, ...(lora !== undefined ? { lora, loraScale: flags.loraScale } : {}), variant: flags.variant as (typeof VARIANTS)[number], minPsnrDb, blockSize: flags.blockSize }, imagePsnr);
         const what = r.variant === 'fp16' ? `${r.tensorsRewritten} initializers stored as float16` : `${r.tensorsRewritten} MatMul weights quantized (${r.variant})`;
-        const writeOut = cmd.configureOutput().writeOut ?? ((s: string) => process.stdout.write(s));
+        const writeOut = commandWriter(cmd);
         const fused = lora !== undefined ? `LoRA ${lora} fused (${r.loraModulesFused} modules, scale ${flags.loraScale}), then ` : '';
         writeOut(`${r.dir}: ${fused}${what} in ${r.models.join(', ')}; ${formatBytes(r.bytesBefore)} → ${formatBytes(r.bytesAfter)}; PSNR ${r.psnrDb.toFixed(2)} dB against ${flags.model.id} (fp32)\n`);
       } catch (err) {

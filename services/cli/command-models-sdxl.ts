@@ -1,10 +1,11 @@
 /** `orrery models make-tiny`: the tiny SDXL-shaped bundle for tests and demos. */
 import type { Command } from 'commander';
 import path from 'node:path';
-import { LORA_FOLDER, MODEL_ID } from '../models/model-id.js';
+import { LORA_FOLDER, MODEL_ID } from '../common/model-id.js';
 import { nameSeed } from '../models/local-models.js';
 import { writeTinySdxlBundle } from '../models/tiny-sdxl.js';
 import { writeTinyLora } from '../models/tiny-sdxl/tiny-lora.js';
+import { commandWriter } from './command-output.js';
 
 interface MakeTinyFlags {
   fp16?: boolean;
@@ -39,7 +40,7 @@ export function registerSdxlModelCommands(models: Command): void {
         vaeEncoderOutput: flags.legacyVaeEncoder ? 'latent_sample' : 'latent_parameters',
         externalData: flags.externalData,
       });
-      const writeOut = cmd.configureOutput().writeOut ?? ((s: string) => process.stdout.write(s));
+      const writeOut = commandWriter(cmd);
       const width = Math.max(...info.files.map((f) => f.path.length));
       writeOut(`tiny SDXL bundle in ${info.dir}:\n`);
       for (const f of info.files) writeOut(`  ${f.path.padEnd(width)}  ${formatBytes(f.bytes).padStart(9)}\n`);
@@ -69,7 +70,7 @@ export function registerSdxlModelCommands(models: Command): void {
         format: flags.format === 'kohya-diffusers' ? 'kohya' : flags.format as 'kohya' | 'peft' | 'peft-legacy',
         sgmNames: flags.format === 'kohya', seed: nameSeed(name), rank, dtype: flags.fp16 ? 'F16' : 'F32',
       });
-      const writeOut = cmd.configureOutput().writeOut ?? ((s: string) => process.stdout.write(s));
+      const writeOut = commandWriter(cmd);
       writeOut(`tiny ${flags.format} LoRA (${modules.length} modules, rank ${rank}) in ${path.resolve(file)}; model id tiny-sdxl+${name}\n`);
     });
 }

@@ -2,6 +2,7 @@
 import path from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
 import { convertUpscaler, UPSCALER_SCALES } from '../models/upscaler/convert-upscaler.js';
+import { commandWriter } from './command-output.js';
 
 function parseScale(value: string): number {
   const n = Number(value);
@@ -26,7 +27,7 @@ export function registerUpscalerModelCommands(models: Command): void {
       const res = await convertUpscaler({ from: opts.from, scale: opts.scale, out: opts.out });
       const mb = (res.bytes / 1e6).toFixed(1);
       // Commander's configured output (stdout unless a caller redirects it, as the tests do).
-      const writeOut = cmd.configureOutput().writeOut ?? ((s: string) => process.stdout.write(s));
+      const writeOut = commandWriter(cmd);
       writeOut(
         `${path.resolve(res.file)}: ${res.info.source}, ${res.layers} layers, ${mb} MB, ` +
         `scale ${res.info.scale}, input range [${res.info.inputRange.join(', ')}], output range [${res.info.outputRange.join(', ')}]\n`,

@@ -12,8 +12,8 @@ export function registerModelsCommand(program: Command): void {
     .command('make-demo')
     .description('Write the demo models the local default config serves (the ONNX "texture" network) into a model repository.')
     .argument('[dir]', 'model repository directory', './models')
-    .action(async (dir: string) => {
-      await writeDemoModels(dir);
+    .action((dir: string) => {
+      writeDemoModels(dir);
       process.stdout.write(`demo models in ${path.resolve(dir)}\n`);
     });
   registerSdxlModelCommands(models);

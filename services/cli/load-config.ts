@@ -9,6 +9,15 @@ import { compileConfig, type ClusterConfig } from '../common/config.js';
 import { ConfigError } from '../common/errors.js';
 import { packageRoot } from '../common/package-root.js';
 
+function isMapping(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** `v` if it is a YAML mapping, else an empty one: overrides edit the raw config before compileConfig checks it. */
+export function asMapping(v: unknown): Record<string, unknown> {
+  return isMapping(v) ? v : {};
+}
+
 export const DEFAULT_CONFIG_PATH = (): string => path.join(packageRoot(), 'deploy/config/local.yaml');
 
 export interface LoadedConfig {
@@ -41,13 +50,15 @@ export function loadConfig(file: string | undefined, overrides: ConfigOverrides 
     throw new ConfigError(source, `is not valid YAML: ${(err as Error).message}`);
   }
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new ConfigError(source, 'must be a YAML mapping');
-  const r = structuredClone(raw) as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+  const r = structuredClone(raw) as Record<string, unknown>;
   const natsUrl = overrides.natsUrl ?? env.ORRERY_NATS_URL;
-  if (natsUrl) r.nats = { ...(r.nats ?? {}), url: natsUrl };
+  if (natsUrl) r.nats = { ...asMapping(r.nats), url: natsUrl };
   if (overrides.modelRepository) r.model_repository = overrides.modelRepository;
+  const deployments = asMapping(r.deployments);
   for (const [name, n] of Object.entries(overrides.replicas ?? {})) {
-    if (!r.deployments?.[name]) throw new ConfigError('--replicas', `unknown deployment "${name}" (known: ${Object.keys(r.deployments ?? {}).join(', ')})`);
-    r.deployments[name].replicas = n;
+    const deployment = deployments[name];
+    if (!isMapping(deployment)) throw new ConfigError('--replicas', `unknown deployment "${name}" (known: ${Object.keys(deployments).join(', ')})`);
+    deployment.replicas = n;
   }
   // A relative model repository is relative to the working directory, made absolute once here
   // so child processes agree.

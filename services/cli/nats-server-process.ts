@@ -56,7 +56,7 @@ export class NatsServerProcess {
     const child = spawn('/bin/sh', ['-c', script.replace('nats-server', findNatsServer()), 'sh', ...args], { stdio: ['pipe', 'ignore', 'pipe'] });
     this.child = child;
     let stderr = '';
-    child.stderr!.on('data', (d: Buffer) => {
+    child.stderr.on('data', (d: Buffer) => {
       stderr = (stderr + d.toString()).slice(-4000);
     });
     const deadline = Date.now() + 10_000;

@@ -42,7 +42,7 @@ function blurKernel(): Float32Array {
   const kx = [1, 4, 6, 4, 1];
   const ky = [0, 1, 2, 1, 0];
   const k = new Float32Array(25);
-  for (let y = 0; y < 5; y++) for (let x = 0; x < 5; x++) k[y * 5 + x] = (kx[x] * ky[y]) / 64;
+  ky.forEach((fy, y) => kx.forEach((fx, x) => { k[y * 5 + x] = (fx * fy) / 64; }));
   return k;
 }
 
@@ -58,7 +58,7 @@ function blurConvWeights(rand: () => number, out: number, inp: number, gain: num
   for (let o = 0; o < out; o++) {
     for (let i = 0; i < inp; i++) {
       const mix = gaussian(rand) * scale;
-      for (let t = 0; t < 25; t++) w[(o * inp + i) * 25 + t] = mix * blur[t];
+      for (let t = 0; t < 25; t++) w[(o * inp + i) * 25 + t] = mix * blur[t]!;
     }
   }
   return w;
@@ -97,8 +97,8 @@ export function buildTextureModel(seed = 0x0e1e7): Uint8Array {
   const head = new Float32Array(3 * HIDDEN * 25);
   for (let c = 0; c < 3; c++) {
     for (let i = 0; i < HIDDEN; i++) {
-      const mix = 2.2 * (shared[i] + 0.15 * gaussian(rand));
-      for (let t = 0; t < 25; t++) head[(c * HIDDEN + i) * 25 + t] = mix * blur[t];
+      const mix = 2.2 * (shared[i]! + 0.15 * gaussian(rand));
+      for (let t = 0; t < 25; t++) head[(c * HIDDEN + i) * 25 + t] = mix * blur[t]!;
     }
   }
   g.addInitializer('head.weight', head, [3, HIDDEN, 5, 5]);

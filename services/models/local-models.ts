@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { ClusterConfig } from '../common/config.js';
 import { writeDemoModels } from './demo-models.js';
-import { loraFileOf, parseModelId, type ParsedModelId } from './model-id.js';
+import { loraFileOf, parseModelId, type ParsedModelId } from '../common/model-id.js';
 import { writeTinySdxlBundle } from './tiny-sdxl.js';
 import { writeTinyLora } from './tiny-sdxl/tiny-lora.js';
 import { convertUpscaler } from './upscaler/convert-upscaler.js';
@@ -29,7 +29,7 @@ export async function prepareLocalModels(config: ClusterConfig): Promise<string[
       if (dep.stage === 'upscaler' && m && !fs.existsSync(path.join(dir, 'model.onnx'))) {
         const pkg = packageDir(`@upscalerjs/esrgan-${m[1]}`);
         fs.mkdirSync(dir, { recursive: true });
-        await convertUpscaler({ from: pkg, scale: Number(m[2]) as 2 | 3 | 4, out: path.join(dir, 'model.onnx') });
+        await convertUpscaler({ from: pkg, scale: Number(m[2]), out: path.join(dir, 'model.onnx') });
         made.push(`${id}: ${dir} (converted from @upscalerjs/esrgan-${m[1]})`);
       }
     }

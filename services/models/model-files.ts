@@ -15,7 +15,7 @@
  */
 import fs from 'node:fs';
 import { InvalidArgumentError, ModelNotFoundError } from '../common/errors.js';
-import { bundleDirOf, loraFileOf, ModelIdError, parseModelId, withoutLora, type ParsedModelId } from './model-id.js';
+import { bundleDirOf, loraFileOf, ModelIdError, parseModelId, withoutLora, type ParsedModelId } from '../common/model-id.js';
 
 export interface ModelFiles {
   readonly id: ParsedModelId;

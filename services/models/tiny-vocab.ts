@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 import { packageRoot } from '../common/package-root.js';
-import { clipByteSymbols } from '../stages/sdxl/clip-tokenizer.js';
+import { clipByteSymbols } from './clip-bytes.js';
 
 /** Merges in the asset; ids 512..2559 are the merged tokens. */
 export const TINY_CLIP_MERGE_COUNT = 2048;

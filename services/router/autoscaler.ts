@@ -85,7 +85,8 @@ export class Autoscaler {
       a.managed.set(d.name, { config: d, state, busy: false, again: false, lastErrorLogMs: 0 });
       a.desiredGauge.set({ deployment: d.name }, state.targetReplicas);
     }
-    a.timer = setInterval(() => a.tickAll(), options.intervalMs);
+    // Fire and forget: evaluate() catches and logs a failed scale call (the only I/O in a tick).
+    a.timer = setInterval(() => void a.tickAll(), options.intervalMs);
     a.timer.unref();
     options.log.info({ target: options.target?.kind ?? 'none', deployments: [...a.managed.keys()], intervalMs: options.intervalMs }, 'autoscaler running');
     return a;
@@ -99,7 +100,7 @@ export class Autoscaler {
   /** Evaluates `deployment` now instead of at the next tick (a request is waiting for a replica). */
   wake(deployment: string): void {
     const m = this.managed.get(deployment);
-    if (m) this.track(this.tick(m));
+    if (m) void this.track(this.tick(m)); // as the interval's ticks: a failed scale call is logged by evaluate()
   }
 
   /** One evaluation of every deployment; resolves when their decisions are applied (tests call it). */

@@ -14,6 +14,7 @@ import type { RunContext, StageOutput } from '../stages/stage.js';
 import type { ExecutorItemResult, FromThread, ThreadInit, ToThread } from './executor.js';
 import { DeviceLock } from './device-lock.js';
 import { ModelCache, type ModelLease } from './model-cache.js';
+import { canTransfer } from './transferable.js';
 
 if (!parentPort) throw new Error('executor-thread.js must run as a worker thread (see executor.ts)');
 const port = parentPort;
@@ -74,13 +75,14 @@ function unlessAborted(p: Promise<ModelLease>, signal: AbortSignal, what: string
 
 /**
  * Encoded outputs leave as transferables. A view that does not span its buffer (a pooled Buffer)
- * is copied first so the transfer cannot take memory that other objects share. ArrayBuffers that
- * Node cannot transfer (sharp's external memory) are copied by postMessage itself.
+ * is copied first so the transfer cannot take memory that other objects share (into new memory:
+ * a Buffer's slice() would be a view again). ArrayBuffers that Node cannot transfer (sharp's
+ * external memory) stay off the transfer list, and postMessage copies them (transferable.ts).
  */
 function transferOut(out: StageOutput, transfer: ArrayBuffer[]): StageOutput {
   let data = out.data;
-  if (!(data.buffer instanceof ArrayBuffer) || data.byteOffset !== 0 || data.byteLength !== data.buffer.byteLength) data = data.slice();
-  if (!transfer.includes(data.buffer as ArrayBuffer)) transfer.push(data.buffer as ArrayBuffer);
+  if (!(data.buffer instanceof ArrayBuffer) || data.byteOffset !== 0 || data.byteLength !== data.buffer.byteLength) data = new Uint8Array(data);
+  if (canTransfer(data.buffer) && !transfer.includes(data.buffer)) transfer.push(data.buffer);
   return { data, width: out.width, height: out.height, mimeType: out.mimeType };
 }
 
@@ -97,12 +99,13 @@ async function run(msg: Extract<ToThread, { type: 'run' }>): Promise<void> {
   try {
     lease = await unlessAborted(cache.acquire(modelId), state.batch.signal, `batch ${batchId} while loading ${modelId}`);
     const loadSeconds = (performance.now() - started) / 1000;
-    releaseDevice = await device.acquire(state.batch.signal);
+    // A batch with any online item is online: it goes ahead of waiting bulk-only batches.
+    releaseDevice = await device.acquire(state.batch.signal, items.some((it) => (it.priority ?? 'online') === 'online') ? 'online' : 'bulk');
     // An item's signal also aborts with the batch, so stages need to watch only one per item.
     const itemSignals = state.items.map((c) => AbortSignal.any([state.batch.signal, c.signal]));
     const ctx: RunContext = {
       signal: state.batch.signal,
-      itemSignal: (i) => itemSignals[i],
+      itemSignal: (i) => itemSignals[i] ?? state.batch.signal,
       progress: (index, step, total) => post({ type: 'progress', runId, index, step, total }),
       computeDone: releaseDevice,
     };
@@ -117,7 +120,7 @@ async function run(msg: Extract<ToThread, { type: 'run' }>): Promise<void> {
     const results = outputs.map((out, i): ExecutorItemResult => {
       if (out instanceof Error) return { error: toWire(out) };
       // Cancelled after the stage made it: the result is discarded, as RunContext promises.
-      if (state.items[i].signal.aborted) return { error: toWire(new CancelledError(`request ${items[i].requestId}`)) };
+      if (state.items[i]?.signal.aborted) return { error: toWire(new CancelledError(`request ${items[i]?.requestId}`)) };
       return transferOut(out, transfer);
     });
     post({ type: 'result', runId, results, loadSeconds, runSeconds }, transfer);
@@ -148,7 +151,7 @@ function cancel(batchId: string, requestIds?: readonly string[]): void {
       continue;
     }
     r.requestIds.forEach((id, i) => {
-      if (requestIds.includes(id)) r.items[i].abort(new CancelledError(`request ${id}`));
+      if (requestIds.includes(id)) r.items[i]?.abort(new CancelledError(`request ${id}`));
     });
     // Nobody waits for any item any more: stop the whole batch so the replica's slot frees now.
     if (r.items.every((c) => c.signal.aborted)) r.batch.abort(new CancelledError(`batch ${batchId}: every request cancelled`));

@@ -15,6 +15,7 @@ import { fromWire, OrreryError, type WireError } from '../common/errors.js';
 import { knownStages, loadStage } from '../stages/registry.js';
 import type { SessionLoadReport } from '../models/session-load-report.js';
 import type { LoadReport, StageContext, StageItem, StageOutput } from '../stages/stage.js';
+import { canTransfer } from './transferable.js';
 
 export interface ExecutorOptions {
   /** Stage name (services/stages/registry.ts). */
@@ -287,7 +288,8 @@ export class Executor extends EventEmitter<ExecutorEvents> {
  * e.g. a NATS read buffer, and cloning would copy all of it).
  */
 function transferable(bytes: Uint8Array, transfer: Set<ArrayBuffer>): Uint8Array {
-  const whole = bytes.buffer instanceof ArrayBuffer && bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength;
+  // A buffer Node cannot transfer (transferable.ts) is copied too.
+  const whole = canTransfer(bytes.buffer) && bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength;
   // Not bytes.slice(): on a Node Buffer that is a view of the same memory, and transferring it
   // would detach the NATS message it came from (its reply subject included).
   const out = whole ? bytes : new Uint8Array(bytes);

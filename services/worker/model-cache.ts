@@ -92,8 +92,8 @@ export class ModelCache {
       released = true;
       entry.inUse--;
       entry.lastUsedMs = this.now();
-      // Evictions deferred while everything was in use happen now.
-      if (entry.inUse === 0 && this.entries.get(modelId) === entry) this.evictAll(planEvictions(this.states(), this.limits, { modelId }).evict);
+      // Evictions deferred while everything was in use happen now (evict() handles dispose failures, so this never rejects).
+      if (entry.inUse === 0 && this.entries.get(modelId) === entry) void this.evictAll(planEvictions(this.states(), this.limits, { modelId }).evict);
     };
     return { model, release, [Symbol.dispose]: release };
   }

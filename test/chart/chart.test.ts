@@ -20,23 +20,16 @@ import path from 'node:path';
 import { parseAllDocuments } from 'yaml';
 
 import { parseConfig, type ClusterConfig } from '../../services/common/config.js';
+import { repoRoot } from '../support/repo-root.js';
 
-// Kubernetes objects are checked field by field; a full type for each kind would add nothing.
+// Kubernetes objects are checked field by field; a full type for each kind would add nothing, so
+// the rendered manifests are walked untyped below.
+/* eslint-disable @typescript-eslint/no-unsafe-member-access, @typescript-eslint/no-unsafe-assignment, @typescript-eslint/no-unsafe-call, @typescript-eslint/no-unsafe-argument, @typescript-eslint/no-unsafe-return */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
 type K8sObject = { apiVersion: string; kind: string; metadata: { name: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string> }; spec?: any; data?: Record<string, string>; rules?: any[]; roleRef?: any; subjects?: any[] };
 
 const EXTERNAL_NATS = ['--set', 'nats.builtin.enabled=false', '--set', 'nats.url=nats://x:4222'];
 const MODEL_DEPLOYMENTS = ['sdxl-base', 'sdxl-img2img', 'upscaler'];
-
-/** The repository root: the nearest ancestor holding package.json (works from test/ and dist/test/). */
-function repoRoot(): string {
-  let dir = __dirname;
-  while (!existsSync(path.join(dir, 'package.json')) || !existsSync(path.join(dir, 'helm', 'orrery'))) {
-    const up = path.dirname(dir);
-    if (up === dir) throw new Error(`no repository root above ${__dirname}`);
-    dir = up;
-  }
-  return dir;
-}
 
 const root = repoRoot();
 const chart = path.join(root, 'helm', 'orrery');

@@ -86,7 +86,7 @@ class FakeScaleApi {
     if (!m) return fail(404, 'NotFound', `the server could not find the requested resource ${req.url}`);
     const [, ns, name] = m as unknown as [string, string, string];
     if (this.hang.has(name)) return;
-    if (this.forbidden.has(name!)) return fail(403, 'Forbidden', `deployments.apps "${name}" is forbidden: User "system:serviceaccount:${ns}:t-orrery-router" cannot patch resource "deployments/scale"`);
+    if (this.forbidden.has(name)) return fail(403, 'Forbidden', `deployments.apps "${name}" is forbidden: User "system:serviceaccount:${ns}:t-orrery-router" cannot patch resource "deployments/scale"`);
     if (ns !== NS || !this.replicas.has(name)) return fail(404, 'NotFound', `deployments.apps "${name}" not found`);
     const scale = () => ({
       kind: 'Scale', apiVersion: 'autoscaling/v1', metadata: { name, namespace: ns, resourceVersion: String(this.seen.length) },

@@ -12,6 +12,8 @@ import { fuseLoraIntoBundle } from '../../services/models/lora/fused-bundle.js';
 import { LoraFusionError } from '../../services/models/lora/fuse-onnx.js';
 import { SafetensorsError } from '../../services/models/lora/safetensors.js';
 import { addUnfusedLoraBranches } from '../../services/models/lora/unfused-branch.js';
+import { float32ToHalf, halfToFloat32 } from '../../services/models/onnx/float16.js';
+import { halfBitsOf, halfTensor } from '../../services/models/onnx/float16-tensor.js';
 import { decodeModel, encodeModel } from '../../services/models/onnx/onnx-model.js';
 import { randomValues } from '../../services/models/tiny-sdxl/net.js';
 import { writeTinyLora, type TinyLoraModule, type TinyLoraOptions } from '../../services/models/tiny-sdxl/tiny-lora.js';
@@ -23,31 +25,24 @@ const COMPONENTS = ['text_encoder', 'text_encoder_2', 'unet'] as const;
 function feedsFor(component: string, half: boolean): Feeds {
   const f = (name: string, dims: number[], std = 1) => {
     const v = randomValues(7, name, dims.reduce((a, d) => a * d, 1), std);
-    return half ? new Tensor('float16', Uint16Array.from(v, (x) => halfOf(x)), dims) : new Tensor('float32', v, dims);
+    return half ? halfTensor(float32ToHalf(v), dims) : new Tensor('float32', v, dims);
   };
   if (component !== 'unet') {
     const ids = BigInt64Array.from({ length: 77 }, (_, i) => BigInt(i === 0 ? 2560 : i < 9 ? 100 + 37 * i : 2561));
     return { input_ids: new Tensor('int64', ids, [1, 77]) };
   }
   return {
-    sample: f('sample', [2, 4, 8, 8]), timestep: half ? new Tensor('float16', Uint16Array.of(halfOf(500)), []) : new Tensor('float32', Float32Array.of(500), []),
+    sample: f('sample', [2, 4, 8, 8]), timestep: half ? halfTensor(float32ToHalf(Float32Array.of(500)), []) : new Tensor('float32', Float32Array.of(500), []),
     encoder_hidden_states: f('ehs', [2, 77, 96]), text_embeds: f('te', [2, 48]), time_ids: f('tid', [2, 6], 300),
   };
-}
-
-function halfOf(x: number): number {
-  const buf = new DataView(new ArrayBuffer(4));
-  buf.setFloat32(0, x);
-  const b = buf.getUint32(0);
-  const e = ((b >>> 23) & 0xff) - 112;
-  return ((b >>> 16) & 0x8000) | (e <= 0 ? 0 : (e << 10) | ((b >>> 13) & 0x3ff));
 }
 
 async function run(file: string, feeds: Feeds): Promise<Float32Array[]> {
   const s = await InferenceSession.create(file);
   try {
     const out = await s.run(feeds);
-    return s.outputNames.map((n) => Float32Array.from(out[n]!.data as ArrayLike<number>, Number));
+    // float16 outputs as their values (the half bits through the codec), float32 ones copied.
+    return s.outputNames.map((n) => (out[n]!.type === 'float16' ? halfToFloat32(halfBitsOf(out[n]!)) : Float32Array.from(out[n]!.data as Float32Array)));
   } finally {
     await s.release();
   }

@@ -12,7 +12,8 @@ import { ConfigError, ModelNotFoundError } from '../../services/common/errors.js
 import { packageRoot } from '../../services/common/package-root.js';
 import { FUSED_LORA_RECORD } from '../../services/models/lora/fused-lora-record.js';
 import { decodeModel } from '../../services/models/onnx/onnx-model.js';
-import { imagePsnr, quantizeBundle, QuantizeRefusedError } from '../../services/models/quantize/quantize-bundle.js';
+import { quantizeBundle, QuantizeRefusedError } from '../../services/models/quantize/quantize-bundle.js';
+import { imagePsnr } from '../../services/stages/sdxl/image-psnr.js';
 import { writeTinyLora } from '../../services/models/tiny-sdxl/tiny-lora.js';
 import { writeTinySdxlBundle } from '../../services/models/tiny-sdxl.js';
 import { loadStage } from '../../services/stages/registry.js';
@@ -40,7 +41,7 @@ describe('orrery models quantize --model base+lora', () => {
   for (const variant of ['int8', 'q4'] as const) {
     test(`writes <base>+<lora>@${variant} with the LoRA fused in; served by id it fuses nothing at load and its image is nearer fp32 base+lora's than base's`, async (t) => {
       const id = `tiny-sdxl+planets@${variant}`;
-      const r = await quantizeBundle({ repository: repo, base: 'tiny-sdxl', lora: 'planets', variant, minPsnrDb: BOUND_DB[variant] });
+      const r = await quantizeBundle({ repository: repo, base: 'tiny-sdxl', lora: 'planets', variant, minPsnrDb: BOUND_DB[variant] }, imagePsnr);
       assert.equal(r.dir, path.join(repo, id));
       assert.equal(r.loraModulesFused, 12);
       assert.deepEqual(r.models, ['text_encoder', 'text_encoder_2', 'unet']);
@@ -61,7 +62,7 @@ describe('orrery models quantize --model base+lora', () => {
   }
 
   test('base+lora@int8 without its folder is NOT_FOUND naming the command that builds it (even with base@int8 present), and that command builds a folder that loads', async () => {
-    await quantizeBundle({ repository: repo, base: 'tiny-sdxl', variant: 'int8', minPsnrDb: BOUND_DB.int8 });
+    await quantizeBundle({ repository: repo, base: 'tiny-sdxl', variant: 'int8', minPsnrDb: BOUND_DB.int8 }, imagePsnr);
     await assert.rejects(load(repo, 'tiny-sdxl+moons@int8'), (err: unknown) => {
       assert.ok(err instanceof ModelNotFoundError);
       assert.equal(err.code, 'ORRERY_ERR_MODEL_NOT_FOUND');
@@ -79,12 +80,12 @@ describe('orrery models quantize --model base+lora', () => {
   });
 
   test('base+lora@fp16 fuses into base@fp16 at load until its own folder exists, then serves that folder; both render base+lora', async (t) => {
-    await quantizeBundle({ repository: repo, base: 'tiny-sdxl', variant: 'fp16', minPsnrDb: BOUND_DB.fp16 });
+    await quantizeBundle({ repository: repo, base: 'tiny-sdxl', variant: 'fp16', minPsnrDb: BOUND_DB.fp16 }, imagePsnr);
     const atLoad = await load(repo, 'tiny-sdxl+planets@fp16');
     assert.equal(atLoad.loadReport?.loraModulesFused, 12);
     await atLoad.dispose();
     const atLoadPsnr = await imagePsnr(repo, 'tiny-sdxl+planets', repo, 'tiny-sdxl+planets@fp16');
-    const r = await quantizeBundle({ repository: repo, base: 'tiny-sdxl', lora: 'planets', variant: 'fp16', minPsnrDb: BOUND_DB.fp16 });
+    const r = await quantizeBundle({ repository: repo, base: 'tiny-sdxl', lora: 'planets', variant: 'fp16', minPsnrDb: BOUND_DB.fp16 }, imagePsnr);
     assert.equal(r.dir, path.join(repo, 'tiny-sdxl+planets@fp16'));
     const prebuilt = await load(repo, 'tiny-sdxl+planets@fp16');
     assert.equal(prebuilt.loadReport, undefined, 'the pre-fused folder wins');
@@ -96,8 +97,8 @@ describe('orrery models quantize --model base+lora', () => {
 
   test('--lora-scale fuses at that strength, checked against base+lora at lora_scale; a deployment asking another lora_scale is refused', async (t) => {
     writeTinyLora(path.join(repo, 'loras', 'rings.safetensors'), { format: 'kohya', seed: 3 });
-    const r = await quantizeBundle({ repository: repo, base: 'tiny-sdxl', lora: 'rings', loraScale: 0.5, variant: 'int8', minPsnrDb: BOUND_DB.int8 });
-    assert.equal(JSON.parse(fs.readFileSync(path.join(r.dir, FUSED_LORA_RECORD), 'utf8')).lora_scale, 0.5);
+    const r = await quantizeBundle({ repository: repo, base: 'tiny-sdxl', lora: 'rings', loraScale: 0.5, variant: 'int8', minPsnrDb: BOUND_DB.int8 }, imagePsnr);
+    assert.equal((JSON.parse(fs.readFileSync(path.join(r.dir, FUSED_LORA_RECORD), 'utf8')) as { lora_scale?: unknown }).lora_scale, 0.5);
     const atHalf = await imagePsnr(repo, 'tiny-sdxl+rings', repo, 'tiny-sdxl+rings@int8', {}, { lora_scale: 0.5 });
     const atFull = await imagePsnr(repo, 'tiny-sdxl+rings', repo, 'tiny-sdxl+rings@int8', {}, {});
     t.diagnostic(`tiny-sdxl+rings@int8 (lora_scale 0.5) vs fp32 tiny-sdxl+rings at lora_scale 0.5: ${atHalf.toFixed(2)} dB, at 1: ${atFull.toFixed(2)} dB`);
@@ -113,15 +114,15 @@ describe('orrery models quantize --model base+lora', () => {
 
   test('refuses a missing LoRA file, a LoRA with modules that match no weight, and fp32, writing nothing', async () => {
     const before = listing();
-    await assert.rejects(quantizeBundle({ repository: repo, base: 'tiny-sdxl', lora: 'absent', variant: 'int8', minPsnrDb: 0 }), (err: unknown) => {
+    await assert.rejects(quantizeBundle({ repository: repo, base: 'tiny-sdxl', lora: 'absent', variant: 'int8', minPsnrDb: 0 }, imagePsnr), (err: unknown) => {
       assert.ok(err instanceof QuantizeRefusedError);
       assert.equal(err.message, `tiny-sdxl+absent@int8 refused: no LoRA file ${path.join(repo, 'loras', 'absent.safetensors')}`);
       return true;
     });
     writeTinyLora(path.join(repo, 'loras', 'bogus.safetensors'), { format: 'kohya', seed: 6, sgmNames: false, bogusModules: ['mid_block.attentions.0.proj_in'] });
-    await assert.rejects(quantizeBundle({ repository: repo, base: 'tiny-sdxl', lora: 'bogus', variant: 'q4', minPsnrDb: 0 }),
+    await assert.rejects(quantizeBundle({ repository: repo, base: 'tiny-sdxl', lora: 'bogus', variant: 'q4', minPsnrDb: 0 }, imagePsnr),
       /tiny-sdxl\+bogus@q4 refused: .*bogus\.safetensors: 1 of 13 LoRA modules match no weight .*unet: lora_unet_mid_block_attentions_0_proj_in/);
-    await assert.rejects(quantizeBundle({ repository: repo, base: 'tiny-sdxl', lora: 'planets', variant: 'fp32', minPsnrDb: 0 }),
+    await assert.rejects(quantizeBundle({ repository: repo, base: 'tiny-sdxl', lora: 'planets', variant: 'fp32', minPsnrDb: 0 }, imagePsnr),
       /variant fp32: the fp32 model is tiny-sdxl\+planets \(the LoRA fused into the base bundle at load\) itself/);
     assert.deepEqual(listing(), before, 'no folder written, no staging left');
   });

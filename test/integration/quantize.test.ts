@@ -7,7 +7,8 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { packageRoot } from '../../services/common/package-root.js';
 import { decodeModel, type TensorProto } from '../../services/models/onnx/onnx-model.js';
-import { imagePsnr, quantizeBundle, QuantizeRefusedError, type QuantizeReport } from '../../services/models/quantize/quantize-bundle.js';
+import { quantizeBundle, QuantizeRefusedError, type QuantizeReport } from '../../services/models/quantize/quantize-bundle.js';
+import { imagePsnr } from '../../services/stages/sdxl/image-psnr.js';
 import { openSdxlBundle } from '../../services/models/sdxl-bundle.js';
 import { writeTinySdxlBundle } from '../../services/models/tiny-sdxl.js';
 import { loadStage } from '../../services/stages/registry.js';
@@ -31,7 +32,7 @@ describe('orrery models quantize', () => {
 
   test('refuses a variant whose image error exceeds the bound, giving the measured PSNR, and writes nothing', async () => {
     for (const variant of ['int8', 'q4'] as const) {
-      await assert.rejects(quantizeBundle({ repository: repo, base: 'tiny-sdxl', variant, minPsnrDb: 200 }), (err: unknown) => {
+      await assert.rejects(quantizeBundle({ repository: repo, base: 'tiny-sdxl', variant, minPsnrDb: 200 }, imagePsnr), (err: unknown) => {
         assert.ok(err instanceof QuantizeRefusedError);
         assert.equal(err.code, 'ORRERY_ERR_MODEL_LOAD_FAILED');
         assert.match(err.message, new RegExp(`tiny-sdxl@${variant} refused: its image differs from tiny-sdxl's by PSNR \\d+\\.\\d\\d dB, below the bound of 200 dB`));
@@ -45,7 +46,7 @@ describe('orrery models quantize', () => {
 
   for (const variant of ['fp16', 'int8', 'q4'] as const) {
     test(`writes <base>@${variant} within ${BOUND_DB[variant]} dB of the fp32 image, and the SDXL stage serves it by id`, async () => {
-      const r = await quantizeBundle({ repository: repo, base: 'tiny-sdxl', variant, minPsnrDb: BOUND_DB[variant] });
+      const r = await quantizeBundle({ repository: repo, base: 'tiny-sdxl', variant, minPsnrDb: BOUND_DB[variant] }, imagePsnr);
       written[variant] = r;
       assert.equal(r.dir, path.join(repo, `tiny-sdxl@${variant}`));
       assert.equal(r.variant, variant);
@@ -84,7 +85,7 @@ describe('orrery models quantize', () => {
     assert.ok(nbits.length >= 10, `${nbits.length} MatMulNBits nodes`);
     for (const n of nbits) {
       assert.equal(n.domain, 'com.microsoft');
-      const attr = Object.fromEntries((n.attribute ?? []).map((a) => [a.name, Number(a.i)]));
+      const attr = Object.fromEntries((n.attribute ?? []).map((a): [string, number] => [a.name ?? '', Number(a.i)]));
       assert.equal(attr['bits'], 4);
       assert.equal(attr['block_size'], 32);
     }
@@ -124,14 +125,14 @@ describe('orrery models quantize', () => {
   test('q4 of an fp16 export keeps float16 activations and scales; int8 of one is refused as having nothing to quantize', async () => {
     await writeTinySdxlBundle(path.join(repo, 'tiny-half'), { dtype: 'float16', timestep: 'float-scalar', vaeEncoderOutput: 'latent_parameters', externalData: true });
     try {
-      const r = await quantizeBundle({ repository: repo, base: 'tiny-half', variant: 'q4', minPsnrDb: BOUND_DB.q4 });
+      const r = await quantizeBundle({ repository: repo, base: 'tiny-half', variant: 'q4', minPsnrDb: BOUND_DB.q4 }, imagePsnr);
       const unet = decodeModel(fs.readFileSync(path.join(r.dir, 'unet', 'model.onnx')));
       const scales = unet.graph!.initializer!.filter((t) => t.name!.endsWith('_q4_scales'));
       assert.ok(scales.length > 0 && scales.every((t) => t.data_type === 10), 'FLOAT16 scales, as MatMulNBits wants the type of A');
       const bundle = await openSdxlBundle(r.dir, CPU);
       assert.equal(bundle.dtype, 'float16');
       await bundle.dispose();
-      await assert.rejects(quantizeBundle({ repository: repo, base: 'tiny-half', variant: 'int8', minPsnrDb: 0 }), /tiny-half@int8 refused: nothing to rewrite: .*int8 does not take float16 exports; q4 does/);
+      await assert.rejects(quantizeBundle({ repository: repo, base: 'tiny-half', variant: 'int8', minPsnrDb: 0 }, imagePsnr), /tiny-half@int8 refused: nothing to rewrite: .*int8 does not take float16 exports; q4 does/);
     } finally {
       for (const d of ['tiny-half', 'tiny-half@q4']) fs.rmSync(path.join(repo, d), { recursive: true, force: true });
     }
@@ -140,13 +141,13 @@ describe('orrery models quantize', () => {
   test('refuses fp16 of a bundle that is already float16, and fp32, naming why', async () => {
     await writeTinySdxlBundle(path.join(repo, 'tiny-half'), { dtype: 'float16', timestep: 'float-scalar', vaeEncoderOutput: 'latent_parameters', externalData: false });
     try {
-      await assert.rejects(quantizeBundle({ repository: repo, base: 'tiny-half', variant: 'fp16', minPsnrDb: 30 }), (err: unknown) => {
+      await assert.rejects(quantizeBundle({ repository: repo, base: 'tiny-half', variant: 'fp16', minPsnrDb: 30 }, imagePsnr), (err: unknown) => {
         assert.ok(err instanceof QuantizeRefusedError);
         assert.match(err.message, /tiny-half@fp16 refused: text_encoder\/model\.onnx is already float16/);
         assert.equal(err.psnrDb, undefined);
         return true;
       });
-      await assert.rejects(quantizeBundle({ repository: repo, base: 'tiny-half', variant: 'fp32', minPsnrDb: 30 }), /variant fp32: the fp32 model is the base bundle tiny-half itself/);
+      await assert.rejects(quantizeBundle({ repository: repo, base: 'tiny-half', variant: 'fp32', minPsnrDb: 30 }, imagePsnr), /variant fp32: the fp32 model is the base bundle tiny-half itself/);
       assert.ok(!fs.existsSync(path.join(repo, 'tiny-half@fp16')));
     } finally {
       fs.rmSync(path.join(repo, 'tiny-half'), { recursive: true, force: true });

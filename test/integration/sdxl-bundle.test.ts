@@ -225,7 +225,7 @@ describe('bundle errors name the file and what was expected', () => {
     fs.writeFileSync(path.join(dir, 'unet/config.json'), '{"_class_name": ');
     await rejectsWith(openSdxlBundle(dir, CPU), 'unet/config.json', /is not valid JSON/);
     const dir2 = copy('fp32-legacy');
-    const cfg = JSON.parse(fs.readFileSync(path.join(dir2, 'vae_decoder/config.json'), 'utf8'));
+    const cfg = JSON.parse(fs.readFileSync(path.join(dir2, 'vae_decoder/config.json'), 'utf8')) as Record<string, unknown>;
     delete cfg.scaling_factor;
     fs.writeFileSync(path.join(dir2, 'vae_decoder/config.json'), JSON.stringify(cfg));
     assert.throws(() => inspectSdxlBundle(dir2), (err: unknown) => err instanceof SdxlBundleError && err.file === 'vae_decoder/config.json' && /"scaling_factor" must be a positive number/.test(err.message));

@@ -16,10 +16,11 @@ import { loadStage } from '../../services/stages/registry.js';
 import { ClipTokenizer } from '../../services/stages/sdxl/clip-tokenizer.js';
 import { denoise } from '../../services/stages/sdxl/denoise.js';
 import { gaussianSource } from '../../services/stages/sdxl/gaussian-noise.js';
-import { readTextChunk } from '../../services/stages/sdxl/png-parameters.js';
+import { readTextChunk } from '../../services/stages/png-parameters.js';
 import { createScheduler, parseSchedulerConfig } from '../../services/stages/sdxl/schedulers/index.js';
 import { conditionBatch } from '../../services/stages/sdxl/text-conditioning.js';
 import type { LoadedModel, RunContext, StageItem, StageOutput } from '../../services/stages/stage.js';
+import { runContext, workItem } from '../support/work-items.js';
 
 const repo = fs.mkdtempSync(path.join(os.tmpdir(), 'orrery-sdxl-'));
 after(() => fs.rmSync(repo, { recursive: true, force: true }));
@@ -32,18 +33,11 @@ const VARIANTS: Record<string, TinySdxlOptions> = {
 };
 
 function item(over: Partial<StageItem> = {}): StageItem {
-  return {
-    requestId: 'r1', imageIndex: 0, seed: 42n, prompt: 'deep blue planet with frosted cloudy zones', negativePrompt: '',
-    steps: 8, guidanceScale: 5, width: 128, height: 64, strength: 0.3, outputFormat: 'png', params: {}, ...over,
-  };
+  return workItem({ requestId: 'r1', seed: 42n, steps: 8, width: 128, height: 64, ...over });
 }
 
 function context(progress: Array<[number, number, number]> = [], itemSignals: AbortSignal[] = []): RunContext {
-  return {
-    signal: new AbortController().signal,
-    itemSignal: (i) => itemSignals[i] ?? new AbortController().signal,
-    progress: (i, step, total) => progress.push([i, step, total]),
-  };
+  return runContext({ progress, items: itemSignals });
 }
 
 const ok = (r: StageOutput | Error): StageOutput => {
@@ -200,11 +194,10 @@ describe('sdxl stage on the tiny bundle', () => {
     const ac = new AbortController();
     const progress: Array<[number, number, number]> = [];
     const ctx = context(progress, [ac.signal]);
-    const onProgress = ctx.progress;
     const results = await models.base!.run([item({ steps: 20 }), item({ imageIndex: 1, steps: 20 })], {
       ...ctx,
       progress: (i, step, total) => {
-        onProgress(i, step, total);
+        ctx.progress(i, step, total);
         if (i === 0 && step === 3) ac.abort(new CancelledError('request r1'));
       },
     });

@@ -22,7 +22,7 @@ import {
 } from './upscaler-reference.js';
 
 /** Crop side per package: esrgan-thick costs ~20x esrgan-slim per pixel in TensorFlow.js. */
-const CROP: Record<string, number> = { 'esrgan-slim': 48, 'esrgan-medium': 40, 'esrgan-thick': 20 };
+const CROP: Record<(typeof UPSCALER_PACKAGES)[number], number> = { 'esrgan-slim': 48, 'esrgan-medium': 40, 'esrgan-thick': 20 };
 
 let dir: string;
 before(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'orrery-upconv-')); });
@@ -32,7 +32,9 @@ async function runOnnx(file: string, input: Float32Array, dims: number[]): Promi
   const session = await InferenceSession.create(file);
   try {
     const out = await session.run({ input: new Tensor('float32', input, dims) });
-    return { data: out['output'].data as Float32Array, dims: out['output'].dims };
+    const y = out['output'];
+    assert.ok(y, 'the model has an output named "output"');
+    return { data: y.data as Float32Array, dims: y.dims };
   } finally {
     await session.release();
   }
@@ -43,7 +45,7 @@ describe('convert-upscaler on the UpscalerJS ESRGAN packages', () => {
   for (const pkg of UPSCALER_PACKAGES) {
     for (const scale of [2, 3, 4]) {
       test(`${pkg} x${scale}: ONNX Runtime matches TensorFlow.js on a real photo, and the package's published sample, to the 8-bit value`, async (t) => {
-        const name = PHOTOS[photo++ % PHOTOS.length];
+        const name = PHOTOS[photo++ % PHOTOS.length]!;
         const side = CROP[pkg];
         // A crop from the middle of the photo, where there is detail.
         const img = await loadPhoto(name, { left: 64 - side / 2, top: 64 - side / 2, width: side, height: side });
@@ -83,7 +85,7 @@ describe('convert-upscaler on the UpscalerJS ESRGAN packages', () => {
 describe('converter rules', () => {
   test('converts strided, dilated and valid convolutions, activations, merges and upsampling exactly as TensorFlow.js computes them', async () => {
     const { tf, tfl } = await tfjs();
-    const x = tfl.input({ shape: [null, null, 3] as unknown as number[] });
+    const x = tfl.input({ shape: [null, null, 3] });
     const init = { kernelInitializer: tfl.initializers.randomNormal({ seed: 1, stddev: 0.3 }), biasInitializer: tfl.initializers.randomNormal({ seed: 2 }) };
     const a = tfl.layers.conv2d({ filters: 6, kernelSize: 3, strides: 2, padding: 'same', activation: 'relu6', ...init }).apply(x) as TfLayers.SymbolicTensor;
     const b = tfl.layers.conv2d({ filters: 6, kernelSize: [3, 2], dilationRate: 2, padding: 'same', activation: 'swish', ...init }).apply(a) as TfLayers.SymbolicTensor;
@@ -111,7 +113,7 @@ describe('converter rules', () => {
     assert.deepEqual(got.dims, [1, 3, oh, ow]);
     const plane = oh * ow;
     let maxErr = 0;
-    for (let p = 0; p < plane; p++) for (let ch = 0; ch < 3; ch++) maxErr = Math.max(maxErr, Math.abs(expected[p * 3 + ch] - got.data[ch * plane + p]));
+    for (let p = 0; p < plane; p++) for (let ch = 0; ch < 3; ch++) maxErr = Math.max(maxErr, Math.abs(expected[p * 3 + ch]! - got.data[ch * plane + p]!));
     assert.ok(maxErr < 1e-5, `max |TF.js - ONNX| = ${maxErr}`);
   });
 

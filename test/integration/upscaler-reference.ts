@@ -101,7 +101,9 @@ export async function loadTfjsUpscaler(pkg: string, scale: number): Promise<Tfjs
   const dir = upscalerPackageDir(pkg);
   const { modelJson, info } = readPackageDefinition(dir, scale);
   const pj = JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8')) as { exports: Record<string, { require: string }> };
-  const mod = require(path.resolve(dir, pj.exports[`./${scale}x`].require)) as { setup?: (tf: unknown) => void; default?: { setup?: (tf: unknown) => void } };
+  const entry = pj.exports[`./${scale}x`];
+  if (!entry) throw new Error(`${dir}: no ./${scale}x export`);
+  const mod = require(path.resolve(dir, entry.require)) as { setup?: (tf: unknown) => void; default?: { setup?: (tf: unknown) => void } };
   (mod.default ?? mod).setup?.({ ...tf, layers: tfl.layers, serialization: tf.serialization });
   const model = await tfl.loadLayersModel(fileIoHandler(modelJson));
   const [lo, hi] = info.inputRange;
@@ -109,7 +111,7 @@ export async function loadTfjsUpscaler(pkg: string, scale: number): Promise<Tfjs
     info, model,
     async predict(img) {
       const x = new Float32Array(img.data.length);
-      for (let i = 0; i < x.length; i++) x[i] = lo + (img.data[i] / 255) * (hi - lo);
+      for (let i = 0; i < x.length; i++) x[i] = lo + (img.data[i]! / 255) * (hi - lo);
       const input = tf.tensor4d(x, [1, img.height, img.width, 3]);
       const out = model.predict(input) as TfCore.Tensor;
       const data = await out.data() as Float32Array;
@@ -135,7 +137,7 @@ export function compareBytes(a: Float32Array, b: Float32Array, width: number, he
   let maxDiff = 0;
   for (let p = 0; p < plane; p++) {
     for (let c = 0; c < 3; c++) {
-      const d = Math.abs(toByte(a[p * 3 + c], range) - toByte(b[c * plane + p], range));
+      const d = Math.abs(toByte(a[p * 3 + c]!, range) - toByte(b[c * plane + p]!, range));
       if (d === 0) equal++;
       if (d > maxDiff) maxDiff = d;
     }
@@ -148,7 +150,7 @@ export function toNchw(img: RgbImage, range: readonly [number, number]): Float32
   const plane = img.width * img.height;
   const out = new Float32Array(plane * 3);
   for (let p = 0; p < plane; p++) {
-    for (let c = 0; c < 3; c++) out[c * plane + p] = range[0] + (img.data[p * 3 + c] / 255) * (range[1] - range[0]);
+    for (let c = 0; c < 3; c++) out[c * plane + p] = range[0] + (img.data[p * 3 + c]! / 255) * (range[1] - range[0]);
   }
   return out;
 }

@@ -16,6 +16,7 @@ import { loadStage } from '../../services/stages/registry.js';
 import type { RunContext, StageItem, StageOutput } from '../../services/stages/stage.js';
 import type { UpscalerModel } from '../../services/stages/upscaler.js';
 import { photoPath, upscalerPackageDir } from './upscaler-reference.js';
+import { runContext, workItem } from '../support/work-items.js';
 
 const stage = loadStage('upscaler');
 let repo: string;
@@ -34,24 +35,17 @@ async function load(modelId: string, options: Record<string, unknown> = {}): Pro
 }
 
 function item(initImage: Uint8Array | undefined, extra: Partial<StageItem> = {}): StageItem {
-  return {
-    requestId: 'r', imageIndex: 0, seed: 0n, prompt: '', negativePrompt: '', steps: 1, guidanceScale: 1,
-    width: 0, height: 0, strength: 0, initImage, outputFormat: 'png', params: {}, ...extra,
-  };
+  return workItem({ requestId: 'r', seed: 0n, prompt: '', guidanceScale: 1, width: 0, height: 0, strength: 0, ...(initImage ? { initImage } : {}), ...extra });
 }
 
 function context(opts: { progress?: (i: number, step: number, total: number) => void; batch?: AbortController; items?: AbortController[] } = {}): RunContext {
-  const never = new AbortController().signal;
-  return {
-    signal: opts.batch?.signal ?? never,
-    itemSignal: (i) => opts.items?.[i]?.signal ?? never,
-    progress: opts.progress ?? (() => {}),
-  };
+  return runContext(opts);
 }
 
 const photo = (name: string): Buffer => fs.readFileSync(photoPath(name));
 
-async function raw(out: StageOutput | Error): Promise<{ data: Buffer; width: number; height: number }> {
+async function raw(out: StageOutput | Error | undefined): Promise<{ data: Buffer; width: number; height: number }> {
+  if (out === undefined) assert.fail('the stage returned no result for the item');
   if (out instanceof Error) throw out;
   const { data, info } = await sharp(out.data).raw().toBuffer({ resolveWithObject: true });
   return { data, width: info.width, height: info.height };
@@ -85,12 +79,12 @@ describe('upscaler stage', () => {
     try {
       const crop = await sharp(photo('chelsea')).extract({ left: 10, top: 20, width: 48, height: 40 }).jpeg().toBuffer();
       const [a, b] = await x2.run([item(photo('coffee')), item(crop, { outputFormat: 'webp' })], context());
-      assert.ok(!(a instanceof Error) && !(b instanceof Error));
+      assert.ok(a !== undefined && !(a instanceof Error) && b !== undefined && !(b instanceof Error));
       assert.deepEqual([a.width, a.height, a.mimeType], [256, 256, 'image/png']);
       assert.deepEqual([b.width, b.height, b.mimeType], [96, 80, 'image/webp']);
       assert.deepEqual((await sharp(b.data).metadata()).format, 'webp');
       const [c] = await x3.run([item(crop, { outputFormat: 'jpeg', params: { scale: 3 } })], context());
-      assert.ok(!(c instanceof Error));
+      assert.ok(c !== undefined && !(c instanceof Error));
       assert.deepEqual([c.width, c.height, c.mimeType], [144, 120, 'image/jpeg']);
     } finally {
       await x2.dispose();
@@ -112,7 +106,7 @@ describe('upscaler stage', () => {
         let maxDiff = 0;
         let equal = 0;
         for (let i = 0; i < a.data.length; i++) {
-          maxDiff = Math.max(maxDiff, Math.abs(a.data[i] - b.data[i]));
+          maxDiff = Math.max(maxDiff, Math.abs(a.data[i]! - b.data[i]!));
           if (a.data[i] === b.data[i]) equal++;
         }
         t.diagnostic(`${name}, tile ${tileSize} padding ${padding}: ${tiled.stats.tilesRun} tiles, max |tiled - whole| ${maxDiff}/255, ${(100 * equal / a.data.length).toFixed(2)}% of values equal`);
@@ -142,7 +136,7 @@ describe('upscaler stage', () => {
       for (let i = 0; i < items.length; i++) {
         const a = await raw(batched[i]);
         const b = await raw(separate[i]);
-        const maxDiff = a.data.reduce((m, v, k) => Math.max(m, Math.abs(v - b.data[k])), 0);
+        const maxDiff = a.data.reduce((m, v, k) => Math.max(m, Math.abs(v - b.data[k]!)), 0);
         assert.ok(maxDiff <= 1, `item ${i}: batch composition changed pixels by ${maxDiff}`);
       }
 
@@ -167,7 +161,7 @@ describe('upscaler stage', () => {
         item(photo('rocket'), { params: { scale: 4 } }),
       ], context());
       for (const [out, w, h] of [[a, 300, 120], [b, 300, 120], [c, 210, 90]] as const) {
-        assert.ok(!(out instanceof Error));
+        assert.ok(out !== undefined && !(out instanceof Error));
         assert.deepEqual([out.width, out.height], [w, h]);
         assert.deepEqual([(await sharp(out.data).metadata()).width, (await sharp(out.data).metadata()).height], [w, h]);
       }
@@ -197,7 +191,7 @@ describe('upscaler stage', () => {
       const expected = [/init_image: not an image/, /init_image: truncated or corrupt png data \(128x128 declared/, /init_image: too large: png declares 50000x50000 = 2500000000 pixels/, /init_image: required/];
       expected.forEach((re, i) => {
         const err = results[i];
-        assert.ok(err instanceof InvalidArgumentError, `item ${i}: ${String(err)}`);
+        assert.ok(err instanceof InvalidArgumentError, `item ${i}: ${err instanceof Error ? err.message : 'not an error'}`);
         assert.equal(err.code, 'ORRERY_ERR_INVALID_ARGUMENT');
         assert.equal(err.field, 'init_image');
         assert.match(err.message, re);

@@ -5,14 +5,7 @@ import path from 'node:path';
 
 import { compileConfig, parseConfig, type ClusterConfig } from '../../services/common/config.js';
 import { ConfigError } from '../../services/common/errors.js';
-
-/** The repository root: the nearest folder above this file holding package.json and proto/. */
-function repoRoot(): string {
-  for (let dir = __dirname; ; dir = path.dirname(dir)) {
-    if (fs.existsSync(path.join(dir, 'package.json')) && fs.existsSync(path.join(dir, 'proto'))) return dir;
-    if (path.dirname(dir) === dir) throw new Error(`repository root not found above ${__dirname}`);
-  }
-}
+import { repoRoot } from '../support/repo-root.js';
 
 const LOCAL_YAML = fs.readFileSync(path.join(repoRoot(), 'deploy/config/local.yaml'), 'utf8');
 
@@ -80,7 +73,7 @@ describe('compileConfig: defaults', () => {
   test('fills every documented default for a config naming only one deployment', () => {
     const c = compileConfig(minimal());
     assert.deepEqual(c.nats, { url: 'nats://127.0.0.1:4222', prefix: 'orrery' });
-    assert.deepEqual(c.router, { grpcPort: 50051, metricsPort: 9464, replicaTimeoutIntervals: 3 });
+    assert.deepEqual(c.router, { grpcPort: 50051, metricsPort: 9464, replicaTimeoutIntervals: 3, maxRequestBytesInFlight: 536_870_912 });
     assert.deepEqual(c.worker, { heartbeatIntervalMs: 1000, metricsPort: 0, drainTimeoutMs: 60_000 });
     assert.equal(c.maxInlinePayloadBytes, 524_288);
     assert.equal(c.modelRepository, './models');

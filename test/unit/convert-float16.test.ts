@@ -4,7 +4,8 @@ import { describe, test } from 'node:test';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
 import { convertModelToFloat16, toClampedHalfBits } from '../../services/models/onnx/convert-float16.js';
 import { Attr, DataType, decodeModel, encodeModel, GraphBuilder, type ModelProto } from '../../services/models/onnx/onnx-model.js';
-import { halfToFloat32, toFloat16Bits } from '../../services/models/onnx/float16.js';
+import { halfToFloat32, float32ToHalf } from '../../services/models/onnx/float16.js';
+import { halfBitsOf, halfTensor } from '../../services/models/onnx/float16-tensor.js';
 import { randomValues } from '../../services/models/tiny-sdxl/net.js';
 
 /** Runs `model` on one float input, giving and taking float32 (converted at the edges when the model is float16). */
@@ -12,9 +13,9 @@ async function run(model: ModelProto, input: string, x: Float32Array, dims: numb
   const half = model.graph!.input![0]!.type!.tensor_type!.elem_type === DataType.FLOAT16;
   const s = await InferenceSession.create(encodeModel(model));
   try {
-    const feed = half ? new Tensor('float16', toFloat16Bits(x), dims) : new Tensor('float32', x, dims);
+    const feed = half ? halfTensor(float32ToHalf(x), dims) : new Tensor('float32', x, dims);
     const y = (await s.run({ [input]: feed }))['y']!;
-    return y.type === 'float16' ? halfToFloat32(y.data as Uint16Array) : (y.data as Float32Array);
+    return y.type === 'float16' ? halfToFloat32(halfBitsOf(y)) : (y.data as Float32Array);
   } finally {
     await s.release();
   }

@@ -3,7 +3,7 @@ import { describe, test } from 'node:test';
 import { LoraFormatError, parseLoraKeys } from '../../services/models/lora/lora-keys.js';
 import { encodeSafetensors, parseSafetensors, SafetensorsError } from '../../services/models/lora/safetensors.js';
 import { diffusersToSgm, sgmToDiffusers } from '../../services/models/lora/sgm-names.js';
-import { toFloat16Bits } from '../../services/models/onnx/float16.js';
+import { float32ToHalf } from '../../services/models/onnx/float16.js';
 
 const t = (shape: number[], fill = 0.5) => ({ data: new Float32Array(shape.reduce((a, d) => a * d, 1)).fill(fill), shape });
 
@@ -18,7 +18,7 @@ function withHeader(json: string, data = new Uint8Array(0), declaredLength?: num
 
 describe('safetensors', () => {
   test('round-trips F32 and F16 tensors and metadata', () => {
-    const bytes = encodeSafetensors({ a: { ...t([2, 3], 0.25) }, b: { ...t([4], -1.5), dtype: 'F16' } }, { format: 'pt' }, toFloat16Bits);
+    const bytes = encodeSafetensors({ a: { ...t([2, 3], 0.25) }, b: { ...t([4], -1.5), dtype: 'F16' } }, { format: 'pt' }, float32ToHalf);
     const f = parseSafetensors(bytes, 'x.safetensors');
     assert.deepEqual([...f.tensors.get('a')!.data], [0.25, 0.25, 0.25, 0.25, 0.25, 0.25]);
     assert.deepEqual(f.tensors.get('b')!.shape, [4]);

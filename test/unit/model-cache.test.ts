@@ -92,7 +92,7 @@ describe('ModelCache', () => {
     const failures = await Promise.allSettled([cache.get('later'), cache.get('later')]);
     for (const f of failures) {
       assert.equal(f.status, 'rejected');
-      const err = (f as PromiseRejectedResult).reason as unknown;
+      const err = (f).reason as unknown;
       assert.ok(err instanceof OrreryError);
       assert.equal(err.code, 'ORRERY_ERR_MODEL_NOT_FOUND');
       assert.match(err.message, /later[/\\]model\.onnx/);
@@ -210,4 +210,3 @@ describe('ModelCache with max_model_bytes_per_replica', () => {
     await cache.close();
   });
 });
-

@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import { InvalidArgumentError, ModelNotFoundError } from '../../services/common/errors.js';
-import { bundleDirOf, bundleFolderName, loraFileOf, ModelIdError, parseModelId, withoutLora } from '../../services/models/model-id.js';
+import { bundleDirOf, bundleFolderName, loraFileOf, ModelIdError, parseModelId, withoutLora } from '../../services/common/model-id.js';
 import { resolveModelFiles } from '../../services/models/model-files.js';
 
 describe('parseModelId', () => {

@@ -21,10 +21,10 @@ describe('GraphBuilder', () => {
     const session = await InferenceSession.create(g.toBytes(17));
     try {
       const out = await session.run({ x: new Tensor('float32', new Float32Array([1, 1, 2, -1]), [2, 2]) });
-      assert.deepEqual(out['y'].dims, [2, 3]);
+      assert.deepEqual(out['y']?.dims, [2, 3]);
       // Row 1: [1+4, 2+5, 3+6] + b = [5.5, -3, 9] → leaky: [5.5, -1.5, 9].
       // Row 2: [2-4, 4-5, 6-6] + b = [-1.5, -11, 0] → leaky: [-0.75, -5.5, 0].
-      assert.deepEqual([...(out['y'].data as Float32Array)], [5.5, -1.5, 9, -0.75, -5.5, 0]);
+      assert.deepEqual([...(out['y']?.data as Float32Array)], [5.5, -1.5, 9, -0.75, -5.5, 0]);
     } finally {
       await session.release();
     }
@@ -36,13 +36,13 @@ describe('GraphBuilder', () => {
       .addNode('LeakyRelu', ['x'], ['y'], { alpha: Attr.float(2) })
       .addOutput('y', 'FLOAT', ['n']);
     const model = decodeModel(g.toBytes(17));
-    assert.deepEqual(model.graph?.input?.[0].type?.tensor_type?.shape?.dim, [{ dim_param: 'n' }]);
-    assert.equal(model.graph?.node?.[0].attribute?.[0].f, 2);
-    assert.equal(model.graph?.node?.[0].attribute?.[0].type, 1); // FLOAT, not INT
+    assert.deepEqual(model.graph?.input?.[0]?.type?.tensor_type?.shape?.dim, [{ dim_param: 'n' }]);
+    assert.equal(model.graph?.node?.[0]?.attribute?.[0]?.f, 2);
+    assert.equal(model.graph?.node?.[0]?.attribute?.[0]?.type, 1); // FLOAT, not INT
     const session = await InferenceSession.create(g.toBytes(17));
     try {
       const out = await session.run({ x: new Tensor('float32', new Float32Array([-1, 3, -4]), [3]) });
-      assert.deepEqual([...(out['y'].data as Float32Array)], [-2, 3, -8]);
+      assert.deepEqual([...(out['y']?.data as Float32Array)], [-2, 3, -8]);
     } finally {
       await session.release();
     }
@@ -61,10 +61,10 @@ describe('GraphBuilder', () => {
     assert.deepEqual(model.opset_import, [{ domain: '', version: 13 }]);
     assert.deepEqual(model.metadata_props, [{ key: 'k', value: 'v' }]);
     const [w, h] = model.graph?.initializer ?? [];
-    assert.equal(w.data_type, DataType.FLOAT);
-    assert.deepEqual([...(w.raw_data ?? [])], [0x00, 0x00, 0xc0, 0x3f]);
-    assert.equal(h.data_type, DataType.FLOAT16);
-    assert.deepEqual([...(h.raw_data ?? [])], [0x00, 0x3c]);
+    assert.equal(w?.data_type, DataType.FLOAT);
+    assert.deepEqual([...(w?.raw_data ?? [])], [0x00, 0x00, 0xc0, 0x3f]);
+    assert.equal(h?.data_type, DataType.FLOAT16);
+    assert.deepEqual([...(h?.raw_data ?? [])], [0x00, 0x3c]);
   });
 
   test('rejects tensors whose element count or width does not match', () => {
@@ -90,8 +90,8 @@ describe('texture demo model', () => {
         noise: new Tensor('float32', noise, [b, 3, h, w]),
         tint: new Tensor('float32', tint, [b, 3]),
       });
-      assert.deepEqual(out['image'].dims, [b, 3, h, w]);
-      const img = out['image'].data as Float32Array;
+      assert.deepEqual(out['image']?.dims, [b, 3, h, w]);
+      const img = out['image']?.data as Float32Array;
       assert.ok(img.every((v) => v >= 0 && v <= 1));
       const plane = h * w;
       const mean = (bi: number, c: number) => img.subarray((bi * 3 + c) * plane, (bi * 3 + c + 1) * plane).reduce((a, v) => a + v, 0) / plane;
@@ -102,8 +102,8 @@ describe('texture demo model', () => {
       let variance = 0;
       const m = mean(0, 1);
       for (let p = 0; p < plane - 1; p++) {
-        diff += Math.abs(img[plane + p + 1] - img[plane + p]);
-        variance += (img[plane + p] - m) ** 2;
+        diff += Math.abs(img[plane + p + 1]! - img[plane + p]!);
+        variance += (img[plane + p]! - m) ** 2;
       }
       assert.ok(diff / plane < 0.5 * Math.sqrt(variance / plane), 'neighbours are correlated');
     } finally {

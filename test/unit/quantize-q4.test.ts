@@ -20,7 +20,7 @@ async function run(model: ModelProto, a: Float32Array, dims: number[]): Promise<
 /** y = a · w for row-major a [m, k] and w [k, n], in float64. */
 function matmul(a: Float32Array, w: Float32Array, m: number, k: number, n: number): Float64Array {
   const y = new Float64Array(m * n);
-  for (let r = 0; r < m; r++) for (let i = 0; i < k; i++) for (let c = 0; c < n; c++) y[r * n + c] += a[r * k + i]! * w[i * n + c]!;
+  for (let r = 0; r < m; r++) for (let i = 0; i < k; i++) for (let c = 0; c < n; c++) y[r * n + c]! += a[r * k + i]! * w[i * n + c]!;
   return y;
 }
 
@@ -106,8 +106,8 @@ describe('4-bit block quantization (MatMulNBits)', () => {
     quantized.graph = { ...quantized.graph, node: [...quantized.graph!.node!], initializer: [...quantized.graph!.initializer!] };
     const r = quantizeMatMulWeightsQ4(quantized, '/nonexistent');
     assert.equal(r.quantized, 2, 'big and shared; small has 512 < 1024 elements');
-    assert.deepEqual(quantized.graph!.node!.map((x) => x.op_type), ['MatMulNBits', 'MatMulNBits', 'Transpose', 'MatMul', 'MatMul']);
-    const names = quantized.graph!.initializer!.map((t) => t.name).sort();
+    assert.deepEqual(quantized.graph.node!.map((x) => x.op_type), ['MatMulNBits', 'MatMulNBits', 'Transpose', 'MatMul', 'MatMul']);
+    const names = quantized.graph.initializer!.map((t) => t.name).sort();
     assert.deepEqual(names, ['big_q4', 'big_q4_scales', 'big_q4_zero_points', 'shared', 'shared_q4', 'shared_q4_scales', 'shared_q4_zero_points', 'small']);
     const a = randomValues(5, 'a', 4 * 64, 1);
     const want = await run(float, a, [4, 64]);

@@ -8,7 +8,8 @@ import assert from 'node:assert/strict';
 import * as ort from 'onnxruntime-node';
 
 import { denoise, type DenoiseItem, type UnetInfo } from '../../services/stages/sdxl/denoise.js';
-import { float32ToHalf, halfToFloat32 } from '../../services/stages/sdxl/float16.js';
+import { float32ToHalf, halfToFloat32 } from '../../services/models/onnx/float16.js';
+import { halfBitsOf } from '../../services/models/onnx/float16-tensor.js';
 import { gaussianSource } from '../../services/stages/sdxl/gaussian-noise.js';
 import { createScheduler, parseSchedulerConfig, type SchedulerKind } from '../../services/stages/sdxl/schedulers/index.js';
 import type { Conditioning } from '../../services/stages/sdxl/text-conditioning.js';
@@ -40,7 +41,7 @@ function conditioning(side: number, prompts: number): Conditioning {
  */
 function standInUnet(dtype: FloatType, seen: Float32Array[][] = [], halfValues = false): UnetInfo {
   const viaHalf = (x: Float32Array) => (halfValues ? halfToFloat32(float32ToHalf(x)) : x);
-  const asFloat = (t: ort.Tensor) => viaHalf(t.type === 'float16' ? halfToFloat32(t.data as Uint16Array) : Float32Array.from(t.data as Float32Array));
+  const asFloat = (t: ort.Tensor) => viaHalf(t.type === 'float16' ? halfToFloat32(halfBitsOf(t)) : Float32Array.from(t.data as Float32Array));
   const session = {
     async run(feeds: Record<string, ort.Tensor>) {
       const sample = asFloat(feeds.sample!);

@@ -1,8 +1,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { halfToFloat32, float32ToHalf, fromHalf, halfBits } from '../../services/stages/sdxl/float16.js';
-import { toFloat16Bits } from '../../services/models/onnx/float16.js';
+import { halfToFloat32, float32ToHalf, fromHalf, halfBits } from '../../services/models/onnx/float16.js';
 
 /**
  * The per-value formulas the table and the bit arithmetic replaced, kept here as the reference
@@ -130,7 +129,7 @@ describe('float16 codec', () => {
     }
   });
 
-  test('round-trips every non-NaN half exactly, writes into a caller\'s buffer, and the model tools share the codec', () => {
+  test('round-trips every non-NaN half exactly, and writes into a caller\'s buffer', () => {
     const halves = Uint16Array.from({ length: 65536 }, (_, h) => h).filter((h) => (h & 0x7c00) !== 0x7c00 || (h & 0x3ff) === 0);
     const floats = new Float32Array(halves.length);
     const back = new Uint16Array(halves.length);
@@ -140,6 +139,5 @@ describe('float16 codec', () => {
     // A view at an offset converts its own elements.
     const wide = Float32Array.of(9, 1, -2, 9);
     assert.deepEqual([...float32ToHalf(wide.subarray(1, 3))], [0x3c00, 0xc000]);
-    assert.deepEqual(toFloat16Bits(floats), halves);
   });
 });

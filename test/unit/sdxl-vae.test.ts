@@ -3,7 +3,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as ort from 'onnxruntime-node';
 
-import { float32ToHalf, halfToFloat32 } from '../../services/stages/sdxl/float16.js';
+import { float32ToHalf, halfToFloat32 } from '../../services/models/onnx/float16.js';
 import type { FloatType } from '../../services/stages/sdxl/tensors.js';
 import { decodeLatents } from '../../services/stages/sdxl/vae.js';
 

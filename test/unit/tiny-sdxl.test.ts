@@ -38,7 +38,7 @@ function hashes(dir: string): Record<string, string> {
 }
 
 const model = (dir: string, component: string): ModelProto => decodeModel(fs.readFileSync(path.join(dir, component, 'model.onnx')));
-const readJson = (dir: string, file: string): Record<string, unknown> => JSON.parse(fs.readFileSync(path.join(dir, file), 'utf8'));
+const readJson = (dir: string, file: string): Record<string, unknown> => JSON.parse(fs.readFileSync(path.join(dir, file), 'utf8')) as Record<string, unknown>;
 
 /** A value's type as `TYPE[dim, …]` with symbolic dims by name, for compact assertions. */
 function signature(v: ValueInfoProto): string {
@@ -160,7 +160,7 @@ describe('tiny SDXL bundle files', () => {
     const w = model(inline, 'unet').graph!.initializer!.find((t) => t.name === 'conv_in.weight')!;
     const e = external.find((t) => t.name === 'conv_in.weight')!;
     const kv = Object.fromEntries(e.external_data!.map((x) => [x.key, Number(x.value)]));
-    assert.deepEqual(data.subarray(kv['offset']!, kv['offset']! + kv['length']!), Buffer.from(w.raw_data!));
+    assert.deepEqual(data.subarray(kv['offset'], kv['offset']! + kv['length']!), Buffer.from(w.raw_data!));
   });
 
   test('names the UNet initializers after diffusers modules, MatMul weights stored [in, out]', async () => {

@@ -34,11 +34,12 @@ describe('upscaler tiling', () => {
   test('every interior core boundary has at least `padding` pixels of context in both windows', () => {
     for (const [length, o] of cases()) {
       const { cells, window } = planAxis(length, o);
-      for (let i = 1; i < cells.length; i++) {
-        const boundary = cells[i].core.start;
-        assert.ok(cells[i - 1].start + window - boundary >= o.padding, `left window of boundary ${boundary} (L=${length}, ${JSON.stringify(o)})`);
-        assert.ok(boundary - cells[i].start >= o.padding, `right window of boundary ${boundary}`);
-      }
+      cells.slice(1).forEach((cell, k) => {
+        const left = cells[k]!; // the cell before `cell`
+        const boundary = cell.core.start;
+        assert.ok(left.start + window - boundary >= o.padding, `left window of boundary ${boundary} (L=${length}, ${JSON.stringify(o)})`);
+        assert.ok(boundary - cell.start >= o.padding, `right window of boundary ${boundary}`);
+      });
     }
   });
 
@@ -51,7 +52,7 @@ describe('upscaler tiling', () => {
         for (const c of cells) {
           const w = axisWeights(c.core, c.start, window, length, scale, rampFor(o.padding));
           assert.equal(w.length, window * scale);
-          w.forEach((v, u) => { sum[c.start * scale + u] += v; });
+          w.forEach((v, u) => { sum[c.start * scale + u]! += v; });
         }
         sum.forEach((s, u) => assert.ok(Math.abs(s - 1) < 1e-6, `pixel ${u}: weights sum to ${s} (L=${length}, s=${scale}, ${JSON.stringify(o)})`));
       }
@@ -69,10 +70,10 @@ describe('upscaler tiling', () => {
     const tiles = planTiles(1536, 640, { tileSize: 128, padding: 16 });
     assert.equal(tiles.length, 60);
     assert.ok(tiles.every((t) => t.width === 160 && t.height === 160));
-    assert.deepEqual(tiles[0].coreX, { start: 0, end: 128 });
-    assert.equal(tiles[0].x, 0);
-    assert.equal(tiles[1].x, 112);
-    assert.equal(tiles[11].x, 1536 - 160);
+    assert.deepEqual(tiles[0]?.coreX, { start: 0, end: 128 });
+    assert.equal(tiles[0]?.x, 0);
+    assert.equal(tiles[1]?.x, 112);
+    assert.equal(tiles[11]?.x, 1536 - 160);
   });
 
   test('rejects padding above half the tile size and non-integer sizes', () => {
@@ -88,7 +89,7 @@ describe('upscaler tiling', () => {
     for (let t = 0; t < 4; t++) jobs.push({ item: 2, tile: t, width: 160, height: 160 });
     const runs = planRuns(jobs, 8);
     assert.deepEqual(runs.map((r) => r.length), [5, 5, 1]);
-    for (const r of runs) assert.ok(r.every((j) => j.width === r[0].width && j.height === r[0].height));
+    for (const r of runs) assert.ok(r.every((j) => j.width === r[0]?.width && j.height === r[0]?.height));
     assert.deepEqual(runs.flat().map((j) => `${j.item}:${j.tile}`).sort(), jobs.map((j) => `${j.item}:${j.tile}`).sort());
     assert.deepEqual(planRuns(jobs, 100).map((r) => r.length), [10, 1]);
     assert.throws(() => planRuns(jobs, 0), RangeError);

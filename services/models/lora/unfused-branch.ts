@@ -8,7 +8,7 @@
  * Conv (the tiny bundle's layout).
  */
 import { DataType, makeTensor, type ModelProto, type NodeProto } from '../onnx/onnx-model.js';
-import { toFloat16Bits } from '../onnx/float16.js';
+import { float32ToHalf } from '../onnx/float16.js';
 
 export interface UnfusedModule {
   readonly module: string;
@@ -42,7 +42,7 @@ export function addUnfusedLoraBranches(model: ModelProto, modules: readonly Unfu
     const node = nodes[at]!;
     const half = weightType.get(`${m.module}.weight`) === DataType.FLOAT16;
     const tensor = (name: string, v: Float32Array, dims: number[]) => {
-      inits.push(half ? makeTensor(name, toFloat16Bits(v), dims, 'FLOAT16') : makeTensor(name, v, dims));
+      inits.push(half ? makeTensor(name, float32ToHalf(v), dims, 'FLOAT16') : makeTensor(name, v, dims));
       return name;
     };
     const p = `/${m.module}/lora`;

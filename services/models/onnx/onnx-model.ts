@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import protobuf from 'protobufjs';
-import { toFloat16Bits } from './float16.js';
+import { float32ToHalf } from './float16.js';
 
 /** ONNX TensorProto.DataType numbers (upstream values). */
 export const DataType = {
@@ -81,7 +81,7 @@ function modelProtoType(): protobuf.Type {
 /** Serialises a model object to ONNX protobuf bytes. */
 export function encodeModel(model: ModelProto): Uint8Array {
   const t = modelProtoType();
-  return t.encode(t.fromObject(model as Record<string, unknown>)).finish();
+  return t.encode(t.fromObject(model)).finish();
 }
 
 /**
@@ -90,7 +90,7 @@ export function encodeModel(model: ModelProto): Uint8Array {
  */
 export function decodeModel(bytes: Uint8Array): ModelProto {
   const t = modelProtoType();
-  return t.toObject(t.decode(bytes), { longs: Number, enums: Number, arrays: true }) as ModelProto;
+  return t.toObject(t.decode(bytes), { longs: Number, enums: Number, arrays: true });
 }
 
 /** The data types a typed array carries by default. */
@@ -117,7 +117,7 @@ function littleEndianBytes(data: TensorData): Uint8Array {
   if (os.endianness() === 'LE') return bytes;
   const swapped = new Uint8Array(bytes.length);
   const n = data.BYTES_PER_ELEMENT;
-  for (let i = 0; i < bytes.length; i += n) for (let b = 0; b < n; b++) swapped[i + b] = bytes[i + n - 1 - b];
+  for (let i = 0; i < bytes.length; i += n) for (let b = 0; b < n; b++) swapped[i + b] = bytes[i + n - 1 - b]!;
   return swapped;
 }
 
@@ -170,7 +170,7 @@ function makeAttribute(name: string, v: AttributeValue): AttributeProto {
   if (typeof v === 'string') return { name, type: ATTR.STRING, s: utf8(v) };
   if (Array.isArray(v)) {
     if (v.every((x) => typeof x === 'string')) {
-      if (v.length > 0) return { name, type: ATTR.STRINGS, strings: (v as string[]).map(utf8) };
+      if (v.length > 0) return { name, type: ATTR.STRINGS, strings: (v).map(utf8) };
     }
     const nums = v as number[];
     return nums.every(Number.isInteger) ? { name, type: ATTR.INTS, ints: [...nums] } : { name, type: ATTR.FLOATS, floats: [...nums] };
@@ -252,7 +252,7 @@ export class GraphBuilder {
    * nearest-even half precision, raw little-endian half bits, as fp16 exports store them).
    */
   addFloatInitializer(name: string, data: Float32Array, dims: readonly number[], elemType: 'FLOAT' | 'FLOAT16' = 'FLOAT'): this {
-    return this.addInitializer(name, elemType === 'FLOAT16' ? toFloat16Bits(data) : data, dims, elemType);
+    return this.addInitializer(name, elemType === 'FLOAT16' ? float32ToHalf(data) : data, dims, elemType);
   }
 
   addNode(

@@ -12,12 +12,11 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import sharp from 'sharp';
 import { OrreryError } from '../../common/errors.js';
-import type { StageItem, StageOutput } from '../../stages/stage.js';
+import type { WorkItemData } from '../../common/work-item.js';
 import { fuseLoraIntoBundleFolder } from '../lora/fused-bundle.js';
 import { writeFusedLoraRecord } from '../lora/fused-lora-record.js';
-import { bundleFolderName, loraFileOf, parseModelId, type ModelVariant } from '../model-id.js';
+import { bundleFolderName, loraFileOf, parseModelId, type ModelVariant } from '../../common/model-id.js';
 import { rewriteBundleModels, type VariantRewrite, type WrittenVariant } from './variant-models.js';
 
 export interface QuantizeOptions {
@@ -33,8 +32,19 @@ export interface QuantizeOptions {
   /** q4 only: quantization block size along K, a power of two ≥ 16 (default 32). */
   readonly blockSize?: number;
   /** The fixed render the check compares (defaults: a planet prompt, seed 42, 8 steps, 128×64). */
-  readonly check?: Partial<Pick<StageItem, 'prompt' | 'seed' | 'steps' | 'width' | 'height'>>;
+  readonly check?: QuantizeCheck;
 }
+
+/** What the fixed render of the image check may override. */
+export type QuantizeCheck = Partial<Pick<WorkItemData, 'prompt' | 'seed' | 'steps' | 'width' | 'height'>>;
+
+/**
+ * PSNR (dB; Infinity when identical) between the images model `idA` of repository `repoA` and `idB`
+ * of `repoB` render for the fixed request `check`, both loaded with the deployment options `options`.
+ * Rendering needs the SDXL stage, a layer above this one, so the caller passes it in:
+ * services/stages/sdxl/image-psnr.ts `imagePsnr`.
+ */
+export type ImagePsnr = (repoA: string, idA: string, repoB: string, idB: string, check?: QuantizeCheck, options?: Readonly<Record<string, unknown>>) => Promise<number>;
 
 export interface QuantizeReport {
   readonly dir: string;
@@ -63,8 +73,11 @@ function dirBytes(dir: string): number {
   return n;
 }
 
-/** Writes the variant (atomically: a staging folder renamed into place) or throws QuantizeRefusedError. */
-export async function quantizeBundle(o: QuantizeOptions): Promise<QuantizeReport> {
+/**
+ * Writes the variant (atomically: a staging folder renamed into place) or throws QuantizeRefusedError;
+ * `imagePsnr` renders and compares the check images (stages/sdxl/image-psnr.ts).
+ */
+export async function quantizeBundle(o: QuantizeOptions, imagePsnr: ImagePsnr): Promise<QuantizeReport> {
   const id = parseModelId(`${o.base}${o.lora === undefined ? '' : `+${o.lora}`}@${o.variant}`);
   const variant = id.variant;
   // What the variant is checked against, and what "fp32" of it means: base, or base+lora fused at load.
@@ -107,36 +120,4 @@ export async function quantizeBundle(o: QuantizeOptions): Promise<QuantizeReport
   } finally {
     fs.rmSync(stagingRepo, { recursive: true, force: true });
   }
-}
-
-/**
- * PSNR (dB, 8-bit RGB; Infinity when identical) between the images two models render for the same
- * request through the real SDXL stage: model `idA` of repository `repoA` against `idB` of `repoB`,
- * both loaded with the deployment options `options` (e.g. `lora_scale`).
- */
-export async function imagePsnr(repoA: string, idA: string, repoB: string, idB: string, check: QuantizeOptions['check'] = {}, options: Readonly<Record<string, unknown>> = {}): Promise<number> {
-  // Loaded lazily: the stage pulls in onnxruntime-node and sharp.
-  const { loadStage } = await import('../../stages/registry.js');
-  const stage = loadStage('sdxl');
-  const item: StageItem = {
-    requestId: 'quantize-check', imageIndex: 0, seed: check?.seed ?? 42n, prompt: check?.prompt ?? 'deep blue planet with frosted cloudy zones, no moons, distant stars dark sky',
-    negativePrompt: '', steps: check?.steps ?? 8, guidanceScale: 5, width: check?.width ?? 128, height: check?.height ?? 64, strength: 1, outputFormat: 'png', params: {},
-  };
-  const ctx = { signal: new AbortController().signal, itemSignal: () => new AbortController().signal, progress: () => undefined };
-  const pixels = async (repo: string, modelId: string) => {
-    const m = await stage.load(modelId, { options, modelRepository: repo });
-    try {
-      const [out] = await m.run([item], ctx);
-      if (out instanceof Error) throw out;
-      return (await sharp((out as StageOutput).data).removeAlpha().raw().toBuffer());
-    } finally {
-      await m.dispose();
-    }
-  };
-  const a = await pixels(repoA, idA);
-  const b = await pixels(repoB, idB);
-  let se = 0;
-  for (let i = 0; i < a.length; i++) se += (a[i]! - b[i]!) ** 2;
-  const mse = se / a.length;
-  return mse === 0 ? Infinity : 10 * Math.log10((255 * 255) / mse);
 }

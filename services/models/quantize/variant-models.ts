@@ -14,7 +14,7 @@ import path from 'node:path';
 import { convertModelToFloat16 } from '../onnx/convert-float16.js';
 import { writeInitializersToExternalFile } from '../onnx/external-data.js';
 import { DataType, decodeModel, encodeModel, type ModelProto } from '../onnx/onnx-model.js';
-import type { ModelVariant } from '../model-id.js';
+import type { ModelVariant } from '../../common/model-id.js';
 import { quantizeMatMulWeightsInt8 } from './quantize-int8.js';
 import { quantizeMatMulWeightsQ4 } from './quantize-q4.js';
 

@@ -178,14 +178,20 @@ export function specialTokensMap(which: 1 | 2): object {
   };
 }
 
-export function tokenizerConfig(which: 1 | 2): object {
+/**
+ * tokenizer_config.json as transformers saves an SDXL export's folders: `added_tokens_decoder` lists
+ * the special tokens by id, tokenizer_2/ also its pad token `!` (id 0), which makes transformers
+ * split every `!` of a prompt out (clip-tokenizer.ts). `ids`: where BOS/EOS sit in the vocabulary
+ * (the tiny one by default; 49406/49407 in the real one).
+ */
+export function tokenizerConfig(which: 1 | 2, ids: { readonly bos: number; readonly eos: number } = { bos: TINY_CLIP_BOS_ID, eos: TINY_CLIP_EOS_ID }): object {
   const pad = which === 1 ? '<|endoftext|>' : '!';
   return {
     add_prefix_space: false,
     added_tokens_decoder: {
       ...(which === 2 ? { '0': { ...added('!'), normalized: false, special: true } } : {}),
-      [String(TINY_CLIP_BOS_ID)]: { ...added('<|startoftext|>'), special: true },
-      [String(TINY_CLIP_EOS_ID)]: { ...added('<|endoftext|>'), special: true },
+      [String(ids.bos)]: { ...added('<|startoftext|>'), special: true },
+      [String(ids.eos)]: { ...added('<|endoftext|>'), special: true },
     },
     bos_token: '<|startoftext|>',
     clean_up_tokenization_spaces: true,

@@ -11,7 +11,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { fromHalf, toFloat16Bits } from '../onnx/float16.js';
+import { fromHalf, float32ToHalf } from '../onnx/float16.js';
 import { encodeSafetensors } from '../lora/safetensors.js';
 import { diffusersToSgm } from '../lora/sgm-names.js';
 import type { LoraComponent, LoraFormat } from '../lora/lora-keys.js';
@@ -103,7 +103,7 @@ export function writeTinyLora(file: string, options: TinyLoraOptions): TinyLoraM
     metadata['lora_adapter_metadata'] = JSON.stringify(meta);
   }
   fs.mkdirSync(path.dirname(file), { recursive: true });
-  fs.writeFileSync(file, encodeSafetensors(tensors, metadata, toFloat16Bits));
+  fs.writeFileSync(file, encodeSafetensors(tensors, metadata, float32ToHalf));
   if (dtype === 'F16') {
     // The file holds rounded values; return what a reader gets.
     for (const m of modules) { roundHalf(m.down); roundHalf(m.up); }
@@ -112,7 +112,7 @@ export function writeTinyLora(file: string, options: TinyLoraOptions): TinyLoraM
 }
 
 function roundHalf(v: Float32Array): void {
-  const bits = toFloat16Bits(v);
+  const bits = float32ToHalf(v);
   for (let i = 0; i < v.length; i++) v[i] = fromHalf(bits[i]!);
 }
 

@@ -35,11 +35,11 @@ function rotation(seed: number, c: number): Float64Array {
     for (let j = 0; j < i; j++) {
       let dot = 0;
       for (let k = 0; k < c; k++) dot += q[i * c + k]! * q[j * c + k]!;
-      for (let k = 0; k < c; k++) q[i * c + k] -= dot * q[j * c + k]!;
+      for (let k = 0; k < c; k++) q[i * c + k]! -= dot * q[j * c + k]!;
     }
     let norm = 0;
     for (let k = 0; k < c; k++) norm += q[i * c + k]! ** 2;
-    for (let k = 0; k < c; k++) q[i * c + k] /= Math.sqrt(norm);
+    for (let k = 0; k < c; k++) q[i * c + k]! /= Math.sqrt(norm);
   }
   return q;
 }

@@ -83,7 +83,7 @@ export function convertLayersModel(model: LayersModel, info: UpscalerModelInfo):
   for (const layer of model.layers) {
     if (layer.class_name === 'InputLayer') {
       const shape = layer.config['batch_input_shape'] as unknown[] | undefined;
-      if (layer.name !== model.inputLayers[0][0] || shape?.length !== 4 || shape[3] !== 3) {
+      if (layer.name !== model.inputLayers[0]?.[0] || shape?.length !== 4 || shape[3] !== 3) {
         throw new ModelConversionError(file, `input layer "${layer.name}" must be the model input with shape [batch, h, w, 3], got ${JSON.stringify(shape)}`);
       }
       tensors.set(layer.name, 'input');
@@ -91,20 +91,24 @@ export function convertLayersModel(model: LayersModel, info: UpscalerModelInfo):
     }
     const convert = converterFor(layer.class_name);
     if (!convert) throw new UnsupportedLayerError(file, layer.class_name, layer.name, supportedLayerTypes());
-    if (layer.inbound_nodes.length !== 1) {
+    const [call] = layer.inbound_nodes;
+    if (call === undefined || layer.inbound_nodes.length !== 1) {
       throw new ModelConversionError(file, `layer "${layer.name}" is called ${layer.inbound_nodes.length} times; only layers called once are supported`);
     }
-    const inputs = layer.inbound_nodes[0].map(([name, node, index]) => {
+    const inputs = call.map(([name, node, index]) => {
       const t = tensors.get(name);
       if (!t || node !== 0 || index !== 0) throw new ModelConversionError(file, `layer "${layer.name}" reads ${name}[${node}][${index}], which is not an earlier single-output layer`);
       return t;
     });
+    const [first, ...rest] = inputs;
+    if (first === undefined) throw new ModelConversionError(file, `layer "${layer.name}" has no inputs`);
     const output = fresh(layer.name);
-    convert(ctx, layer, inputs, output);
+    convert(ctx, layer, [first, ...rest], output);
     tensors.set(layer.name, output);
   }
-  const last = tensors.get(model.outputLayers[0][0]);
-  if (!last) throw new ModelConversionError(file, `output layer "${model.outputLayers[0][0]}" is not in the topology`);
+  const outputName = model.outputLayers[0]?.[0] ?? '';
+  const last = tensors.get(outputName);
+  if (!last) throw new ModelConversionError(file, `output layer "${outputName}" is not in the topology`);
   graph.addNode('Identity', [last], ['output']).addOutput('output', 'FLOAT', ['batch', 3, 'out_height', 'out_width']);
 
   const unused = [...model.weights.keys()].filter((k) => !usedWeights.has(k));

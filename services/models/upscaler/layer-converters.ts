@@ -22,8 +22,8 @@ export interface ConvertContext {
   scalar(value: number): string;
 }
 
-/** Writes the nodes for `layer` reading `inputs` and producing the tensor named `output`. */
-export type LayerConverter = (ctx: ConvertContext, layer: KerasLayer, inputs: readonly string[], output: string) => void;
+/** Writes the nodes for `layer` reading `inputs` (a layer has at least one) and producing the tensor named `output`. */
+export type LayerConverter = (ctx: ConvertContext, layer: KerasLayer, inputs: readonly [string, ...string[]], output: string) => void;
 
 function fail(ctx: ConvertContext, layer: KerasLayer, why: string): never {
   throw new ModelConversionError(ctx.file, `layer "${layer.name}" (${layer.class_name}): ${why}`);
@@ -40,7 +40,7 @@ function pair(ctx: ConvertContext, layer: KerasLayer, key: string, def: number):
 
 function requireChannelsLast(ctx: ConvertContext, layer: KerasLayer): void {
   const f = layer.config['data_format'] ?? 'channels_last';
-  if (f !== 'channels_last') fail(ctx, layer, `data_format ${String(f)} is not supported (only channels_last)`);
+  if (f !== 'channels_last') fail(ctx, layer, `data_format ${JSON.stringify(f)} is not supported (only channels_last)`);
 }
 
 /** Keras activation names → a node (or two) from `input` to `output`. */
@@ -64,22 +64,23 @@ function activation(ctx: ConvertContext, layer: KerasLayer, name: unknown, input
 }
 
 /** Folds a binary ONNX op over n ≥ 2 inputs, left to right (Keras merge layers' order). */
-function fold(ctx: ConvertContext, layer: KerasLayer, op: string, inputs: readonly string[], output: string): void {
+function fold(ctx: ConvertContext, layer: KerasLayer, op: string, inputs: readonly [string, ...string[]], output: string): void {
   if (inputs.length < 2) fail(ctx, layer, `needs at least 2 inputs, got ${inputs.length}`);
-  let acc = inputs[0];
-  for (let i = 1; i < inputs.length; i++) {
-    const out = i === inputs.length - 1 ? output : ctx.fresh(`${layer.name}_${i}`);
-    ctx.graph.addNode(op, [acc, inputs[i]], [out]);
+  const [first, ...rest] = inputs;
+  let acc = first;
+  rest.forEach((input, k) => {
+    const out = k === rest.length - 1 ? output : ctx.fresh(`${layer.name}_${k + 1}`);
+    ctx.graph.addNode(op, [acc, input], [out]);
     acc = out;
-  }
+  });
 }
 
 /** NHWC axis (Keras, possibly negative) → NCHW axis (ONNX), for rank-4 tensors. */
 function nchwAxis(ctx: ConvertContext, layer: KerasLayer, axis: unknown): number {
   const a = typeof axis === 'number' ? (axis < 0 ? axis + 4 : axis) : NaN;
-  const map = [0, 2, 3, 1];
-  if (!Number.isInteger(a) || a < 0 || a > 3) fail(ctx, layer, `axis ${JSON.stringify(axis)} is not an axis of a rank-4 tensor`);
-  return map[a];
+  const nchw = Number.isInteger(a) ? [0, 2, 3, 1][a] : undefined;
+  if (nchw === undefined) fail(ctx, layer, `axis ${JSON.stringify(axis)} is not an axis of a rank-4 tensor`);
+  return nchw;
 }
 
 const conv2d: LayerConverter = (ctx, layer, inputs, output) => {
@@ -92,13 +93,13 @@ const conv2d: LayerConverter = (ctx, layer, inputs, output) => {
   if ((c['groups'] ?? 1) !== 1) fail(ctx, layer, `groups ${JSON.stringify(c['groups'])} is not supported (1)`);
   const kernel = ctx.weight(layer, 'kernel');
   const [h, w, cin, cout] = kernel.shape;
-  if (kernel.shape.length !== 4 || h !== kh || w !== kw) fail(ctx, layer, `kernel shape [${kernel.shape.join(',')}] does not match kernel_size ${kh}x${kw}`);
+  if (kernel.shape.length !== 4 || h !== kh || w !== kw || cin === undefined || cout === undefined) fail(ctx, layer, `kernel shape [${kernel.shape.join(',')}] does not match kernel_size ${kh}x${kw}`);
   // HWIO → OIHW: out[o][i][y][x] = in[y][x][i][o].
   const oihw = new Float32Array(kernel.data.length);
   for (let y = 0; y < kh; y++) {
     for (let x = 0; x < kw; x++) {
       for (let i = 0; i < cin; i++) {
-        for (let o = 0; o < cout; o++) oihw[((o * cin + i) * kh + y) * kw + x] = kernel.data[((y * kw + x) * cin + i) * cout + o];
+        for (let o = 0; o < cout; o++) oihw[((o * cin + i) * kh + y) * kw + x] = kernel.data[((y * kw + x) * cin + i) * cout + o]!;
       }
     }
   }

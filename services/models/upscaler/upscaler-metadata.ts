@@ -65,9 +65,9 @@ export function readModelMetadata(bytes: Uint8Array): Map<string, string> {
 }
 
 function range(text: string | undefined): [number, number] | undefined {
-  const parts = text?.split(',').map(Number);
-  if (!parts || parts.length !== 2 || !parts.every(Number.isFinite) || parts[0] >= parts[1]) return undefined;
-  return [parts[0], parts[1]];
+  const [lo, hi, ...rest] = text?.split(',').map(Number) ?? [];
+  if (lo === undefined || hi === undefined || rest.length > 0 || !Number.isFinite(lo) || !Number.isFinite(hi) || lo >= hi) return undefined;
+  return [lo, hi];
 }
 
 /**

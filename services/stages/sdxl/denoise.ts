@@ -6,7 +6,8 @@
  */
 import * as ort from 'onnxruntime-node';
 import { CancelledError } from '../../common/errors.js';
-import { float32ToHalf, halfToFloat32, halfValues } from './float16.js';
+import { float32ToHalf, halfToFloat32, halfValues } from '../../models/onnx/float16.js';
+import { halfBitsOf, halfTensor } from '../../models/onnx/float16-tensor.js';
 import type { GaussianSource } from './gaussian-noise.js';
 import type { DiffusionScheduler } from './schedulers/index.js';
 import type { Conditioning } from './text-conditioning.js';
@@ -60,6 +61,8 @@ interface BatchFeeds {
   readonly sample: ort.Tensor;
   /** The active items' scaled latents, item k at k·n (fp32: the first rows of the sample's own data). */
   readonly scaled: Float32Array;
+  /** fp16: the sample's half bits (the memory the `sample` tensor feeds), rewritten every step. */
+  readonly sampleHalves?: Uint16Array;
   /** fp16: each active item's noise prediction in float32, item k at k·n. */
   readonly eps?: Float32Array;
 }
@@ -83,8 +86,9 @@ function batchFeeds(
     const data = new Float32Array(b * n);
     return { key, conditioning, sample: new ort.Tensor('float32', data, dims), scaled: data };
   }
+  const sampleHalves = new Uint16Array(b * n);
   return {
-    key, conditioning, sample: new ort.Tensor('float16', new Uint16Array(b * n), dims),
+    key, conditioning, sample: halfTensor(sampleHalves, dims), sampleHalves,
     scaled: new Float32Array(active.length * n), eps: new Float32Array(active.length * n),
   };
 }
@@ -97,8 +101,9 @@ function fillSample(feeds: BatchFeeds, scheduler: DiffusionScheduler, step: numb
   const n = latents[0]!.length;
   latents.forEach((x, k) => scheduler.scaleModelInput(x, step, feeds.scaled.subarray(k * n, (k + 1) * n)));
   const m = latents.length * n;
-  const data = feeds.sample.data as Float32Array | Uint16Array;
-  if (data instanceof Uint16Array) float32ToHalf(feeds.scaled, data.subarray(0, m));
+  // fp32: the scaled latents already are the sample's first rows.
+  const data = feeds.sampleHalves ?? feeds.scaled;
+  if (feeds.sampleHalves) float32ToHalf(feeds.scaled, feeds.sampleHalves.subarray(0, m));
   if (cfg) data.copyWithin(m, 0, m);
 }
 
@@ -147,7 +152,7 @@ function noisePrediction(out: ort.Tensor, feeds: BatchFeeds, k: number, count: n
   const text = row(cfg ? count + k : k);
   const guided = cfg && g > 1;
   if (out.type === 'float16') {
-    const h = out.data as Uint16Array;
+    const h = halfBitsOf(out);
     const eps = feeds.eps!.subarray(...row(k));
     if (guided) guideHalves(eps, h.subarray(...row(k)), h.subarray(...text), g);
     else halfToFloat32(h.subarray(...text), eps);

@@ -62,9 +62,13 @@ export class DdimScheduler implements DiffusionScheduler {
       const out = eps[j]!;
       let x0: number;
       let e: number;
-      if (predictionType === 'epsilon') { x0 = (xj - sb * out) / sa; e = out; }
-      else if (predictionType === 'sample') { x0 = out; e = (xj - sa * x0) / sb; }
-      else { x0 = sa * xj - sb * out; e = sa * out + sb * xj; }
+      if (predictionType === 'epsilon') {
+        x0 = (xj - sb * out) / sa; e = out;
+      } else if (predictionType === 'sample') {
+        x0 = out; e = (xj - sa * x0) / sb;
+      } else {
+        x0 = sa * xj - sb * out; e = sa * out + sb * xj;
+      }
       // Clipping x0 leaves the predicted noise as it was (use_clipped_model_output = false).
       if (clipSample) x0 = Math.min(Math.max(x0, -r), r);
       x[j] = sap * x0 + dir * e;
