@@ -11,13 +11,14 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { InferenceSession, Tensor } from 'onnxruntime-node';
-import sharp from 'sharp';
+import { type InferenceSession, Tensor } from 'onnxruntime-node';
 import {
   CancelledError, InvalidArgumentError, ModelNotFoundError, OrreryError,
 } from '../common/errors.js';
 import { createCachedSession } from '../models/optimized-model-cache.js';
 import { parseSessionOptions, type SessionOptions } from '../models/session-options.js';
+import { appendStageParameters } from './generation-parameters.js';
+import { compilePngOptions, encodeOutput, rawRgb, type PngOptions } from './output-encoder.js';
 import type { LoadedModel, RunContext, Stage, StageContext, StageItem, StageOutput } from './stage.js';
 
 /** Model ids this stage accepts; checked before any file system access (no `/`, no `..`). */
@@ -27,10 +28,12 @@ const MAX_SIDE = 8192;
 
 interface TextureOptions {
   readonly sessionOptions: SessionOptions;
+  /** `png_compression_level`, `png_adaptive_filtering` (output-encoder.ts). */
+  readonly png: PngOptions;
 }
 
 function compileOptions(options: Readonly<Record<string, unknown>>): TextureOptions {
-  return { sessionOptions: parseSessionOptions(options) };
+  return { sessionOptions: parseSessionOptions(options), png: compilePngOptions(options) };
 }
 
 /**
@@ -51,7 +54,7 @@ export function fillNoise(seed: bigint, out: Float32Array): void {
     state[2 * i] = Number(z & 0xffffffffn);
     state[2 * i + 1] = Number(z >> 32n);
   }
-  let [a, b, c, d] = state;
+  let a = state[0]!, b = state[1]!, c = state[2]!, d = state[3]!;
   if ((a | b | c | d) === 0) a = 1; // xoshiro's one forbidden state
   const scale = (2 * Math.sqrt(3)) / 4294967296;
   for (let i = 0; i < out.length; i++) {
@@ -85,7 +88,9 @@ export function promptTint(prompt: string): [number, number, number] {
   for (const w of words) {
     const c = COLOURS[w];
     if (!c) continue;
-    for (let k = 0; k < 3; k++) rgb[k] += c[k];
+    rgb[0] += c[0];
+    rgb[1] += c[1];
+    rgb[2] += c[2];
     n++;
   }
   if (n === 0) {
@@ -104,56 +109,56 @@ export function promptTint(prompt: string): [number, number, number] {
   }) as [number, number, number];
 }
 
-const MIME = { png: 'image/png', webp: 'image/webp', jpeg: 'image/jpeg' } as const;
-
 /** Planar float [3,H,W] at `offset` → interleaved RGB bytes (the layout change needs one copy). */
 function toRgb(data: Float32Array, offset: number, plane: number): Uint8ClampedArray {
   const rgb = new Uint8ClampedArray(plane * 3);
   for (let c = 0; c < 3; c++) {
     const base = offset + c * plane;
     // Uint8ClampedArray rounds and clamps, so no Math calls per pixel.
-    for (let p = 0, q = c; p < plane; p++, q += 3) rgb[q] = data[base + p] * 255;
+    for (let p = 0, q = c; p < plane; p++, q += 3) rgb[q] = data[base + p]! * 255;
   }
   return rgb;
 }
 
-async function encode(rgb: Uint8ClampedArray, item: StageItem): Promise<StageOutput> {
-  const img = sharp(rgb, { raw: { width: item.width, height: item.height, channels: 3 } });
-  // An intermediate image (the next stage's input): a PNG stored at level 0, lossless and fast.
-  const fmt = item.intermediate ? 'png' : item.outputFormat;
-  const out = item.intermediate ? img.png({ compressionLevel: 0 }) : fmt === 'png' ? img.png() : fmt === 'webp' ? img.webp({ quality: 90 }) : img.jpeg({ quality: 90 });
-  const data = await out.toBuffer();
-  return { data, width: item.width, height: item.height, mimeType: MIME[fmt] };
+/** Encodes one image with its parameters: the prompt (its tint), seed (its noise), size and model. */
+function encode(rgb: Uint8ClampedArray, item: StageItem, modelId: string, png: PngOptions): Promise<StageOutput> {
+  const parameters = appendStageParameters(undefined, {
+    prompt: item.prompt, negativePrompt: item.negativePrompt, fields: [['Seed', String(item.seed)], ['Size', ''], ['Model', modelId]],
+    width: item.width, height: item.height, pipeline: item.pipeline ?? '',
+  }, 'always');
+  const pixels = new Uint8Array(rgb.buffer, rgb.byteOffset, rgb.byteLength);
+  return encodeOutput(rawRgb(pixels, item.width, item.height), { format: item.outputFormat, intermediate: item.intermediate ?? false, png, parameters });
 }
 
 class TextureModel implements LoadedModel {
-  constructor(readonly modelId: string, readonly sizeBytes: number, private readonly session: InferenceSession) {}
+  constructor(readonly modelId: string, readonly sizeBytes: number, private readonly session: InferenceSession, private readonly png: PngOptions) {}
 
   async run(items: readonly StageItem[], ctx: RunContext): Promise<Array<StageOutput | Error>> {
     if (ctx.signal.aborted) throw new CancelledError(`batch of ${this.modelId} before run`);
-    if (items.length === 0) return [];
-    const { width: w, height: h } = items[0];
+    const first = items[0];
+    if (first === undefined) return [];
+    const { width: w, height: h } = first;
     for (const it of items) {
       if (it.width !== w || it.height !== h) throw new InvalidArgumentError('width', `items of one batch must share a size (${w}x${h} vs ${it.width}x${it.height})`);
     }
     if (!Number.isInteger(w) || w < 1 || w > MAX_SIDE) throw new InvalidArgumentError('width', `must be an integer in [1, ${MAX_SIDE}], got ${w}`);
     if (!Number.isInteger(h) || h < 1 || h > MAX_SIDE) throw new InvalidArgumentError('height', `must be an integer in [1, ${MAX_SIDE}], got ${h}`);
 
-    const results: Array<StageOutput | Error | undefined> = new Array(items.length);
+    const results = new Array<StageOutput | Error | undefined>(items.length);
     // Items cancelled before the run are left out: each image is computed independently, so the
     // others' pixels do not depend on the batch composition.
-    const live: number[] = [];
-    items.forEach((_, i) => {
+    const live: Array<[number, StageItem]> = [];
+    items.forEach((item, i) => {
       if (ctx.itemSignal(i).aborted) results[i] = new CancelledError(`item ${i} of ${this.modelId} batch`);
-      else live.push(i);
+      else live.push([i, item]);
     });
     if (live.length > 0) {
       const plane = w * h;
       const noise = new Float32Array(live.length * 3 * plane);
       const tint = new Float32Array(live.length * 3);
-      live.forEach((i, b) => {
-        fillNoise(items[i].seed, noise.subarray(b * 3 * plane, (b + 1) * 3 * plane));
-        tint.set(promptTint(items[i].prompt), b * 3);
+      live.forEach(([, item], b) => {
+        fillNoise(item.seed, noise.subarray(b * 3 * plane, (b + 1) * 3 * plane));
+        tint.set(promptTint(item.prompt), b * 3);
       });
       const out = await this.session.run({
         noise: new Tensor('float32', noise, [live.length, 3, h, w]),
@@ -162,17 +167,18 @@ class TextureModel implements LoadedModel {
       if (ctx.signal.aborted) throw new CancelledError(`batch of ${this.modelId} during run`);
       // The rest is encoding: the next batch may use the device meanwhile.
       ctx.computeDone?.();
-      const image = out['image'].data as Float32Array;
-      await Promise.all(live.map(async (i, b) => {
+      const image = out['image']?.data;
+      if (!(image instanceof Float32Array)) throw new OrreryError('ORRERY_ERR_STAGE_FAILED', `${this.modelId}: the model gave no float32 "image" output`);
+      await Promise.all(live.map(async ([i, item], b) => {
         if (ctx.itemSignal(i).aborted) {
           results[i] = new CancelledError(`item ${i} of ${this.modelId} batch`);
           return;
         }
         ctx.progress(i, 1, 1);
         try {
-          results[i] = await encode(toRgb(image, b * 3 * plane, plane), items[i]);
+          results[i] = await encode(toRgb(image, b * 3 * plane, plane), item, this.modelId, this.png);
         } catch (err) {
-          results[i] = new OrreryError('ORRERY_ERR_STAGE_FAILED', `encoding item ${i} as ${items[i].outputFormat}: ${(err as Error).message}`, { cause: err });
+          results[i] = new OrreryError('ORRERY_ERR_STAGE_FAILED', `encoding item ${i} as ${item.outputFormat}: ${(err as Error).message}`, { cause: err });
         }
       }));
     }
@@ -191,7 +197,7 @@ export const textureStage: Stage = {
     if (!MODEL_ID_PATTERN.test(modelId)) {
       throw new ModelNotFoundError(modelId, `invalid model id: must match ${MODEL_ID_PATTERN.source}`);
     }
-    const { sessionOptions } = compileOptions(ctx.options);
+    const { sessionOptions, png } = compileOptions(ctx.options);
     const file = path.join(ctx.modelRepository, modelId, 'model.onnx');
     let size: number;
     try {
@@ -213,6 +219,6 @@ export const textureStage: Stage = {
       await session.release();
       throw new OrreryError('ORRERY_ERR_MODEL_LOAD_FAILED', `${file} is not a texture model: missing ${missing.join(', ')}`);
     }
-    return new TextureModel(modelId, size, session);
+    return new TextureModel(modelId, size, session, png);
   },
 };

@@ -28,13 +28,15 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { InferenceSession, Tensor } from 'onnxruntime-node';
+import { type InferenceSession, Tensor } from 'onnxruntime-node';
 import { CancelledError, ConfigError, InvalidArgumentError, ModelNotFoundError, OrreryError } from '../common/errors.js';
 import { createCachedSession } from '../models/optimized-model-cache.js';
 import { parseSessionOptions, type SessionOptions } from '../models/session-options.js';
 import { parseUpscalerInfo, readModelMetadata, type UpscalerModelInfo } from '../models/upscaler/upscaler-metadata.js';
 import type { LoadedModel, RunContext, Stage, StageContext, StageItem, StageOutput } from './stage.js';
-import { decodeImage, encodeImage, type ResizeSpec, type RgbImage } from './upscaler-image.js';
+import { appendStageParameters } from './generation-parameters.js';
+import { compilePngOptions, encodeOutput, readParameters, type PngOptions } from './output-encoder.js';
+import { decodeImage, resizedImage, type ResizeSpec, type RgbImage } from './upscaler-image.js';
 import { axisWeights, checkTilingOptions, planRuns, planTiles, rampFor, type Tile, type TileJob } from './upscaler-tiling.js';
 
 /** Model ids this stage accepts; checked before any file system access (no `/`, no `..`). */
@@ -48,6 +50,8 @@ export interface UpscalerOptions {
   readonly maxTilesPerRun: number;
   readonly maxInputPixels: number;
   readonly maxOutputPixels: number;
+  /** PNG outputs for the client: `png_compression_level`, `png_adaptive_filtering` (output-encoder.ts). */
+  readonly png: PngOptions;
 }
 
 /** Validates a deployment's `options`, fills defaults, freezes. Throws ConfigError naming the key. */
@@ -72,6 +76,7 @@ export function compileUpscalerOptions(options: Readonly<Record<string, unknown>
     maxTilesPerRun: int('max_tiles_per_run', 8, 1, 1024),
     maxInputPixels: int('max_input_pixels', 4096 * 4096, 1, 2 ** 31),
     maxOutputPixels: int('max_output_pixels', 6144 * 6144, 1, 2 ** 31),
+    png: compilePngOptions(options),
   });
 }
 
@@ -102,6 +107,8 @@ interface Work {
   readonly tiles: readonly Tile[];
   readonly acc: Float32Array;
   readonly resize?: ResizeSpec;
+  /** The input image's parameters text, which the output continues (undefined: none). */
+  readonly history: string | undefined;
   done: number;
 }
 
@@ -131,14 +138,15 @@ export class UpscalerModel implements LoadedModel {
     const resize = resizeParam(item);
     const limit = Math.min(this.options.maxInputPixels, Math.floor(this.options.maxOutputPixels / (s * s)));
     const img = await decodeImage(item.initImage, limit);
+    const history = await readParameters(item.initImage);
     const tiles = planTiles(img.width, img.height, { tileSize: this.options.tileSize, padding: this.options.tilePadding });
-    return { img, tiles, acc: new Float32Array(3 * img.width * img.height * s * s), resize, done: 0 };
+    return { img, tiles, acc: new Float32Array(3 * img.width * img.height * s * s), resize, history, done: 0 };
   }
 
   async run(items: readonly StageItem[], ctx: RunContext): Promise<Array<StageOutput | Error>> {
     if (ctx.signal.aborted) throw new CancelledError(`batch of ${this.modelId} before run`);
-    const results: Array<StageOutput | Error | undefined> = new Array(items.length);
-    const works: Array<Work | undefined> = new Array(items.length);
+    const results = new Array<StageOutput | Error | undefined>(items.length);
+    const works = new Array<Work | undefined>(items.length);
     await Promise.all(items.map(async (item, i) => {
       if (ctx.itemSignal(i).aborted) results[i] = new CancelledError(`item ${i} of ${this.modelId} batch`);
       else works[i] = await this.prepare(item).catch((err: unknown) => { results[i] = itemError(err, i); return undefined; });
@@ -155,39 +163,61 @@ export class UpscalerModel implements LoadedModel {
         }
         return works[j.item] !== undefined;
       });
-      if (live.length > 0) await this.runTiles(live, works as Work[], ctx);
+      if (live.length > 0) await this.runTiles(live, works, ctx);
     }
     // The rest is encoding: the next batch may use the device meanwhile.
     ctx.computeDone?.();
 
     await Promise.all(works.map(async (w, i) => {
-      if (!w) return;
+      const item = items[i];
+      if (!w || !item) return;
       works[i] = undefined;
       try {
-        results[i] = await encodeImage(this.toBytes(w), items[i].outputFormat, w.resize, items[i].intermediate);
+        results[i] = await this.encode(w, item);
       } catch (err) {
-        results[i] = new OrreryError('ORRERY_ERR_STAGE_FAILED', `encoding item ${i} as ${items[i].outputFormat}: ${(err as Error).message}`, { cause: err });
+        results[i] = new OrreryError('ORRERY_ERR_STAGE_FAILED', `encoding item ${i} as ${item.outputFormat}: ${(err as Error).message}`, { cause: err });
       }
     }));
     return results as Array<StageOutput | Error>;
   }
 
+  /**
+   * The item's output: resized, encoded, its parameters text the input's history (as
+   * AUTOMATIC1111's "Extras" keeps it) plus this upscale.
+   */
+  private encode(w: Work, item: StageItem): Promise<StageOutput> {
+    const img = this.toBytes(w);
+    const parameters = appendStageParameters(w.history, {
+      prompt: item.prompt, negativePrompt: item.negativePrompt,
+      fields: [{ field: ['Upscaler', this.modelId], perStage: true }, { field: ['Upscale by', String(this.info.scale)], perStage: true }],
+      width: w.resize?.width ?? img.width, height: w.resize?.height ?? img.height, pipeline: item.pipeline ?? '',
+    }, 'always');
+    return encodeOutput(resizedImage(img, w.resize), { format: item.outputFormat, intermediate: item.intermediate ?? false, png: this.options.png, parameters });
+  }
+
   /** One session.run over equal-size tiles (of any items), blended into their items. */
-  private async runTiles(jobs: readonly TileJob[], works: readonly Work[], ctx: RunContext): Promise<void> {
-    const { width: ww, height: wh } = jobs[0];
+  private async runTiles(jobs: readonly TileJob[], works: ReadonlyArray<Work | undefined>, ctx: RunContext): Promise<void> {
+    // Each job with its item's work and tile; run() passes only jobs of items still running.
+    const placed = jobs.map((j) => {
+      const w = works[j.item];
+      const t = w?.tiles[j.tile];
+      if (!w || !t) throw new OrreryError('ORRERY_ERR_STAGE_FAILED', `tile ${j.tile} of item ${j.item}: the item is not running`);
+      return { j, w, t };
+    });
+    const first = jobs[0];
+    if (!first) return;
+    const { width: ww, height: wh } = first;
     const s = this.info.scale;
     const inPlane = ww * wh;
     const input = new Float32Array(jobs.length * 3 * inPlane);
-    jobs.forEach((j, k) => {
-      const { img, tiles } = works[j.item];
-      const t = tiles[j.tile];
+    placed.forEach(({ w: { img }, t }, k) => {
       for (let y = 0; y < wh; y++) {
         let src = ((t.y + y) * img.width + t.x) * 3;
         const dst = k * 3 * inPlane + y * ww;
         for (let x = 0; x < ww; x++, src += 3) {
-          input[dst + x] = this.inputLut[img.data[src]];
-          input[dst + inPlane + x] = this.inputLut[img.data[src + 1]];
-          input[dst + 2 * inPlane + x] = this.inputLut[img.data[src + 2]];
+          input[dst + x] = this.inputLut[img.data[src]!]!;
+          input[dst + inPlane + x] = this.inputLut[img.data[src + 1]!]!;
+          input[dst + 2 * inPlane + x] = this.inputLut[img.data[src + 2]!]!;
         }
       }
     });
@@ -195,13 +225,12 @@ export class UpscalerModel implements LoadedModel {
     this.stats.tilesRun += jobs.length;
     const out = (await this.session.run({ input: new Tensor('float32', input, [jobs.length, 3, wh, ww]) }))['output'];
     const want = [jobs.length, 3, wh * s, ww * s];
-    if (out.dims.join() !== want.join()) {
-      throw new OrreryError('ORRERY_ERR_STAGE_FAILED', `model ${this.modelId} returned [${out.dims.join(',')}] for [${jobs.length},3,${wh},${ww}], expected [${want.join(',')}] (scale ${s})`);
+    if (out?.dims.join() !== want.join()) {
+      throw new OrreryError('ORRERY_ERR_STAGE_FAILED', `model ${this.modelId} returned [${out?.dims.join(',') ?? 'no output'}] for [${jobs.length},3,${wh},${ww}], expected [${want.join(',')}] (scale ${s})`);
     }
     const data = out.data as Float32Array;
-    jobs.forEach((j, k) => {
-      const w = works[j.item];
-      blend(w, w.tiles[j.tile], data.subarray(k * 3 * inPlane * s * s, (k + 1) * 3 * inPlane * s * s), s, rampFor(this.options.tilePadding));
+    placed.forEach(({ j, w, t }, k) => {
+      blend(w, t, data.subarray(k * 3 * inPlane * s * s, (k + 1) * 3 * inPlane * s * s), s, rampFor(this.options.tilePadding));
       ctx.progress(j.item, ++w.done, w.tiles.length);
     });
   }
@@ -216,7 +245,7 @@ export class UpscalerModel implements LoadedModel {
     const k = 255 / (hi - lo);
     const rgb = new Uint8ClampedArray(plane * 3); // rounds and clamps on store
     for (let c = 0; c < 3; c++) {
-      for (let p = 0, q = c, a = c * plane; p < plane; p++, q += 3, a++) rgb[q] = (w.acc[a] - lo) * k;
+      for (let p = 0, q = c, a = c * plane; p < plane; p++, q += 3, a++) rgb[q] = (w.acc[a]! - lo) * k;
     }
     return { data: new Uint8Array(rgb.buffer), width, height };
   }
@@ -236,13 +265,13 @@ function blend(w: Work, t: Tile, out: Float32Array, s: number, ramp: number): vo
   const plane = width * s * height * s;
   for (let c = 0; c < 3; c++) {
     for (let v = 0; v < oh; v++) {
-      const fy = wy[v];
+      const fy = wy[v]!;
       if (fy === 0) continue;
       const dst = c * plane + (t.y * s + v) * width * s + t.x * s;
       const src = (c * oh + v) * ow;
       for (let u = 0; u < ow; u++) {
-        const f = wx[u] * fy;
-        if (f !== 0) w.acc[dst + u] += f * out[src + u];
+        const f = wx[u]! * fy;
+        if (f !== 0) w.acc[dst + u]! += f * out[src + u]!;
       }
     }
   }

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { status } from '@grpc/grpc-js';
 import { generate, type GenerateResponse, type ListModelsResponse } from '../../services/cli/client.js';
-import { readTextChunk } from '../../services/stages/sdxl/png-parameters.js';
+import { readTextChunk } from '../../services/stages/png-parameters.js';
 import { eventually, grpcError, metricSum, sleep, startCluster, testConfig, type TestCluster } from './harness.js';
 
 describe('LoRA variants in a cluster', () => {

@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import { status } from '@grpc/grpc-js';
 import sharp from 'sharp';
 import { generate, type GenerateEvent } from '../../services/cli/client.js';
-import { readTextChunk } from '../../services/stages/sdxl/png-parameters.js';
+import { readTextChunk } from '../../services/stages/png-parameters.js';
 import { grpcError, metricSum, startCluster, testConfig, type TestCluster } from './harness.js';
 
 const PLANET = { color: 'deep blue', atmosphere: 'frosted cloudy zones', moons: 'no moons', sky: 'distant stars dark sky', extras: [] };
@@ -77,7 +77,7 @@ describe('planet-ultrawide pipeline', () => {
     const res = await generate(c.client, { pipeline: 'sdxl-img2img', prompt: 'a blue planet', init_image: init, width: 128, height: 64, seed: '5', strength: 0.5 });
     const img = res.images[0]!;
     assert.deepEqual([img.width, img.height, img.mime_type], [128, 64, 'image/png']);
-    assert.match(readTextChunk(img.data, 'parameters')!, /^a blue planet\nSteps: 4, Sampler: Euler, CFG scale: 5, Seed: 5, Size: 128x64, Model: tiny-sdxl, Denoising strength: 0\.5$/);
+    assert.match(readTextChunk(img.data, 'parameters')!, /^a blue planet\nSteps: 4, Sampler: Euler, CFG scale: 5, Seed: 5, Size: 128x64, Model: tiny-sdxl, Denoising strength: 0\.5, Pipeline: sdxl-img2img$/);
   });
 
   test('bad images are INVALID_ARGUMENT naming init_image, without exhausting memory', async () => {

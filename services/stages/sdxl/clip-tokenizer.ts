@@ -18,13 +18,24 @@
  *   Not replicated: mojibake repair (`fix_encoding` and friends), C1-control and terminal-escape fixes.
  * - Whitespace (Python's `str.isspace` set) is collapsed to one space and trimmed; the text is lowercased.
  * - A literal `<|startoftext|>` / `<|endoftext|>` in the prompt becomes that special id, as in the reference.
- * - `!` is an ordinary character, as in OpenAI's and open_clip's tokenizers. Hugging Face's SDXL
- *   `tokenizer_2` registers its pad token `!` as special, so there `!!` gives `0, 0` instead of 748.
+ *
+ * Added tokens — two modes ({@link ClipTokenizerMode}):
+ * - `transformers` (default) matches Hugging Face's `CLIPTokenizer`, which diffusers runs and LoRAs are
+ *   trained with: before any cleanup, the raw prompt is split on the folder's added tokens — the
+ *   `added_tokens_decoder` of tokenizer_config.json plus every special token (bos, eos, unk, pad,
+ *   additional_special_tokens), as `PreTrainedTokenizer.__init__` registers them — and each such
+ *   token becomes its own id; the text between them is cleaned and BPE-encoded piece by piece
+ *   (`PreTrainedTokenizer.tokenize` → `tokens_trie.split` → `CLIPTokenizer._tokenize`). SDXL's
+ *   `tokenizer_2` pads with `!`, so there every `!` is id 0: `!!` gives `0, 0`, `wow!` gives
+ *   `wow</w>, 0`. In `tokenizer/` (pad `<|endoftext|>`) `!` stays an ordinary character.
+ * - `open_clip`: OpenAI's reference and open_clip — no added-token split, `!` is ordinary in both
+ *   folders (`!!` → 748, `!!</w>`), as the SDXL text encoders were trained.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 
 import { OrreryError } from '../../common/errors.js';
+import { CLIP_BYTE_PAIRS } from '../../models/clip-bytes.js';
 
 /** SDXL's text sequence length: BOS + up to 75 tokens + EOS, then padding. */
 export const CLIP_CONTEXT_LENGTH = 77;
@@ -50,9 +61,28 @@ export interface ClipTokenizerFiles {
   tokenizerConfigJson?: string;
 }
 
+/**
+ * How added tokens in a prompt are treated: `transformers` (Hugging Face `CLIPTokenizer`, what
+ * diffusers does) or `open_clip` (OpenAI's reference tokenizer). See the file comment.
+ */
+export type ClipTokenizerMode = 'transformers' | 'open_clip';
+
 export interface ClipTokenizerOptions {
   /** Most distinct words whose BPE result is kept (least recently used evicted). Default 20000; 0 disables. */
   cacheSize?: number;
+  /** Default `transformers`. */
+  mode?: ClipTokenizerMode;
+}
+
+/** A token the raw prompt is split on before BPE (`transformers` mode), with its `AddedToken` flags. */
+interface AddedToken {
+  readonly content: string;
+  readonly id: number;
+  /** Eats the whitespace on its left / right. */
+  readonly lstrip: boolean;
+  readonly rstrip: boolean;
+  /** Only matches as a whole word (else it is glued back to its neighbour text). */
+  readonly singleWord: boolean;
 }
 
 /** Token strings of the special tokens; each is also looked up in the vocabulary for its id. */
@@ -83,32 +113,12 @@ export interface ClipBatchEncoding {
   truncated: boolean[];
 }
 
-/** CLIP's `bytes_to_unicode()` as [byte, char] pairs in vocabulary order (ids 0–255). */
-function byteUnicodePairs(): Array<[number, string]> {
-  const printable: number[] = [];
-  for (const [lo, hi] of [[0x21, 0x7e], [0xa1, 0xac], [0xae, 0xff]] as const) {
-    for (let b = lo; b <= hi; b++) printable.push(b);
-  }
-  const pairs: Array<[number, string]> = printable.map((b) => [b, String.fromCharCode(b)]);
-  let n = 0;
-  for (let b = 0; b < 256; b++) {
-    if (!printable.includes(b)) pairs.push([b, String.fromCharCode(256 + n++)]);
-  }
-  return pairs;
-}
-
-const BYTE_PAIRS = byteUnicodePairs();
 /** Byte value → its byte character. */
 const BYTE_CHAR: readonly string[] = (() => {
   const table: string[] = new Array<string>(256);
-  for (const [b, c] of BYTE_PAIRS) table[b] = c;
+  for (const [b, c] of CLIP_BYTE_PAIRS) table[b] = c;
   return table;
 })();
-
-/** The 256 byte characters in CLIP vocabulary order: id i (and i + 256 with `</w>`) is element i. */
-export function clipByteSymbols(): readonly string[] {
-  return BYTE_PAIRS.map(([, c]) => c);
-}
 
 // --- Text cleanup ---------------------------------------------------------------------------------
 
@@ -174,8 +184,10 @@ const LIGATURE_RE = /[Ĳĳﬀ-ﬆ]/gu;
 /** ftfy's `fix_character_width`: U+3000 and the half/full-width forms block. */
 const WIDTH_RE = /[\u3000\uff01-\uffef]/gu;
 /** ftfy's `remove_control_chars` set. */
+// eslint-disable-next-line no-control-regex -- control characters are what this removes
 const CONTROL_RE = /[\x00-\x08\x0b\x0e-\x1f\x7f\u206a-\u206f\ufeff\ufff9-\ufffc\u{1d173}-\u{1d17a}\u{e0000}-\u{e007f}]/gu;
 /** Python's `str.isspace` set, which the reference's `re` `\s` uses (wider than JavaScript's `\s`). */
+// eslint-disable-next-line no-control-regex -- U+001C–U+001F are whitespace to Python
 const WHITESPACE_RUN = /[\t\n\v\f\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+/gu;
 
 /** The reference's cleanup, as far as replicated (see the file comment): the text the pattern splits. */
@@ -217,7 +229,7 @@ function parseVocab(file: string, text: string): Map<string, number> {
     }
     vocab.set(token, id as number);
   }
-  for (const [, c] of BYTE_PAIRS) {
+  for (const [, c] of CLIP_BYTE_PAIRS) {
     for (const symbol of [c, c + END_OF_WORD]) {
       if (!vocab.has(symbol)) {
         throw new ClipTokenizerLoadError(file, `lacks the byte-level token ${JSON.stringify(symbol)}; not a CLIP byte-level BPE vocabulary`);
@@ -267,7 +279,7 @@ const DEFAULT_SPECIALS: ClipSpecialTokens = { bos: '<|startoftext|>', eos: '<|en
  */
 function resolveSpecials(sources: Array<{ file: string; text: string | undefined }>): Record<keyof ClipSpecialTokens, { token: string; file: string | undefined }> {
   const out = Object.fromEntries(
-    Object.entries(DEFAULT_SPECIALS).map(([k, token]) => [k, { token, file: undefined as string | undefined }]),
+    Object.entries(DEFAULT_SPECIALS).map(([k, token]: [string, string]) => [k, { token, file: undefined as string | undefined }]),
   ) as Record<keyof ClipSpecialTokens, { token: string; file: string | undefined }>;
   for (const { file, text } of sources) {
     if (text === undefined) continue;
@@ -280,6 +292,71 @@ function resolveSpecials(sources: Array<{ file: string; text: string | undefined
   }
   return out;
 }
+
+/** `AddedToken` flags of a config value (a string has none set). */
+function addedFlags(file: string, key: string, value: unknown): Omit<AddedToken, 'content' | 'id'> {
+  const o = (typeof value === 'object' && value !== null ? value : {}) as Record<string, unknown>;
+  const flag = (name: string): boolean => {
+    const v = o[name] ?? false;
+    if (typeof v !== 'boolean') throw new ClipTokenizerLoadError(file, `${key}.${name} must be true or false, got ${JSON.stringify(v)}`);
+    return v;
+  };
+  return { lstrip: flag('lstrip'), rstrip: flag('rstrip'), singleWord: flag('single_word') };
+}
+
+/**
+ * The tokens Hugging Face's slow tokenizer splits a prompt on, as `PreTrainedTokenizer.__init__`
+ * registers them: tokenizer_config.json's `added_tokens_decoder` (id → token) first, then every
+ * special token not yet among them, with its id in the vocabulary and the flags of its object form
+ * (special_tokens_map.json over tokenizer_config.json, as for the token strings).
+ */
+function resolveAddedTokens(
+  sources: Array<{ file: string; text: string | undefined }>, vocab: ReadonlyMap<string, number>, vocabFile: string,
+): Map<string, AddedToken> {
+  const added = new Map<string, AddedToken>();
+  type Slot = { file: string; key: string; value: unknown };
+  const slots = new Map<string, Slot>(Object.entries(SPECIAL_KEYS).map(([k, key]) => [key, { file: vocabFile, key, value: DEFAULT_SPECIALS[k as keyof ClipSpecialTokens] }]));
+  let extras: Slot[] = [];
+  for (const { file, text } of sources) {
+    if (text === undefined) continue;
+    const json = parseJson(file, text) as Record<string, unknown>;
+    const decoder = json['added_tokens_decoder'];
+    if (decoder !== undefined) {
+      if (decoder === null || typeof decoder !== 'object' || Array.isArray(decoder)) throw new ClipTokenizerLoadError(file, 'added_tokens_decoder must be an object mapping ids to tokens');
+      for (const [idText, value] of Object.entries(decoder)) {
+        const key = `added_tokens_decoder.${idText}`;
+        const id = Number(idText);
+        const content = tokenString(file, key, value);
+        if (!Number.isSafeInteger(id) || id < 0 || content === undefined) throw new ClipTokenizerLoadError(file, `${key} must map a non-negative integer id to a token`);
+        if (!added.has(content)) added.set(content, { content, id, ...addedFlags(file, key, value) });
+      }
+    }
+    for (const key of Object.values(SPECIAL_KEYS)) {
+      if (tokenString(file, key, json[key]) !== undefined) slots.set(key, { file, key, value: json[key] });
+    }
+    const extra = json['additional_special_tokens'];
+    if (extra !== undefined && !Array.isArray(extra)) throw new ClipTokenizerLoadError(file, 'additional_special_tokens must be a list');
+    if (Array.isArray(extra)) extras = (extra as unknown[]).map((value, i) => ({ file, key: `additional_special_tokens[${i}]`, value }));
+  }
+  const specials = new Map<string, Slot>();
+  for (const slot of [...slots.values(), ...extras]) {
+    const content = tokenString(slot.file, slot.key, slot.value);
+    if (content !== undefined && content !== '' && !specials.has(content)) specials.set(content, slot);
+  }
+  for (const [content, { file, key, value }] of specials) {
+    if (added.has(content)) continue;
+    const id = vocab.get(content);
+    if (id === undefined) throw new ClipTokenizerLoadError(vocabFile, `lacks the special token ${JSON.stringify(content)} (${key} in ${file})`);
+    added.set(content, { content, id, ...addedFlags(file, key, value) });
+  }
+  return added;
+}
+
+/** Python's `str.strip` whitespace at either end (the set of {@link WHITESPACE_RUN}). */
+// eslint-disable-next-line no-control-regex -- U+001C–U+001F are whitespace to Python
+const PY_LEADING_SPACE = /^[\t\n\v\f\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+/u;
+// eslint-disable-next-line no-control-regex -- U+001C–U+001F are whitespace to Python
+const PY_TRAILING_SPACE = /[\t\n\v\f\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+$/u;
 
 function readRequired(file: string): string {
   try {
@@ -317,6 +394,10 @@ export class ClipTokenizer {
   readonly #vocab: ReadonlyMap<string, number>;
   readonly #ranks: ReadonlyMap<string, number>;
   readonly #cacheSize: number;
+  /** `transformers` mode: tokens the raw prompt is split on, by content; empty in `open_clip` mode. */
+  readonly #added: ReadonlyMap<string, AddedToken>;
+  /** Matches any added token, longest first at the leftmost position (transformers' `Trie.split`). */
+  readonly #addedPattern: RegExp | undefined;
   /** Piece (lowercased text) → ids; a Map's insertion order serves as the LRU order. */
   readonly #cache = new Map<string, readonly number[]>();
 
@@ -327,10 +408,11 @@ export class ClipTokenizer {
     this.#vocab = parseVocab(files.vocab, text.vocabJson);
     this.#ranks = parseMerges(files.merges, text.mergesTxt, this.#vocab, files.vocab);
     this.vocabSize = this.#vocab.size;
-    const specials = resolveSpecials([
+    const sources = [
       { file: files.tokenizerConfig, text: text.tokenizerConfigJson },
       { file: files.specialTokensMap, text: text.specialTokensMapJson },
-    ]);
+    ];
+    const specials = resolveSpecials(sources);
     const idOf = (k: keyof ClipSpecialTokens): number => {
       const { token, file } = specials[k];
       const id = this.#vocab.get(token);
@@ -345,7 +427,18 @@ export class ClipTokenizer {
     this.padId = idOf('pad');
     this.unkId = idOf('unk');
     this.specialTokens = Object.freeze({ bos: specials.bos.token, eos: specials.eos.token, pad: specials.pad.token, unk: specials.unk.token });
+    const mode = options.mode ?? 'transformers';
+    if (mode !== 'transformers' && mode !== 'open_clip') throw new RangeError(`mode must be transformers or open_clip, got ${String(mode)}`);
+    this.mode = mode;
+    this.#added = mode === 'transformers' ? resolveAddedTokens(sources, this.#vocab, files.vocab) : new Map();
+    // Longest first: at one position the regex takes the first alternative that matches. For
+    // CLIP's added tokens (none is a prefix of another) this is exactly the trie's split.
+    const contents = [...this.#added.keys()].sort((a, b) => b.length - a.length);
+    this.#addedPattern = contents.length ? new RegExp(contents.map((c) => c.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|'), 'gu') : undefined;
   }
+
+  /** The added-token mode this tokenizer was built with. */
+  readonly mode: ClipTokenizerMode;
 
   /**
    * Loads a tokenizer folder: `vocab.json` and `merges.txt` (required), `tokenizer_config.json` and
@@ -376,10 +469,50 @@ export class ClipTokenizer {
   /** Token ids of `text`: no BOS/EOS, no length limit. */
   encode(text: string): number[] {
     const ids: number[] = [];
-    for (const match of cleanClipText(text).matchAll(PIECE_RE)) {
-      for (const id of this.#pieceIds(match[0])) ids.push(id);
+    for (const part of this.#splitAdded(text)) {
+      const token = this.#added.get(part);
+      if (token) {
+        ids.push(token.id);
+        continue;
+      }
+      for (const match of cleanClipText(part).matchAll(PIECE_RE)) {
+        for (const id of this.#pieceIds(match[0])) ids.push(id);
+      }
     }
     return ids;
+  }
+
+  /**
+   * `transformers` mode: the raw text cut before and after every added token, then the tokens'
+   * `lstrip` / `rstrip` / `single_word` flags applied to their neighbours, as
+   * `PreTrainedTokenizer.tokenize` does; empty parts dropped. `open_clip` mode: the text whole.
+   */
+  #splitAdded(text: string): string[] {
+    if (!this.#addedPattern) return [text];
+    const parts: string[] = [];
+    let start = 0;
+    for (const m of text.matchAll(this.#addedPattern)) {
+      if (m.index > start) parts.push(text.slice(start, m.index));
+      parts.push(m[0]);
+      start = m.index + m[0].length;
+    }
+    if (start < text.length) parts.push(text.slice(start));
+    for (let i = 0; i < parts.length; i++) {
+      const token = this.#added.get(parts[i]!);
+      if (!token) continue;
+      const left = i > 0 ? parts[i - 1] : undefined;
+      const right = i < parts.length - 1 ? parts[i + 1] : undefined;
+      if (token.rstrip && right) parts[i + 1] = right.replace(PY_LEADING_SPACE, '');
+      if (token.lstrip && left) parts[i - 1] = left.replace(PY_TRAILING_SPACE, '');
+      if (token.singleWord && left && !left.endsWith(' ')) {
+        parts[i - 1] += token.content;
+        parts[i] = '';
+      } else if (token.singleWord && right && !right.startsWith(' ')) {
+        parts[i + 1] = token.content + right;
+        parts[i] = '';
+      }
+    }
+    return parts.filter((p) => p !== '');
   }
 
   /** `[maxLength]` int64 ids: BOS, at most `maxLength - 2` tokens, EOS, pad. Truncates silently; see {@link encodeFixedWithInfo}. */

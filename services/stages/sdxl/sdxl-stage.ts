@@ -12,48 +12,32 @@
  * `fused_model_dir` (where fused models are written while loaded; default `<tmp>/orrery-fused`).
  * A `base+lora@variant` id served from its pre-fused folder (model-files.ts) fuses nothing; a
  * `lora_scale` other than the one it was fused at is refused.
- * PNG outputs: `png_compression_level` and `png_adaptive_filtering` (see {@link PngOptions}).
+ * PNG outputs: `png_compression_level` and `png_adaptive_filtering` (output-encoder.ts `PngOptions`).
+ * `tokenizer_mode`: `transformers` (default: prompts tokenized exactly as diffusers does, `!` split
+ * out as tokenizer_2's pad token) or `open_clip` (OpenAI's reference tokenizer); see clip-tokenizer.ts.
+ * Every output carries its parameters text, continuing the input image's history in img2img
+ * (generation-parameters.ts).
  */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import sharp from 'sharp';
 import { ConfigError, InvalidArgumentError, OrreryError } from '../../common/errors.js';
 import { fuseLoraIntoBundle, type FusedBundle, type UnmatchedPolicy } from '../../models/lora/fused-bundle.js';
 import { readFusedLoraRecord } from '../../models/lora/fused-lora-record.js';
 import { resolveModelFiles } from '../../models/model-files.js';
 import { openSdxlBundle, type SdxlBundle } from '../../models/sdxl-bundle.js';
 import { parseSessionOptions } from '../../models/session-options.js';
+import { appendStageParameters, float32Text, type StageField } from '../generation-parameters.js';
+import { compilePngOptions, encodeOutput, rawRgb, readParameters, type PngOptions } from '../output-encoder.js';
 import type { LoadedModel, LoadReport, RunContext, Stage, StageContext, StageItem, StageOutput } from '../stage.js';
-import { ClipTokenizer } from './clip-tokenizer.js';
+import { ClipTokenizer, type ClipTokenizerMode } from './clip-tokenizer.js';
 import { denoise, type DenoiseItem } from './denoise.js';
 import { gaussianSource } from './gaussian-noise.js';
-import { formatParameters, withTextChunk } from './png-parameters.js';
 import { createScheduler, defaultKind, parseSchedulerConfig, type SchedulerConfig, type SchedulerKind } from './schedulers/index.js';
 import { conditionBatch } from './text-conditioning.js';
 import { decodeLatents, encodePixels, imageToPixels } from './vae.js';
 
 type Mode = 'text-to-image' | 'image-to-image';
-
-/**
- * How PNG outputs for the client are compressed (sharp's `compressionLevel` and
- * `adaptiveFiltering`). The default, level 3 with adaptive filtering, gives files 46–86 % smaller
- * than stored pixels (2.8 MiB at 1536x640) for ~30–55 ms an image on one CPU thread; sharp's own
- * default, level 6 without filtering, takes ~45 ms for files only 4–23 % smaller; level 0 stores
- * the pixels in ~3 ms. Figures: bench/results/sdxl.md, "PNG encode". Images that feed the next
- * pipeline stage (StageItem.intermediate) are always stored at level 0: they are decoded at once
- * by the next stage, and the encode is on the batch's critical path. Any setting gives the same
- * bytes for the same pixels (no timestamps) and a PNG every viewer reads.
- */
-interface PngOptions {
-  /** `png_compression_level`: zlib level 0–9; default 3. */
-  readonly compressionLevel: number;
-  /** `png_adaptive_filtering`: per-row PNG filters; default true. */
-  readonly adaptiveFiltering: boolean;
-}
-
-/** How intermediate images (the next stage's input) are encoded: stored, no filtering. */
-const INTERMEDIATE_PNG: PngOptions = Object.freeze({ compressionLevel: 0, adaptiveFiltering: false });
 
 interface SdxlOptions {
   readonly mode: Mode;
@@ -61,6 +45,7 @@ interface SdxlOptions {
   /** Unset: the bundle's scheduler_config.json decides (use_karras_sigmas). */
   readonly karras?: boolean;
   readonly png: PngOptions;
+  readonly tokenizerMode: ClipTokenizerMode;
 }
 
 const SAMPLER_NAMES: Record<SchedulerKind, string> = { euler: 'Euler', euler_ancestral: 'Euler a', ddim: 'DDIM' };
@@ -75,13 +60,11 @@ function compileOptions(o: Readonly<Record<string, unknown>>): SdxlOptions {
   const karras = o.karras_sigmas;
   if (karras !== undefined && typeof karras !== 'boolean') throw new ConfigError('options.karras_sigmas', 'must be true or false');
   if (karras && scheduler === 'ddim') throw new ConfigError('options.karras_sigmas', 'DDIM has no Karras sigmas; use euler or euler_ancestral');
-  const level = o.png_compression_level ?? 3;
-  if (!(Number.isInteger(level) && (level as number) >= 0 && (level as number) <= 9)) throw new ConfigError('options.png_compression_level', `must be an integer from 0 to 9, got ${JSON.stringify(level)}`);
-  const filtering = o.png_adaptive_filtering ?? true;
-  if (typeof filtering !== 'boolean') throw new ConfigError('options.png_adaptive_filtering', 'must be true or false');
+  const tokenizerMode = o.tokenizer_mode ?? 'transformers';
+  if (tokenizerMode !== 'transformers' && tokenizerMode !== 'open_clip') throw new ConfigError('options.tokenizer_mode', `must be transformers or open_clip, got ${JSON.stringify(tokenizerMode)}`);
   return {
     mode, ...(scheduler ? { scheduler: scheduler as SchedulerKind } : {}), ...(karras !== undefined ? { karras } : {}),
-    png: Object.freeze({ compressionLevel: level as number, adaptiveFiltering: filtering }),
+    png: compilePngOptions(o), tokenizerMode,
   };
 }
 
@@ -163,11 +146,18 @@ class SdxlModel implements LoadedModel {
     const sampler = `${SAMPLER_NAMES[kind]}${karras ? ' Karras' : ''}`;
     return Promise.all(items.map(async (it, i): Promise<StageOutput | Error> => {
       const k = live.indexOf(i);
-      if (k < 0) return ctx.itemSignal(i).reason instanceof Error ? ctx.itemSignal(i).reason : new OrreryError('ORRERY_ERR_CANCELLED', 'cancelled');
-      return encodeImage(images[k]!, width, height, it, this.opts.png, {
-        prompt: it.prompt, negativePrompt: it.negativePrompt, steps, sampler, guidanceScale: it.guidanceScale, seed: it.seed,
-        width, height, modelId: this.modelId, ...(img2img ? { strength: it.strength } : {}),
-      });
+      const reason: unknown = ctx.itemSignal(i).reason;
+      if (k < 0) return reason instanceof Error ? reason : new OrreryError('ORRERY_ERR_CANCELLED', 'cancelled');
+      const fields: StageField[] = [
+        ['Steps', String(steps)], ['Sampler', sampler], ['CFG scale', float32Text(it.guidanceScale)], ['Seed', String(it.seed)],
+        ['Size', ''], ['Model', this.modelId], ...(img2img ? [{ field: ['Denoising strength', float32Text(it.strength)] as const, perStage: true as const }] : []),
+      ];
+      // img2img continues the history of an input made by an earlier stage of the same request.
+      const history = img2img ? await readParameters(it.initImage) : undefined;
+      const parameters = appendStageParameters(history, {
+        prompt: it.prompt, negativePrompt: it.negativePrompt, fields, width, height, pipeline: it.pipeline ?? '',
+      }, 'same-generation');
+      return encodeOutput(rawRgb(images[k]!, width, height), { format: it.outputFormat, intermediate: it.intermediate ?? false, png: this.opts.png, parameters });
     }));
   }
 
@@ -175,19 +165,6 @@ class SdxlModel implements LoadedModel {
     await this.bundle.dispose();
     this.cleanup();
   }
-}
-
-/** Encodes one image; a batch's images are encoded concurrently (sharp works on libuv's pool). */
-async function encodeImage(rgb: Uint8Array, width: number, height: number, it: StageItem, pngOptions: PngOptions, params: Parameters<typeof formatParameters>[0]): Promise<StageOutput> {
-  const img = sharp(rgb, { raw: { width, height, channels: 3 } });
-  if (it.outputFormat === 'png' || it.intermediate) {
-    // Deterministic bytes for the same pixels: fixed compression settings, no timestamps.
-    const { compressionLevel, adaptiveFiltering } = it.intermediate ? INTERMEDIATE_PNG : pngOptions;
-    const png = await img.png({ compressionLevel, adaptiveFiltering }).toBuffer();
-    return { data: withTextChunk(png, 'parameters', formatParameters(params)), width, height, mimeType: 'image/png' };
-  }
-  const data = it.outputFormat === 'webp' ? await img.webp({ quality: 92 }).toBuffer() : await img.jpeg({ quality: 92, mozjpeg: true }).toBuffer();
-  return { data, width, height, mimeType: it.outputFormat === 'webp' ? 'image/webp' : 'image/jpeg' };
 }
 
 /** The `sdxl` stage. */
@@ -219,8 +196,8 @@ export const sdxlStage: Stage = {
       throw err;
     }
     try {
-      const tokenizer = ClipTokenizer.fromDirectory(bundle.tokenizerDirs[1]);
-      const tokenizer2 = ClipTokenizer.fromDirectory(bundle.tokenizerDirs[2]);
+      const tokenizer = ClipTokenizer.fromDirectory(bundle.tokenizerDirs[1], { mode: opts.tokenizerMode });
+      const tokenizer2 = ClipTokenizer.fromDirectory(bundle.tokenizerDirs[2], { mode: opts.tokenizerMode });
       const report = fused ? { loraFile: files.loraFile!, loraModulesFused: fused.matched, loraModulesUnmatched: fused.unmatched } : undefined;
       return new SdxlModel(modelId, bundle, tokenizer, tokenizer2, parseSchedulerConfig(bundle.schedulerConfigJson), opts, report, removeFused);
     } catch (err) {

@@ -1,35 +1,13 @@
 /**
- * Generation parameters in a PNG `tEXt` chunk with the keyword `parameters` — the convention
- * image tools (AUTOMATIC1111, ComfyUI readers, exiftool) read:
- *
- *   <prompt>
- *   Negative prompt: <negative>
- *   Steps: 30, Sampler: Euler, CFG scale: 5, Seed: 42, Size: 1536x640, Model: base
+ * Text chunks in PNG files: the generation parameters go in a `tEXt` chunk with the keyword
+ * `parameters` (an `iTXt` chunk when the text is not Latin-1), the convention image tools read
+ * (generation-parameters.ts has the text's format). Chunks are written right after IHDR, so a
+ * reader scanning the file from the start finds them before the pixel data.
  */
 import zlib from 'node:zlib';
 
-export interface GenerationParameters {
-  readonly prompt: string;
-  readonly negativePrompt: string;
-  readonly steps: number;
-  readonly sampler: string;
-  readonly guidanceScale: number;
-  readonly seed: bigint;
-  readonly width: number;
-  readonly height: number;
-  readonly modelId: string;
-  readonly strength?: number;
-}
-
-export function formatParameters(p: GenerationParameters): string {
-  const fields = [
-    `Steps: ${p.steps}`, `Sampler: ${p.sampler}`, `CFG scale: ${p.guidanceScale}`, `Seed: ${p.seed}`,
-    `Size: ${p.width}x${p.height}`, `Model: ${p.modelId}`, ...(p.strength !== undefined ? [`Denoising strength: ${p.strength}`] : []),
-  ];
-  return [p.prompt, ...(p.negativePrompt ? [`Negative prompt: ${p.negativePrompt}`] : []), fields.join(', ')].join('\n');
-}
-
-const SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+/** The 8-byte PNG signature. */
+export const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 
 /**
  * Returns the PNG with a `tEXt` chunk (keyword, Latin-1 text) inserted right after IHDR.
@@ -37,7 +15,7 @@ const SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
  */
 export function withTextChunk(png: Uint8Array, keyword: string, text: string): Buffer {
   const buf = Buffer.from(png.buffer, png.byteOffset, png.byteLength);
-  if (!buf.subarray(0, 8).equals(SIGNATURE)) throw new Error('not a PNG');
+  if (!buf.subarray(0, 8).equals(PNG_SIGNATURE)) throw new Error('not a PNG');
   const ihdrEnd = 8 + 12 + buf.readUInt32BE(8); // signature + IHDR (length, type, data, crc)
   // eslint-disable-next-line no-control-regex
   const latin1 = /^[\u0000-\u00ff]*$/.test(text);
