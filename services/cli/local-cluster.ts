@@ -1,7 +1,8 @@
 /**
  * `orrery serve-local`: a whole cluster on one machine — nats-server (unless given a URL), the
  * router and each deployment's replicas — as separate processes, like in Kubernetes. Replicas
- * that die are restarted (as a Deployment would); stop() drains in order: router, replicas, NATS.
+ * and a router that dies are restarted (as a Deployment would; the router on the same gRPC and
+ * metrics ports, so clients reconnect); stop() drains in order: router, replicas, NATS.
  * For deployments with `autoscaling`, it plays the part of the Kubernetes Deployment controller:
  * the router's autoscaler (scale target `local`) asks over NATS for N replicas and this starts
  * processes, or stops some with SIGTERM, which drains them.
@@ -17,7 +18,7 @@ import type { ClusterConfig } from '../common/config.js';
 import { packageRoot } from '../common/package-root.js';
 import { decodeScaleMessage, encodeScaleMessage, scaleSubject, type ScaleRequest } from '../router/scale-targets/local.js';
 import { checkHealth, healthClient } from './client.js';
-import type { LoadedConfig } from './load-config.js';
+import { asMapping, type LoadedConfig } from './load-config.js';
 import { NatsServerProcess, freePort } from './nats-server-process.js';
 
 export interface LocalClusterOptions {
@@ -30,6 +31,8 @@ export interface LocalClusterOptions {
   readonly logs?: 'inherit' | 'ignore' | number;
   /** Restart replicas that exit without being asked to (default true). */
   readonly restartReplicas?: boolean;
+  /** Restart the router when it exits without being asked to, on the same ports (default true). */
+  readonly restartRouter?: boolean;
   /** Extra environment for the children. */
   readonly env?: NodeJS.ProcessEnv;
   readonly readyTimeoutMs?: number;
@@ -45,6 +48,9 @@ export interface ReplicaProcess {
 }
 
 const CLI = (): string => path.join(packageRoot(), 'bin/orrery.js');
+
+/** The port of a URL as a string ("http://127.0.0.1:9464/metrics" → "9464"). */
+const portOf = (url: string): string => new URL(url).port;
 
 /** Spawns `orrery <args>` and resolves with the fields of its first `ready k=v ...` line on stdout. */
 function spawnReady(args: string[], logs: LocalClusterOptions['logs'], env: NodeJS.ProcessEnv, timeoutMs: number): Promise<{ child: ChildProcess; fields: Record<string, string> }> {
@@ -87,6 +93,12 @@ export class LocalCluster {
   private readonly starting = new Map<string, number>();
   private readonly pendingStarts = new Set<Promise<unknown>>();
   private scaleConnection: NatsConnection | undefined;
+  /** The router's command line, with its ports fixed after the first start so a restart keeps them. */
+  private routerArgs: string[] = [];
+  /** A router restart under way; stop() waits for it so it never races a new router into life. */
+  private routerRestart: Promise<void> | undefined;
+  /** How many times the router was restarted (for tests and logs). */
+  routerRestarts = 0;
 
   private constructor(private readonly options: LocalClusterOptions) {}
 
@@ -116,8 +128,8 @@ export class LocalCluster {
       this.nats = await NatsServerProcess.start();
       this.natsUrl = this.nats.url;
     }
-    const raw = structuredClone(loaded.raw) as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
-    raw.nats = { ...(raw.nats ?? {}), url: this.natsUrl };
+    const raw = structuredClone(loaded.raw);
+    raw.nats = { ...asMapping(raw.nats), url: this.natsUrl };
     this.config = (await import('../common/config.js')).compileConfig(raw);
     this.tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'orrery-local-'));
     this.configFile = path.join(this.tmpDir, 'config.yaml');
@@ -132,15 +144,50 @@ export class LocalCluster {
     const routerArgs = ['router', '--config', this.configFile, '--grpc-port', String(grpcPort === 0 ? await freePort() : grpcPort), '--metrics-port', '0'];
     if (autoscaled.length > 0) routerArgs.push('--scale-target', 'local');
     const r = await spawnReady(routerArgs, this.options.logs, this.env, this.timeoutMs);
-    this.router = r.child;
     this.grpcAddress = r.fields.grpc!;
     this.metricsUrl = r.fields.metrics!;
-    this.router.once('exit', (code, signal) => {
-      if (!this.stopping) process.stderr.write(`orrery: the router exited unexpectedly (${signal ?? code})\n`);
-    });
+    // A restarted router listens where this one did: clients and scrapers keep their addresses.
+    this.routerArgs = routerArgs.map((a, i) => (routerArgs[i - 1] === '--grpc-port' ? portOf(`http://${this.grpcAddress}`) : routerArgs[i - 1] === '--metrics-port' ? portOf(this.metricsUrl) : a));
+    this.watchRouter(r.child);
 
     await Promise.all(Object.values(this.config.deployments).flatMap((d) => Array.from({ length: d.replicas }, () => this.addReplica(d.name))));
     await this.waitServing();
+  }
+
+  /** Takes `child` as the router and restarts it if it exits while the cluster is not stopping. */
+  private watchRouter(child: ChildProcess): void {
+    this.router = child;
+    child.once('exit', (code, signal) => {
+      if (this.stopping || this.router !== child) return;
+      if (this.options.restartRouter === false) {
+        process.stderr.write(`orrery: the router exited unexpectedly (${signal ?? code})\n`);
+        return;
+      }
+      process.stderr.write(`orrery: the router exited unexpectedly (${signal ?? code}); starting a new one on ${this.grpcAddress}\n`);
+      this.routerRestart = this.restartRouter().finally(() => {
+        this.routerRestart = undefined;
+      });
+    });
+  }
+
+  /**
+   * Starts a new router with the first one's arguments (same ports), retrying with backoff while it
+   * cannot start (its port still held, NATS away) until it runs or the cluster stops. A router that
+   * becomes ready after stop() began is left to stop(), which waits for this.
+   */
+  private async restartRouter(): Promise<void> {
+    for (let attempt = 1; !this.stopping; attempt++) {
+      await new Promise((r) => setTimeout(r, Math.min(250 * 2 ** (attempt - 1), 5000)));
+      if (this.stopping) return;
+      try {
+        const r = await spawnReady(this.routerArgs, this.options.logs, this.env, this.timeoutMs);
+        this.routerRestarts++;
+        this.watchRouter(r.child);
+        return;
+      } catch (err) {
+        process.stderr.write(`orrery: restarting the router failed (${(err as Error).message}); trying again\n`);
+      }
+    }
   }
 
   /** Starts one more replica of `deployment` and resolves when it is running. */
@@ -257,6 +304,7 @@ export class LocalCluster {
     await this.scaleConnection?.close();
     // Replicas still starting are stopped as soon as they are up (see reconcile).
     await Promise.allSettled([...this.pendingStarts]);
+    await this.routerRestart;
     const exit = (c: ChildProcess | undefined) =>
       !c || c.exitCode !== null || c.signalCode !== null ? Promise.resolve() : new Promise<void>((resolve) => {
         c.once('exit', () => resolve());

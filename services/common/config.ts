@@ -4,7 +4,7 @@
  * documented defaults and freezes the result. Files are read by the caller (main.ts), not here.
  */
 import { parse as parseYaml } from 'yaml';
-import { parseModelId } from '../models/model-id.js';
+import { parseModelId } from './model-id.js';
 import { ConfigError } from './errors.js';
 
 /** Options of one deployment (a separately scaled group of identical replicas). */
@@ -115,6 +115,11 @@ export interface ClusterConfig {
     readonly metricsPort: number;
     /** Heartbeats older than this many intervals drop the replica. */
     readonly replicaTimeoutIntervals: number;
+    /**
+     * `max_request_bytes_in_flight` (default 512 MiB): bytes of requests (init_image plus a fixed
+     * overhead each) the router holds at once; past it a request gets RESOURCE_EXHAUSTED.
+     */
+    readonly maxRequestBytesInFlight: number;
   };
   /** The router's autoscaler (section `autoscaler`); it manages deployments that have `autoscaling`. */
   readonly autoscaler: {
@@ -135,6 +140,33 @@ export interface ClusterConfig {
   readonly deployments: Readonly<Record<string, DeploymentConfig>>;
   readonly pipelines: Readonly<Record<string, PipelineConfig>>;
   readonly defaultPipeline: string;
+  /** Bulk jobs (section `jobs`, docs/jobs.md). */
+  readonly jobs: JobsConfig;
+}
+
+/** Bulk jobs run by the routers through JetStream (section `jobs`; every key optional). */
+export interface JobsConfig {
+  /** `enabled` (default true): routers serve the job RPCs and run job items. */
+  readonly enabled: boolean;
+  /** `max_job_items` (default 50,000,000): most items in one job (a grid's size or explicit items). */
+  readonly maxJobItems: number;
+  /** `max_attempts` (default 3): attempts per item when a job does not say. */
+  readonly maxAttempts: number;
+  /** `default_output_uri` (default file://./out/jobs): a job without output_uri writes to `<this>/<job_id>`. */
+  readonly defaultOutputUri: string;
+  /** `ack_wait_s` (default 60): how long a claimed item may run without a sign of life before another router takes it, until item times are measured. */
+  readonly ackWaitMs: number;
+  /** `min_ack_wait_s` (default 30) / `max_ack_wait_s` (default 600): bounds of the measured ack wait (4 × recent p99 item time). */
+  readonly minAckWaitMs: number;
+  readonly maxAckWaitMs: number;
+  /** `retry_backoff_ms` (default 1000): delay before an item's second attempt; doubles per attempt, at most 60 s. */
+  readonly retryBackoffMs: number;
+  /** `max_in_flight` (default 0: the pipeline's bulk capacity): items one router runs at once, when set. */
+  readonly maxInFlight: number;
+  /** `queued_window` (default 1000): items queued in JetStream per job beyond 2 × capacity (lazy expansion). */
+  readonly queuedWindow: number;
+  /** `sink_check_interval_s` (default 5): how often a paused job's sink is checked to resume it. */
+  readonly sinkCheckIntervalMs: number;
 }
 
 const NAME = /^[a-z][a-z0-9-]{0,62}$/;
@@ -265,7 +297,7 @@ function compileDeployment(name: string, raw: unknown): DeploymentConfig {
   return {
     name,
     stage,
-    models: [...models] as string[],
+    models: [...(models as string[])],
     replicas: autoscaling ? autoscaling.initialReplicas : int(raw, 'replicas', path, 1, 0, 64),
     maxBatchSize: int(raw, 'max_batch_size', path, 4, 1, 1024),
     batchWaitTimeoutMs: num(raw, 'batch_wait_timeout_ms', path, 10, 0),
@@ -292,7 +324,7 @@ function compilePipeline(name: string, raw: unknown, deployments: Record<string,
   if (!Array.isArray(stages) || stages.length === 0) throw new ConfigError(`${path}.stages`, 'must be a non-empty list');
   let defaultSize: PipelineConfig['defaultSize'];
   if (raw.default_size !== undefined) {
-    const m = /^(\d{2,5})x(\d{2,5})$/.exec(String(raw.default_size));
+    const m = typeof raw.default_size === 'string' ? /^(\d{2,5})x(\d{2,5})$/.exec(raw.default_size) : null;
     if (!m || Number(m[1]) % 8 || Number(m[2]) % 8) throw new ConfigError(`${path}.default_size`, `must be WIDTHxHEIGHT in multiples of 8, e.g. 2520x1080, got ${JSON.stringify(raw.default_size)}`);
     defaultSize = { width: Number(m[1]), height: Number(m[2]) };
   }
@@ -325,13 +357,13 @@ function deepFreeze<T>(v: T): T {
 /** Validates a parsed config object, fills defaults and freezes it. Throws ConfigError naming the key. */
 export function compileConfig(raw: unknown): ClusterConfig {
   if (!isObj(raw)) throw new ConfigError('(root)', 'must be a mapping');
-  checkKeys(raw, ['nats', 'router', 'autoscaler', 'worker', 'max_inline_payload_bytes', 'model_repository', 'deployments', 'pipelines', 'default_pipeline'], '');
+  checkKeys(raw, ['nats', 'router', 'autoscaler', 'worker', 'jobs', 'max_inline_payload_bytes', 'model_repository', 'deployments', 'pipelines', 'default_pipeline'], '');
   const nats = section(raw, 'nats', '');
   checkKeys(nats, ['url', 'prefix'], 'nats');
   const prefix = str(nats, 'prefix', 'nats', 'orrery');
   if (!/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(prefix)) throw new ConfigError('nats.prefix', 'must be NATS subject tokens (letters, digits, _ and -) joined by dots');
   const router = section(raw, 'router', '');
-  checkKeys(router, ['grpc_port', 'metrics_port', 'replica_timeout_intervals'], 'router');
+  checkKeys(router, ['grpc_port', 'metrics_port', 'replica_timeout_intervals', 'max_request_bytes_in_flight'], 'router');
   const autoscaler = section(raw, 'autoscaler', '');
   checkKeys(autoscaler, ['scale_target', 'interval_ms', 'kubernetes_namespace'], 'autoscaler');
   const scaleTarget = str(autoscaler, 'scale_target', 'autoscaler', 'none') as ScaleTargetKind;
@@ -360,6 +392,8 @@ export function compileConfig(raw: unknown): ClusterConfig {
       grpcPort: int(router, 'grpc_port', 'router', 50051, 0, 65535),
       metricsPort: int(router, 'metrics_port', 'router', 9464, 0, 65535),
       replicaTimeoutIntervals: int(router, 'replica_timeout_intervals', 'router', 3, 2, 100),
+      // At least 1 MiB: below that even small img2img requests would queue behind each other.
+      maxRequestBytesInFlight: int(router, 'max_request_bytes_in_flight', 'router', 512 * 1024 * 1024, 1024 * 1024),
     },
     autoscaler: {
       scaleTarget,
@@ -376,7 +410,35 @@ export function compileConfig(raw: unknown): ClusterConfig {
     deployments,
     pipelines,
     defaultPipeline,
+    jobs: compileJobs(section(raw, 'jobs', '')),
   });
+}
+
+const JOBS_KEYS = ['enabled', 'max_job_items', 'max_attempts', 'default_output_uri', 'ack_wait_s', 'min_ack_wait_s', 'max_ack_wait_s', 'retry_backoff_ms', 'max_in_flight', 'queued_window', 'sink_check_interval_s'] as const;
+
+function compileJobs(raw: Obj): JobsConfig {
+  checkKeys(raw, JOBS_KEYS, 'jobs');
+  const enabled = raw.enabled ?? true;
+  if (typeof enabled !== 'boolean') throw new ConfigError('jobs.enabled', `must be true or false, got ${JSON.stringify(enabled)}`);
+  const seconds = (key: string, def: number) => Math.round(num(raw, key, 'jobs', def, 0.1) * 1000);
+  const minAckWaitMs = seconds('min_ack_wait_s', 30);
+  const maxAckWaitMs = seconds('max_ack_wait_s', 600);
+  if (maxAckWaitMs < minAckWaitMs) throw new ConfigError('jobs.max_ack_wait_s', `must be ≥ min_ack_wait_s (${minAckWaitMs / 1000})`);
+  const defaultOutputUri = str(raw, 'default_output_uri', 'jobs', 'file://./out/jobs');
+  if (!/^(file|nats-object|s3):\/\//.test(defaultOutputUri)) throw new ConfigError('jobs.default_output_uri', `must be a file://, nats-object:// or s3:// URI, got ${JSON.stringify(defaultOutputUri)}`);
+  return {
+    enabled,
+    maxJobItems: int(raw, 'max_job_items', 'jobs', 50_000_000, 1),
+    maxAttempts: int(raw, 'max_attempts', 'jobs', 3, 1, 100),
+    defaultOutputUri,
+    ackWaitMs: Math.min(maxAckWaitMs, Math.max(minAckWaitMs, seconds('ack_wait_s', 60))),
+    minAckWaitMs,
+    maxAckWaitMs,
+    retryBackoffMs: int(raw, 'retry_backoff_ms', 'jobs', 1000, 0, 600_000),
+    maxInFlight: int(raw, 'max_in_flight', 'jobs', 0, 0, 100_000),
+    queuedWindow: int(raw, 'queued_window', 'jobs', 1000, 1, 10_000_000),
+    sinkCheckIntervalMs: seconds('sink_check_interval_s', 5),
+  };
 }
 
 /** Parses YAML text and compiles it; YAML syntax errors become ConfigError with the line. */

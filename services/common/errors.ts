@@ -10,6 +10,7 @@ export const ERROR_CODES = {
   ORRERY_ERR_MODEL_NOT_FOUND: GrpcStatus.NOT_FOUND,
   ORRERY_ERR_PIPELINE_NOT_FOUND: GrpcStatus.NOT_FOUND,
   ORRERY_ERR_QUEUE_FULL: GrpcStatus.RESOURCE_EXHAUSTED,
+  ORRERY_ERR_REQUEST_BYTES_IN_FLIGHT: GrpcStatus.RESOURCE_EXHAUSTED,
   ORRERY_ERR_DEADLINE_EXCEEDED: GrpcStatus.DEADLINE_EXCEEDED,
   ORRERY_ERR_CANCELLED: GrpcStatus.CANCELLED,
   ORRERY_ERR_NO_REPLICA: GrpcStatus.UNAVAILABLE,
@@ -18,6 +19,9 @@ export const ERROR_CODES = {
   ORRERY_ERR_MODEL_LOAD_FAILED: GrpcStatus.INTERNAL,
   ORRERY_ERR_STAGE_FAILED: GrpcStatus.INTERNAL,
   ORRERY_ERR_CONFIG: GrpcStatus.FAILED_PRECONDITION,
+  ORRERY_ERR_SINK_UNAVAILABLE: GrpcStatus.FAILED_PRECONDITION,
+  ORRERY_ERR_JOB_NOT_FOUND: GrpcStatus.NOT_FOUND,
+  ORRERY_ERR_JOB_STATE: GrpcStatus.FAILED_PRECONDITION,
   ORRERY_ERR_UNIMPLEMENTED: GrpcStatus.UNIMPLEMENTED,
   ORRERY_ERR_INTERNAL: GrpcStatus.INTERNAL,
 } as const;
@@ -65,6 +69,13 @@ export class QueueFullError extends OrreryError {
   }
 }
 
+/** The router holds its cap of request bytes (router.max_request_bytes_in_flight); names the limit and the figures. */
+export class RequestBytesInFlightError extends OrreryError {
+  constructor(requestBytes: number, inFlightBytes: number, limitBytes: number) {
+    super('ORRERY_ERR_REQUEST_BYTES_IN_FLIGHT', `init_image: this request (${requestBytes} bytes) would take the router's requests in flight from ${inFlightBytes} bytes past router.max_request_bytes_in_flight=${limitBytes}; retry later`);
+  }
+}
+
 export class DeadlineExceededError extends OrreryError {
   constructor(where: string) {
     super('ORRERY_ERR_DEADLINE_EXCEEDED', `deadline exceeded ${where}`);
@@ -88,6 +99,29 @@ export class ConfigError extends OrreryError {
   constructor(key: string, why: string) {
     super('ORRERY_ERR_CONFIG', `config ${key}: ${why}`);
     this.key = key;
+  }
+}
+
+/** A job output sink (file://, nats-object://, s3://) cannot be opened or written; names the URI and why. */
+export class SinkUnavailableError extends OrreryError {
+  readonly uri: string;
+  constructor(uri: string, why: string, options?: { cause?: unknown }) {
+    super('ORRERY_ERR_SINK_UNAVAILABLE', `sink ${uri}: ${why}`, options);
+    this.uri = uri;
+  }
+}
+
+/** No bulk job has this id (GetJob, WatchJob, CancelJob, RetryJob, AddJobItems, ListJobItems). */
+export class JobNotFoundError extends OrreryError {
+  constructor(jobId: string) {
+    super('ORRERY_ERR_JOB_NOT_FOUND', `job_id: no job "${jobId.slice(0, 80)}"`);
+  }
+}
+
+/** The job's state does not allow the call (e.g. AddJobItems after the last chunk, or on a cancelled job). */
+export class JobStateError extends OrreryError {
+  constructor(jobId: string, why: string) {
+    super('ORRERY_ERR_JOB_STATE', `job ${jobId}: ${why}`);
   }
 }
 

@@ -1,14 +1,17 @@
 /**
  * The public API's handlers (orrery.v1.ImageService). Each RPC validates at the edge, runs the
- * pipeline and maps any error to its gRPC status once (errors.ts). Job RPCs answer UNIMPLEMENTED
- * until bulk jobs land.
+ * pipeline and maps any error to its gRPC status once (errors.ts). The job RPCs are in
+ * jobs/job-service.ts (UNIMPLEMENTED when jobs.enabled is false).
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { Metadata, status as GrpcStatus, type sendUnaryData, type ServerUnaryCall, type ServerWritableStream, type ServiceError, type UntypedServiceImplementation } from '@grpc/grpc-js';
-import { asOrreryError, OrreryError } from '../common/errors.js';
+import { asOrreryError, OrreryError, RequestBytesInFlightError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
+import { jobHandlers } from './jobs/job-service.js';
+import type { JobManager } from './jobs/job-manager.js';
 import type { PipelineResult, PipelineRunner } from './pipeline-runner.js';
 import { normalizeRequest, type GenerateRequestWire, type NormalizedRequest } from './request-validation.js';
+import { RequestBytesBudget } from './request-bytes-budget.js';
 import { requestContext, type ServerCall } from './request-context.js';
 import type { RouterMetrics } from './router-metrics.js';
 
@@ -21,6 +24,10 @@ export interface ImageServiceDeps {
   readonly log: Logger;
   readonly listModels: () => unknown;
   readonly defaultPipeline: string;
+  /** router.max_request_bytes_in_flight: cap on the request bytes the calls in flight hold. */
+  readonly maxRequestBytesInFlight: number;
+  /** The bulk-job machinery; absent (jobs.enabled: false): the job RPCs answer UNIMPLEMENTED. */
+  readonly jobs?: JobManager;
 }
 
 function toServiceError(err: OrreryError): Partial<ServiceError> {
@@ -46,17 +53,24 @@ function timingMessages(res: PipelineResult, pipeline: string, metrics: RouterMe
 
 export function imageService(deps: ImageServiceDeps): UntypedServiceImplementation {
   const { runner, metrics, log } = deps;
+  const requestBytes = new RequestBytesBudget(deps.maxRequestBytesInFlight);
 
-  /** Validates, runs and accounts one request; `body` turns the result into the reply. */
-  async function handle(method: string, call: ServerCall, body: (req: NormalizedRequest, signal: AbortSignal, deadlineMs: number) => Promise<void>): Promise<OrreryError | undefined> {
+  /**
+   * Validates, runs and accounts one request; `body` turns the result into the reply. `pipeline`
+   * is the request's pipeline name with the cluster's default filled in.
+   */
+  async function handle(method: string, call: ServerCall, body: (req: NormalizedRequest, pipeline: string, signal: AbortSignal, deadlineMs: number) => Promise<void>): Promise<OrreryError | undefined> {
     const started = performance.now();
     let pipeline = 'unknown';
     let ctx: ReturnType<typeof requestContext> | undefined;
+    // Charged before anything else holds the request; released in `finally` when the call ends.
+    const lease = requestBytes.tryAcquire(RequestBytesBudget.chargeFor((call.request as GenerateRequestWire | undefined)?.init_image?.byteLength ?? 0));
     try {
+      if (lease.kind === 'reject') throw new RequestBytesInFlightError(lease.requestBytes, lease.inFlightBytes, lease.limitBytes);
       const req = normalizeRequest(call.request as GenerateRequestWire, randomUUID, randomSeed);
       pipeline = req.pipeline || deps.defaultPipeline;
       ctx = requestContext(call, req.timeoutMs, Date.now());
-      await body(req, ctx.signal, ctx.deadlineMs);
+      await body(req, pipeline, ctx.signal, ctx.deadlineMs);
       metrics.request(method, 'OK', pipeline, (performance.now() - started) / 1000);
       return undefined;
     } catch (raw) {
@@ -67,21 +81,68 @@ export function imageService(deps: ImageServiceDeps): UntypedServiceImplementati
       return err;
     } finally {
       ctx?.dispose();
+      if (lease.kind === 'admit') lease.release();
     }
+  }
+
+  /** Runs one job RPC and maps its error to a status once, with the request metrics. */
+  function jobUnary(method: string, callback: sendUnaryData<unknown>, fn: () => Promise<unknown>): void {
+    const started = performance.now();
+    fn().then(
+      (reply) => {
+        metrics.request(method, 'OK', 'jobs', (performance.now() - started) / 1000);
+        callback(null, reply);
+      },
+      (raw: unknown) => callback(toServiceError(jobError(method, raw, started))),
+    );
+  }
+
+  function jobStream(method: string, call: ServerWritableStream<unknown, unknown>, fn: () => Promise<void>): void {
+    const started = performance.now();
+    fn().then(
+      () => {
+        metrics.request(method, 'OK', 'jobs', (performance.now() - started) / 1000);
+        call.end();
+      },
+      // emit('error'), not destroy(err): grpc-js sends a server stream's status from its 'error' listener.
+      (raw: unknown) => call.emit('error', toServiceError(jobError(method, raw, started))),
+    );
+  }
+
+  function jobError(method: string, raw: unknown, started: number): OrreryError {
+    const err = asOrreryError(raw);
+    if (err.code === 'ORRERY_ERR_INTERNAL') log.error({ err: raw, method }, 'job call failed');
+    metrics.request(method, GrpcStatus[err.grpcStatus] ?? String(err.grpcStatus), 'jobs', (performance.now() - started) / 1000);
+    metrics.error(err.code);
+    return err;
+  }
+
+  /** jobs.enabled: false — every job RPC answers UNIMPLEMENTED. */
+  function jobsDisabled(): UntypedServiceImplementation {
+    return Object.fromEntries(
+      ['SubmitJob', 'AddJobItems', 'GetJob', 'WatchJob', 'CancelJob', 'ListJobs', 'ListJobItems', 'RetryJob'].map((name) => [
+        name,
+        (call: ServerCall, callback?: sendUnaryData<unknown>) => {
+          const err = { code: GrpcStatus.UNIMPLEMENTED, details: `${name}: bulk jobs are disabled in this cluster (jobs.enabled: false)` };
+          if (callback) callback(err);
+          else (call as ServerWritableStream<unknown, unknown>).emit('error', err);
+        },
+      ]),
+    );
   }
 
   return {
     Generate: (call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>) => {
       let reply: unknown;
-      void handle('Generate', call, async (req, signal, deadlineMs) => {
+      void handle('Generate', call, async (req, pipeline, signal, deadlineMs) => {
         const res = await runner.run(req, signal, deadlineMs);
-        metrics.pipelineImagesDone(req.pipeline || deps.defaultPipeline, res.images.length);
-        reply = { request_id: req.requestId, images: res.images.map((img) => imageMessage(req, img, true)), timings: timingMessages(res, req.pipeline || deps.defaultPipeline, metrics) };
+        metrics.pipelineImagesDone(pipeline, res.images.length);
+        reply = { request_id: req.requestId, images: res.images.map((img) => imageMessage(req, img, true)), timings: timingMessages(res, pipeline, metrics) };
       }).then((err) => (err ? callback(toServiceError(err)) : callback(null, reply)));
     },
 
     GenerateStream: (call: ServerWritableStream<unknown, unknown>) => {
-      void handle('GenerateStream', call, async (req, signal, deadlineMs) => {
+      void handle('GenerateStream', call, async (req, pipeline, signal, deadlineMs) => {
         const id = req.requestId;
         const send = (event: object) => {
           if (!call.cancelled) call.write({ request_id: id, ...event });
@@ -103,10 +164,12 @@ export function imageService(deps: ImageServiceDeps): UntypedServiceImplementati
             });
           }
         }
-        metrics.pipelineImagesDone(req.pipeline || deps.defaultPipeline, res.images.length);
-        send({ done: { timings: timingMessages(res, req.pipeline || deps.defaultPipeline, metrics), num_images: res.images.length } });
+        metrics.pipelineImagesDone(pipeline, res.images.length);
+        send({ done: { timings: timingMessages(res, pipeline, metrics), num_images: res.images.length } });
       }).then((err) => {
-        if (err) call.destroy(toServiceError(err) as ServiceError);
+        // grpc-js sends a server stream's status from its 'error' listener (then end()); destroy(err)
+        // would skip that, and the caller would wait for its deadline (found by fuzzing).
+        if (err) call.emit('error', toServiceError(err));
         else call.end();
       });
     },
@@ -115,15 +178,6 @@ export function imageService(deps: ImageServiceDeps): UntypedServiceImplementati
       callback(null, deps.listModels());
     },
 
-    ...Object.fromEntries(
-      ['SubmitJob', 'GetJob', 'WatchJob', 'CancelJob'].map((name) => [
-        name,
-        (call: ServerCall, callback?: sendUnaryData<unknown>) => {
-          const err = { code: GrpcStatus.UNIMPLEMENTED, details: `${name}: bulk jobs are not implemented yet; use Generate or GenerateStream` };
-          if (callback) callback(err);
-          else (call as ServerWritableStream<unknown, unknown>).destroy(err as ServiceError);
-        },
-      ]),
-    ),
+    ...(deps.jobs ? jobHandlers(deps.jobs, jobUnary, jobStream) : jobsDisabled()),
   };
 }

@@ -4,11 +4,9 @@
  * starting → running → draining → stopped (CONVENTIONS §6).
  */
 import { randomUUID } from 'node:crypto';
-import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
-import { HealthImplementation, protoPath as healthProtoPath, type ServingStatus } from 'grpc-health-check';
+import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { ClusterConfig, ScaleTargetKind } from '../common/config.js';
 import { NoReplicaError, OrreryError } from '../common/errors.js';
@@ -17,12 +15,14 @@ import { startMetricsServer, type MetricsServer } from '../common/metrics-server
 import { connectNats } from '../common/nats-connection.js';
 import { PayloadStore } from '../common/payload-store.js';
 import { subjects, type Subjects } from '../common/subjects.js';
-import { protoDir, wire } from '../common/wire.js';
-import { parseModelId } from '../models/model-id.js';
+import { imageServiceDefinition, reflectionDefinition } from '../common/grpc-protos.js';
+import { wire } from '../common/wire.js';
+import { parseModelId } from '../common/model-id.js';
 import { Autoscaler } from './autoscaler.js';
 import { BatchDispatcher } from './batch-dispatcher.js';
 import { DeploymentScheduler } from './deployment-scheduler.js';
 import { imageService } from './image-service.js';
+import { JobManager } from './jobs/job-manager.js';
 import { PipelineRunner } from './pipeline-runner.js';
 import { ReplicaRegistry } from './replica-registry.js';
 import { RouterMetrics } from './router-metrics.js';
@@ -62,6 +62,7 @@ export class Router {
   private hbSub: Subscription | undefined;
   private dispatcher: BatchDispatcher | undefined;
   private autoscaler: Autoscaler | undefined;
+  private jobs: JobManager | undefined;
   grpcAddress = '';
 
   private constructor(private readonly options: RouterOptions) {
@@ -109,34 +110,29 @@ export class Router {
         const hb = wire.heartbeat.decode(msg.data);
         const scheduler = this.schedulers.get(hb.deployment);
         if (!scheduler) return; // a replica of a deployment this router's config does not know
-        const seen = this.registry.observe(hb, Date.now());
-        if (seen === 'new') log.info({ replicaId: hb.replicaId, deployment: hb.deployment }, 'replica joined');
-        if (seen === 'gone') dispatcher.replicaStopped(hb);
-        else dispatcher.reconcile(hb, Date.now());
+        // The replica's handle takes it all: state, lost-batch detection, a stop's unfinished batches.
+        if (this.registry.observe(hb, Date.now()) === 'new') log.info({ replicaId: hb.replicaId, deployment: hb.deployment }, 'replica joined');
         this.updateHealth();
         scheduler.replicaHeartbeat();
       },
     });
     // Replicas already running answer at once instead of at their next interval.
     this.nc.publish(this.subjects.heartbeatRequest);
-    this.tick = setInterval(() => this.onTick(dispatcher), 100);
+    this.tick = setInterval(() => this.onTick(), 100);
     await this.startAutoscaler();
 
     const runner = new PipelineRunner(config, this.schedulers, Date.now);
-    const packageDefinition = protoLoader.loadSync(path.join(protoDir(), 'orrery/v1/image_service.proto'), {
-      keepCase: true, longs: String, enums: String, defaults: true, oneofs: true, includeDirs: [protoDir()],
-    });
-    const pkg = grpc.loadPackageDefinition(packageDefinition) as unknown as { orrery: { v1: { ImageService: grpc.ServiceClientConstructor } } };
+    // Bulk jobs (docs/jobs.md): every router runs them, claiming items through JetStream.
+    if (config.jobs.enabled) this.jobs = await JobManager.start({ nc: this.nc, config, runner, metrics: this.metrics, log, routerId: randomUUID() });
     // Channelz off: nothing here serves it, and its per-call accounting cost ~4 % of the router's
     // CPU per request (bench/results/core-serving.md, throughput).
     this.server = new grpc.Server({ 'grpc.max_receive_message_length': 80 * 1024 * 1024, 'grpc.max_send_message_length': 256 * 1024 * 1024, 'grpc.enable_channelz': 0 });
-    this.server.addService(pkg.orrery.v1.ImageService.service, imageService({
-      runner, metrics: this.metrics, log, listModels: () => this.listModels(), defaultPipeline: config.defaultPipeline,
+    this.server.addService(imageServiceDefinition().service, imageService({
+      runner, metrics: this.metrics, log, listModels: () => this.listModels(), defaultPipeline: config.defaultPipeline, maxRequestBytesInFlight: config.router.maxRequestBytesInFlight,
+      ...(this.jobs ? { jobs: this.jobs } : {}),
     }));
     this.health.addToServer(this.server);
-    // Reflection describes both services, so grpcurl can call Health too.
-    const described = protoLoader.loadSync([path.join(protoDir(), 'orrery/v1/image_service.proto'), healthProtoPath], { keepCase: true, includeDirs: [protoDir()] });
-    new ReflectionService(described).addToServer(this.server);
+    new ReflectionService(reflectionDefinition()).addToServer(this.server);
     const host = this.options.grpcHost ?? '0.0.0.0';
     const port = await new Promise<number>((resolve, reject) =>
       this.server.bindAsync(`${host}:${this.options.grpcPort ?? config.router.grpcPort}`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
@@ -177,45 +173,52 @@ export class Router {
     return this.registry.all().reduce((n, r) => (r.deployment === deployment ? n + r.heartbeat.inFlightItems : n), 0);
   }
 
-  private onTick(dispatcher: BatchDispatcher): void {
+  /** Every 100 ms: replicas that stopped heartbeating, queues of deployments without replicas, gauges, health. */
+  private onTick(): void {
     const now = Date.now();
+    this.expireSilentReplicas(now);
+    for (const s of this.schedulers.values()) this.failUnservedQueue(s, now);
+    this.updateGauges();
+    this.updateHealth();
+  }
+
+  /** Drops replicas whose heartbeats stopped; their batches end as lost and are retried elsewhere. */
+  private expireSilentReplicas(now: number): void {
     for (const lost of this.registry.expire(now)) {
       this.options.log.warn({ replicaId: lost.id, deployment: lost.deployment }, 'replica stopped heartbeating; retrying its batches elsewhere');
-      dispatcher.replicaLost(lost.id, 'replica stopped heartbeating');
     }
+  }
+
+  /**
+   * A deployment without replicas: an autoscaled one holds requests while it scales up from zero
+   * (each for at most max_hold_s); another fails its queue after noReplicaTimeoutMs.
+   */
+  private failUnservedQueue(s: DeploymentScheduler, now: number): void {
+    const name = s.config.name;
+    if (s.config.autoscaling) s.expireHeld(now);
+    else if (s.servingReplicas > 0) this.noReplicaSince.delete(name);
+    else if (!this.noReplicaSince.has(name)) this.noReplicaSince.set(name, now);
+    else if (s.queueDepth > 0 && now - this.noReplicaSince.get(name)! > (this.options.noReplicaTimeoutMs ?? 30_000)) s.failQueued(new NoReplicaError(name));
+  }
+
+  private updateGauges(): void {
     for (const [name, s] of this.schedulers) {
-      const serving = this.registry.serving(name).length;
       this.metrics.queueDepth.set({ deployment: name }, s.queueDepth);
       this.metrics.inFlight.set({ deployment: name }, this.inFlightImages(name));
-      // An autoscaled deployment holds requests while it scales up from zero, each for at most max_hold_s.
-      if (s.config.autoscaling) s.expireHeld(now);
-      else if (serving > 0) this.noReplicaSince.delete(name);
-      else if (!this.noReplicaSince.has(name)) this.noReplicaSince.set(name, now);
-      else if (s.queueDepth > 0 && now - this.noReplicaSince.get(name)! > (this.options.noReplicaTimeoutMs ?? 30_000)) s.failQueued(new NoReplicaError(name));
     }
     this.metrics.replicas.reset();
     for (const r of this.registry.all()) this.metrics.replicas.inc({ deployment: r.deployment, state: r.heartbeat.state });
-    this.updateHealth();
   }
 
   private updateHealth(): void {
     const running = this.stateValue === 'running';
-    let all = running;
     for (const name of this.schedulers.keys()) {
-      const ok = running && this.registry.serving(name).length > 0;
-      this.health.setStatus(name, ok ? 'SERVING' : 'NOT_SERVING');
-      const dep = this.options.config.deployments[name]!;
-      const wanted = (dep.autoscaling ? dep.autoscaling.minReplicas : dep.replicas) > 0;
-      if (wanted && !ok) all = false;
+      this.health.setStatus(name, running && this.registry.serving(name).length > 0 ? 'SERVING' : 'NOT_SERVING');
     }
     const status: ServingStatus = running ? 'SERVING' : 'NOT_SERVING';
     this.health.setStatus('', status);
     this.health.setStatus(SERVICE_NAME, status);
-    this.allDeploymentsServing = all;
   }
-
-  /** True once every deployment with configured replicas has a running replica. */
-  allDeploymentsServing = false;
 
   private listModels() {
     const { config } = this.options;
@@ -242,6 +245,8 @@ export class Router {
     if (this.stateValue === 'stopped') return;
     this.stateValue = 'draining';
     this.updateHealth();
+    // Job items running here go back to the work queue (no attempt used) for another router.
+    await this.jobs?.stop();
     if (this.server) {
       await new Promise<void>((resolve) => {
         const force = setTimeout(() => {

@@ -74,7 +74,7 @@ describe('the orrery command', () => {
     const child = spawn(process.execPath, [CLI, 'serve-local', '--config', file, '--grpc-port', '0', '--quiet'], { stdio: ['ignore', 'pipe', 'pipe'] });
     const lines: string[] = [];
     const ready = await new Promise<string>((resolve, reject) => {
-      readline.createInterface({ input: child.stdout! }).on('line', (l) => {
+      readline.createInterface({ input: child.stdout }).on('line', (l) => {
         lines.push(l);
         if (l.startsWith('ready ')) resolve(l);
       });

@@ -11,6 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { generate } from '../../services/cli/client.js';
+import { JobClient } from '../../services/cli/job-client.js';
 import { freePort } from '../../services/cli/nats-server-process.js';
 import { packageRoot } from '../../services/common/package-root.js';
 import { eventually, sleep, startCluster, testConfig, type TestCluster } from './harness.js';
@@ -47,6 +48,7 @@ describe('Grafana dashboards against a real Prometheus scraping a local cluster 
   let promLog = '';
   let running = true;
   let load: Promise<void> = Promise.resolve();
+  let jobs: JobClient | undefined;
   const dashboards = fs.readdirSync(path.join(packageRoot(), 'helm/orrery/dashboards'))
     .filter((f) => f.endsWith('.json'))
     .map((f) => ({ file: f, dash: JSON.parse(fs.readFileSync(path.join(packageRoot(), 'helm/orrery/dashboards', f), 'utf8')) as Dashboard }));
@@ -82,6 +84,9 @@ describe('Grafana dashboards against a real Prometheus scraping a local cluster 
       return fetch(`${promUrl}/-/ready`).then((r) => r.ok, () => false);
     }, 20_000, 'prometheus to be ready');
 
+    // A bulk job beside the online load, for the jobs panels (and bulk images per deployment).
+    jobs = new JobClient(c.cluster.grpcAddress);
+    await jobs.submit({ name: 'dashboards', template: { pipeline: 'gen', model_id: 'm-a', seed: '7' }, grid: { colors: ['red', 'blue'], atmospheres: ['haze', 'storms'], seeds_per_prompt: 2000 }, output_uri: `file://${path.join(c.dir, 'job-out')}` });
     // Load: both pipelines, rotating models, and a few bad requests (errors by code).
     load = (async () => {
       let i = 0;
@@ -107,6 +112,7 @@ describe('Grafana dashboards against a real Prometheus scraping a local cluster 
   after(async () => {
     running = false;
     await load;
+    jobs?.close();
     if (prometheus && prometheus.exitCode === null) {
       const exited = new Promise((r) => prometheus!.once('exit', r));
       prometheus.kill('SIGTERM');
@@ -118,7 +124,7 @@ describe('Grafana dashboards against a real Prometheus scraping a local cluster 
   test('there is at least one dashboard, each with panels of every kind the issue asks for', () => {
     assert.ok(dashboards.length >= 1);
     const titles = dashboards.flatMap((d) => d.dash.panels.map((p) => p.title.toLowerCase())).join(' | ');
-    for (const want of ['images/s per deployment', 'images/s per pipeline', 'p50 / p95 / p99', 'queue depth', 'queue wait', 'batch size distribution', 'desired vs ready', 'model loads and evictions', 'errors/s by code']) {
+    for (const want of ['images/s per deployment', 'images/s per pipeline', 'p50 / p95 / p99', 'queue depth', 'queue wait', 'batch size distribution', 'desired vs ready', 'model loads and evictions', 'errors/s by code', 'online vs bulk', 'jobs by state', 'job items/s and failures', 'job progress']) {
       assert.ok(titles.includes(want), `a panel for "${want}" in: ${titles}`);
     }
   });

@@ -63,10 +63,10 @@ describe('validation at the edge', () => {
     assert.match(err.details, /pipeline: unknown pipeline "planet-ultrawide" \(known: synthetic\)/);
   });
 
-  test('job RPCs answer UNIMPLEMENTED with a pointer to Generate', async () => {
-    const err = await grpcError(new Promise((resolve, reject) => c.client.SubmitJob({}, (e, r) => (e ? reject(e) : resolve(r)))));
-    assert.equal(err.code, status.UNIMPLEMENTED);
-    assert.match(err.details, /Generate/);
+  test('a SubmitJob without items says which field is missing', async () => {
+    const err = await grpcError(new Promise((resolve, reject) => c.client.SubmitJob({ template: { pipeline: 'synthetic' } }, (e, r) => (e ? reject(e) : resolve(r)))));
+    assert.equal(err.code, status.INVALID_ARGUMENT);
+    assert.match(err.details, /grid|items/);
   });
 
   test('the server keeps serving after all the bad requests', async () => {

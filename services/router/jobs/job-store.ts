@@ -1,0 +1,222 @@
+/**
+ * Where jobs live: two JetStream KV buckets (file storage), shared by every router.
+ *
+ * - `<prefix>_jobs`: `job.<id>` → JobRecord (JSON). Every state change is a compare-and-set on the
+ *   entry's revision, so two routers never both move a job. `key.<hex job_key>` → job id, made
+ *   with KV create, so two submits of one key cannot make two jobs.
+ * - `<prefix>_job_items`: `<id>.r.<index>` → ItemRecord (an item's progress and result; absent:
+ *   never started), `<id>.d.<index>` → ItemDef (explicit items), `<id>.id.<hex custom_id>` → the
+ *   index holding that id (create-only: custom_id uniqueness across chunks).
+ *
+ * Keys use hex for client strings: KV keys are subject tokens and custom ids may hold dots.
+ */
+import { Kvm, type KV, type KvEntry, type KvWatchEntry } from '@nats-io/kv';
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { ItemDef, JobSpec } from './job-spec.js';
+
+export type JobState = 'validating' | 'in_progress' | 'paused' | 'finalizing' | 'completed' | 'cancelling' | 'cancelled';
+export const FINAL_JOB_STATES: readonly JobState[] = ['completed', 'cancelled'];
+
+export type ItemState = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
+export const FINAL_ITEM_STATES: readonly ItemState[] = ['succeeded', 'failed', 'cancelled'];
+
+/** Final counts, written into the job record when it finishes (and into job.json). */
+export interface JobCounts {
+  readonly total: number;
+  readonly queued: number;
+  readonly running: number;
+  readonly succeeded: number;
+  readonly failed: number;
+  readonly cancelled: number;
+  readonly attempts: number;
+}
+
+export interface JobRecord {
+  readonly id: string;
+  readonly jobKey: string;
+  readonly name: string;
+  readonly state: JobState;
+  readonly spec: JobSpec;
+  readonly outputUri: string;
+  /** Items in the job: the grid's size, or explicit items accepted so far. */
+  readonly total: number;
+  /** Explicit items may still arrive (AddJobItems until `last`). */
+  readonly itemsFollow: boolean;
+  /** Items [0, cursor) have been published to the work stream (lazy expansion). */
+  readonly cursor: number;
+  /** Run generation: RetryJob starts a new one for the failed and cancelled items. */
+  readonly generation: number;
+  /** RetryJob's requeueing of generation `generation` is still to be done. */
+  readonly retryPending: boolean;
+  readonly createdAtMs: number;
+  readonly startedAtMs?: number;
+  readonly finishedAtMs?: number;
+  /**
+   * When finalizing started (a finalizer that died is replaced after a while); in `cancelling`,
+   * first when the cancel was asked for, then when a finalizer started.
+   */
+  readonly finalizingAtMs?: number;
+  /** The router finishing a cancel (absent: none started yet). */
+  readonly finalizer?: string;
+  readonly message: string;
+  /** Written when the job reaches a final state. */
+  readonly counts?: JobCounts;
+}
+
+export interface ItemRecord {
+  readonly state: ItemState;
+  readonly customId: string;
+  /** Generation this record belongs to (JobRecord.generation when it was written). */
+  readonly gen: number;
+  /** Attempts in this generation. */
+  readonly attempts: number;
+  /** Attempts over every generation. */
+  readonly totalAttempts: number;
+  readonly seed: string;
+  readonly prompt?: string;
+  readonly file?: string;
+  readonly bytes?: number;
+  readonly sha256?: string;
+  readonly error?: string;
+  readonly code?: string;
+  /** Router that claimed the current attempt, and when (running). */
+  readonly router?: string;
+  readonly claimedAtMs?: number;
+  readonly finishedAtMs?: number;
+}
+
+export interface Versioned<T> {
+  readonly value: T;
+  readonly revision: number;
+}
+
+const hex = (s: string): string => Buffer.from(s, 'utf8').toString('hex');
+const enc = (v: unknown): Uint8Array => new TextEncoder().encode(JSON.stringify(v));
+
+/** True when a KV create/update lost a compare-and-set (wrong last sequence / key exists). */
+export function isConflict(err: unknown): boolean {
+  const msg = err instanceof Error ? err.message : String(err);
+  return /wrong last sequence|key exists|10071/.test(msg);
+}
+
+export class JobStore {
+  private constructor(
+    readonly jobs: KV,
+    readonly items: KV,
+  ) {}
+
+  /** Opens (creating when missing) both buckets. `bucketPrefix` is the NATS prefix with `_` for dots. */
+  static async open(nc: NatsConnection, bucketPrefix: string): Promise<JobStore> {
+    const kvm = new Kvm(nc);
+    const opts = { history: 1, storage: 'file' as never };
+    return new JobStore(await kvm.create(`${bucketPrefix}_jobs`, opts), await kvm.create(`${bucketPrefix}_job_items`, opts));
+  }
+
+  async getJob(id: string): Promise<Versioned<JobRecord> | undefined> {
+    return versioned<JobRecord>(await this.jobs.get(`job.${id}`));
+  }
+
+  async createJob(rec: JobRecord): Promise<number> {
+    return this.jobs.create(`job.${rec.id}`, enc(rec));
+  }
+
+  /**
+   * Applies `change` to the job by compare-and-set, re-reading and re-applying on conflict.
+   * `change` returns the new record, or undefined to leave it as it is. Resolves with the record
+   * as stored afterwards and whether this call changed it; undefined when the job does not exist.
+   */
+  async updateJob(id: string, change: (rec: JobRecord) => JobRecord | undefined): Promise<{ job: Versioned<JobRecord>; changed: boolean } | undefined> {
+    for (let i = 0; ; i++) {
+      const cur = await this.getJob(id);
+      if (!cur) return undefined;
+      const next = change(cur.value);
+      if (!next) return { job: cur, changed: false };
+      try {
+        const revision = await this.jobs.update(`job.${id}`, enc(next), cur.revision);
+        return { job: { value: next, revision }, changed: true };
+      } catch (err) {
+        if (!isConflict(err) || i > 50) throw err;
+      }
+    }
+  }
+
+  /** Claims `jobKey` for `jobId`; resolves with the job id the key already names, if any. */
+  async claimJobKey(jobKey: string, jobId: string): Promise<string | undefined> {
+    try {
+      await this.jobs.create(`key.${hex(jobKey)}`, enc(jobId));
+      return undefined;
+    } catch (err) {
+      if (!isConflict(err)) throw err;
+      const e = await this.jobs.get(`key.${hex(jobKey)}`);
+      return e ? e.json<string>() : undefined;
+    }
+  }
+
+  /** Every job id (for ListJobs; ids sort by creation time). */
+  async jobIds(): Promise<string[]> {
+    const ids: string[] = [];
+    for await (const k of await this.jobs.keys('job.*')) ids.push(k.slice(4));
+    return ids;
+  }
+
+  async watchJobs(): Promise<AsyncIterable<KvWatchEntry>> {
+    return this.jobs.watch({ key: 'job.*' });
+  }
+
+  async getItem(jobId: string, index: number): Promise<Versioned<ItemRecord> | undefined> {
+    return versioned<ItemRecord>(await this.items.get(`${jobId}.r.${index}`));
+  }
+
+  /** Writes an item record by compare-and-set on `revision` (0: must not exist yet). Throws on conflict (see isConflict). */
+  async casItem(jobId: string, index: number, rec: ItemRecord, revision: number): Promise<number> {
+    const key = `${jobId}.r.${index}`;
+    return revision === 0 ? this.items.create(key, enc(rec)) : this.items.update(key, enc(rec), revision);
+  }
+
+  /** Watches a job's item records (current values first, then changes). */
+  async watchItems(jobId: string): Promise<AsyncIterable<KvWatchEntry> & { stop(): void }> {
+    return this.items.watch({ key: `${jobId}.r.*` });
+  }
+
+  async putDef(jobId: string, index: number, def: ItemDef): Promise<void> {
+    await this.items.put(`${jobId}.d.${index}`, enc(def));
+  }
+
+  async getDef(jobId: string, index: number): Promise<ItemDef | undefined> {
+    return versioned<ItemDef>(await this.items.get(`${jobId}.d.${index}`))?.value;
+  }
+
+  /**
+   * Records that `customId` is item `index` of the job. Resolves with the other index already
+   * holding it (a duplicate), or undefined. A holder at or past `accepted` (the job's accepted item
+   * count) is the leftover of a chunk that was never accepted and is replaced.
+   */
+  async claimCustomId(jobId: string, customId: string, index: number, accepted: number): Promise<number | undefined> {
+    const key = `${jobId}.id.${hex(customId)}`;
+    for (let i = 0; i < 10; i++) {
+      try {
+        await this.items.create(key, enc(index));
+        return undefined;
+      } catch (err) {
+        if (!isConflict(err)) throw err;
+      }
+      const e = await this.items.get(key);
+      if (!e || e.operation !== 'PUT') continue;
+      const holder = e.json<number>();
+      if (holder === index) return undefined;
+      if (holder < accepted) return holder;
+      try {
+        await this.items.update(key, enc(index), e.revision);
+        return undefined;
+      } catch (err) {
+        if (!isConflict(err)) throw err;
+      }
+    }
+    throw new Error(`custom_id ${customId}: could not be recorded (contention)`);
+  }
+}
+
+function versioned<T>(e: KvEntry | null): Versioned<T> | undefined {
+  if (!e || e.operation !== 'PUT') return undefined;
+  return { value: e.json<T>(), revision: e.revision };
+}

@@ -1,0 +1,98 @@
+/**
+ * A job's counts, materialized from its item records (pure: the caller feeds it every record it
+ * sees from a KV watch, so a restarted router rebuilds it from KV). Per item it keeps one state
+ * byte and an attempts counter, in pages created only where records exist: memory follows the
+ * items that have started, never the grid's size. A failure is never counted as done.
+ */
+import type { ItemRecord, ItemState, JobCounts, JobRecord } from './job-store.js';
+
+const STATES: readonly (ItemState | 'none')[] = ['none', 'queued', 'running', 'succeeded', 'failed', 'cancelled'];
+const CODE = new Map(STATES.map((s, i) => [s, i]));
+const PAGE = 4096;
+const RATE_WINDOW_S = 60;
+
+export class JobView {
+  private readonly statePages = new Map<number, Uint8Array>();
+  private readonly attemptPages = new Map<number, Uint32Array>();
+  private readonly byState = new Array<number>(STATES.length).fill(0);
+  private attemptsSum = 0;
+  /** Items finished (succeeded or failed) per second, over the last RATE_WINDOW_S seconds. */
+  private readonly finishedPerSecond = new Map<number, number>();
+
+  /** Applies the current record of item `index` (undefined: deleted). */
+  apply(index: number, rec: ItemRecord | undefined, nowMs: number): void {
+    const page = Math.floor(index / PAGE);
+    let states = this.statePages.get(page);
+    let attempts = this.attemptPages.get(page);
+    if (!states || !attempts) {
+      if (!rec) return;
+      states = new Uint8Array(PAGE);
+      attempts = new Uint32Array(PAGE);
+      this.statePages.set(page, states);
+      this.attemptPages.set(page, attempts);
+    }
+    const slot = index % PAGE;
+    const before = states[slot]!;
+    const after = rec ? CODE.get(rec.state)! : 0;
+    this.byState[before]!--;
+    this.byState[after]!++;
+    this.attemptsSum += (rec?.totalAttempts ?? 0) - attempts[slot]!;
+    attempts[slot] = rec?.totalAttempts ?? 0;
+    states[slot] = after;
+    const finished = (s: number) => s === CODE.get('succeeded') || s === CODE.get('failed');
+    if (rec && finished(after) && !finished(before) && rec.finishedAtMs !== undefined && nowMs - rec.finishedAtMs < RATE_WINDOW_S * 1000) {
+      const sec = Math.floor(rec.finishedAtMs / 1000);
+      this.finishedPerSecond.set(sec, (this.finishedPerSecond.get(sec) ?? 0) + 1);
+    }
+  }
+
+  /** The recorded state of item `index`, or 'none' when it has no record (never started). */
+  stateOf(index: number): ItemState | 'none' {
+    const states = this.statePages.get(Math.floor(index / PAGE));
+    return STATES[states ? states[index % PAGE]! : 0]!;
+  }
+
+  /** Items with a record in `state`. */
+  recorded(state: ItemState): number {
+    return this.byState[CODE.get(state)!]!;
+  }
+
+  /** Finished items per second over the last minute. */
+  itemsPerSecond(nowMs: number): number {
+    const nowSec = Math.floor(nowMs / 1000);
+    let n = 0;
+    for (const [sec, c] of this.finishedPerSecond) {
+      if (nowSec - sec >= RATE_WINDOW_S) this.finishedPerSecond.delete(sec);
+      else n += c;
+    }
+    return n / RATE_WINDOW_S;
+  }
+
+  /** Every item has a final record (succeeded, failed or cancelled). */
+  allFinal(total: number): boolean {
+    return this.recorded('succeeded') + this.recorded('failed') + this.recorded('cancelled') >= total;
+  }
+
+  /** The job's counts now. Items of a cancelled job that never ran count as cancelled. */
+  counts(job: JobRecord): JobCounts {
+    if (job.counts && (job.state === 'completed' || job.state === 'cancelled')) return job.counts;
+    const running = this.recorded('running');
+    const succeeded = this.recorded('succeeded');
+    const failed = this.recorded('failed');
+    let cancelled = this.recorded('cancelled');
+    let queued = Math.max(0, job.total - running - succeeded - failed - cancelled);
+    if (job.state === 'cancelling' || job.state === 'cancelled') {
+      cancelled += queued;
+      queued = 0;
+    }
+    return { total: job.total, queued, running, succeeded, failed, cancelled, attempts: this.attemptsSum };
+  }
+
+  /** Seconds until done at the current rate; 0 when unknown or finished. */
+  etaSeconds(job: JobRecord, nowMs: number): number {
+    const rate = this.itemsPerSecond(nowMs);
+    const c = this.counts(job);
+    const left = c.queued + c.running;
+    return rate > 0 && left > 0 ? left / rate : 0;
+  }
+}

@@ -1,0 +1,164 @@
+/**
+ * The s3:// job sink. No S3 service can run on the build machines, so `s3rver` (an S3-protocol
+ * server from npm) stands in, started as its own process on a free port with a temp directory;
+ * the sink's code path is the production one (@aws-sdk/client-s3 against an endpoint from the
+ * environment, path-style, static credentials), only the endpoint differs.
+ */
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { SinkUnavailableError } from '../../services/common/errors.js';
+import { openSink } from '../../services/router/jobs/sinks/index.js';
+import { S3Sink } from '../../services/router/jobs/sinks/s3-sink.js';
+import { assertCopiesResults, bytes, fillJob, names, sha } from './job-sinks-support.js';
+
+const BUCKET = 'orrery-jobs';
+
+/** s3rver in its own process, with BUCKET created at start; resolves once it listens. */
+async function startS3rver(dir: string): Promise<{ child: ChildProcess; endpoint: string }> {
+  const bin = path.resolve('node_modules/s3rver/bin/s3rver.js');
+  // s3rver's list continuation tokens use a cipher OpenSSL 3 moved to its legacy provider.
+  const child = spawn(process.execPath, ['--openssl-legacy-provider', bin, '-d', dir, '-a', '127.0.0.1', '-p', '0', '--configure-bucket', BUCKET], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    const m = /listening on 127\.0\.0\.1:(\d+)/.exec(out);
+    if (m) return { child, endpoint: `http://127.0.0.1:${m[1]}` };
+    if (child.exitCode !== null || Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`s3rver did not start: ${out}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function stopProcess(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  await exited;
+}
+
+describe('s3:// job sink (against s3rver standing in for S3)', () => {
+  let tmp: string;
+  let s3: { child: ChildProcess; endpoint: string };
+  let env: NodeJS.ProcessEnv;
+  before(async () => {
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'orrery-sinks-s3-'));
+    s3 = await startS3rver(path.join(tmp, 'data'));
+    // What a Kubernetes Secret would provide; s3rver accepts its documented fixed key pair.
+    env = { ORRERY_S3_ENDPOINT: s3.endpoint, ORRERY_S3_FORCE_PATH_STYLE: 'true', AWS_REGION: 'us-east-1', AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER' };
+  });
+  after(async () => {
+    if (s3) await stopProcess(s3.child);
+    fs.rmSync(tmp, { recursive: true, force: true });
+  });
+
+  test('put, get and list round-trip under the prefix, put reporting size and SHA-256', async () => {
+    const sink = await openSink(`s3://${BUCKET}/jobs/j1/`, { env });
+    assert.equal(sink.uri, `s3://${BUCKET}/jobs/j1`);
+    await sink.check();
+    const data = new Uint8Array(300_000).map((_, i) => i % 251);
+    assert.deepEqual(await sink.put('a.png', data, 'image/png'), { bytes: data.byteLength, sha256: sha(data) });
+    await sink.put('empty.webp', new Uint8Array(0), 'image/webp');
+    assert.equal(sha((await sink.get('a.png'))!), sha(data));
+    assert.deepEqual(await sink.get('empty.webp'), new Uint8Array(0));
+    assert.equal(await sink.get('missing.png'), undefined);
+    assert.deepEqual(await names(sink), ['a.png', 'empty.webp'], 'the check probe is gone');
+    const other = await openSink(`s3://${BUCKET}/jobs/j2`, { env });
+    await other.put('b.png', bytes('other'), 'image/png');
+    assert.deepEqual(await names(other), ['b.png']);
+    assert.deepEqual(await names(sink), ['a.png', 'empty.webp']);
+    await other.close();
+    await sink.close();
+  });
+
+  test('writing a name twice leaves one object with the last content', async () => {
+    const sink = await openSink(`s3://${BUCKET}/ow`, { env });
+    await sink.put('x.png', new Uint8Array(200_000).fill(1), 'image/png');
+    await sink.put('x.png', bytes('second'), 'image/png');
+    assert.deepEqual(await names(sink), ['x.png']);
+    assert.equal(Buffer.from((await sink.get('x.png'))!).toString(), 'second');
+    await sink.close();
+  });
+
+  test('a reader polling during 40 overwrites never gets a torn object', async () => {
+    // S3 replaces an object atomically. s3rver does not (it rewrites the file in place, then the
+    // metadata), so here a read racing a put can fail; the sink must still never *return* torn
+    // bytes: it checks each read against its length and the SHA-256 stored by put, and retries.
+    const sink = await openSink(`s3://${BUCKET}/atomic`, { env });
+    const size = 300_000;
+    await sink.put('big.png', new Uint8Array(size).fill(1), 'image/png');
+    let writing = true;
+    const seen = new Set<number>();
+    let failed = 0;
+    const reader = (async () => {
+      while (writing) {
+        let b: Uint8Array | undefined;
+        try {
+          b = await sink.get('big.png');
+        } catch (err) {
+          assert.ok(err instanceof SinkUnavailableError, String(err));
+          failed++;
+          continue;
+        }
+        assert.equal(b!.length, size);
+        assert.ok(b!.every((v) => v === b![0]), 'one version per read');
+        seen.add(b![0]!);
+      }
+    })();
+    for (let i = 0; i < 40; i++) await sink.put('big.png', new Uint8Array(size).fill(i + 2), 'image/png');
+    writing = false;
+    await reader;
+    // How many reads succeed depends on how often they hit s3rver mid-rewrite; what matters is that
+    // reads overlapped the writes and none of them returned a mix.
+    assert.ok(seen.size + failed >= 2, `reads overlapped the writes: ${seen.size} versions seen, ${failed} failed`);
+    assert.equal((await sink.get('big.png'))![0], 41);
+    await sink.close();
+  });
+
+  test('listing pages through every object (pages of 10 here; S3 pages at 1,000)', async () => {
+    const sink = await S3Sink.fromUri(`s3://${BUCKET}/many`, `${BUCKET}/many`, { env }, { listPageSize: 10 });
+    const all = Array.from({ length: 35 }, (_, i) => `item-${String(i).padStart(2, '0')}.png`);
+    await Promise.all(all.map((n) => sink.put(n, bytes(n), 'image/png')));
+    assert.deepEqual(await names(sink), all);
+    await sink.close();
+  });
+
+  test('copyJobResults copies outputs then metadata, skips identical files on re-run, repairs damaged ones', async () => {
+    const sink = await openSink(`s3://${BUCKET}/copy`, { env });
+    const files = await fillJob(sink, 5);
+    await assertCopiesResults(sink, files, path.join(tmp, 'results'));
+    await sink.close();
+  });
+
+  test('check() on a missing bucket says the bucket does not exist', async () => {
+    const sink = await openSink('s3://no-such-bucket/jobs/j1', { env });
+    await assert.rejects(sink.check(), (err: unknown) => {
+      assert.ok(err instanceof SinkUnavailableError, String(err));
+      assert.equal(err.code, 'ORRERY_ERR_SINK_UNAVAILABLE');
+      assert.equal(err.message, 'sink s3://no-such-bucket/jobs/j1: bucket no-such-bucket does not exist: S3 NotFound (HTTP 404)');
+      return true;
+    });
+    await assert.rejects(sink.put('a.png', bytes('a'), 'image/png'), /sink s3:\/\/no-such-bucket\/jobs\/j1: writing a\.png: S3 NoSuchBucket/);
+    await sink.close();
+  });
+
+  test('check() and put() with the S3 server stopped name the connection failure', async () => {
+    const sink = await openSink(`s3://${BUCKET}/down`, { env });
+    await sink.check();
+    await stopProcess(s3.child);
+    await assert.rejects(sink.check(), (err: unknown) => {
+      assert.ok(err instanceof SinkUnavailableError, String(err));
+      assert.match(err.message, /^sink s3:\/\/orrery-jobs\/down: bucket orrery-jobs is not reachable: S3 .*ECONNREFUSED/);
+      return true;
+    });
+    await assert.rejects(sink.put('a.png', bytes('a'), 'image/png'), /writing a\.png: S3 .*ECONNREFUSED/);
+    await sink.close();
+  });
+});

@@ -1,0 +1,57 @@
+/** Shared checks for the job sink tests (file, nats-object, s3): a job's files and copying them out. */
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { copyJobResults, type CopyProgress } from '../../services/router/jobs/sinks/copy-results.js';
+import { manifestLine } from '../../services/router/jobs/sinks/manifest.js';
+import type { JobSink } from '../../services/router/jobs/sinks/sink.js';
+
+export const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+export const bytes = (text: string) => new TextEncoder().encode(text);
+
+/** The sink's listed names, sorted. */
+export async function names(sink: JobSink): Promise<string[]> {
+  const out: string[] = [];
+  for await (const n of sink.list()) out.push(n);
+  return out.sort();
+}
+
+/** Fills a job's worth of objects into a sink: outputs, manifest.jsonl, job.json, contact-sheet.png. */
+export async function fillJob(sink: JobSink, count: number): Promise<Map<string, Uint8Array>> {
+  const files = new Map<string, Uint8Array>();
+  let manifest = '';
+  for (let i = 0; i < count; i++) {
+    const name = `item-${i}.png`;
+    const data = new Uint8Array(1000 + i).fill(i + 1);
+    const r = await sink.put(name, data, 'image/png');
+    files.set(name, data);
+    manifest += manifestLine({ custom_id: `item-${i}`, status: 'succeeded', seed: String(i), prompt: 'p', model: 'm', size: '8x8', file: name, bytes: r.bytes, sha256: r.sha256, attempts: 1, error: '' });
+  }
+  for (const [name, data] of [['manifest.jsonl', bytes(manifest)], ['job.json', bytes('{"id":"j1"}')], ['contact-sheet.png', new Uint8Array([9, 9, 9])]] as const) {
+    await sink.put(name, data, 'application/octet-stream');
+    files.set(name, data);
+  }
+  return files;
+}
+
+/** Copies out of `sink` twice and checks the copy, the skip on re-run and the repair of a damaged file. */
+export async function assertCopiesResults(sink: JobSink, files: Map<string, Uint8Array>, outDir: string): Promise<void> {
+  const seen: CopyProgress[] = [];
+  const first = await copyJobResults(sink, outDir, (p) => seen.push(p));
+  const total = [...files.values()].reduce((n, d) => n + d.byteLength, 0);
+  assert.deepEqual(first, { files: files.size, bytes: total, skipped: 0 });
+  assert.equal(seen.length, files.size);
+  assert.deepEqual(seen.slice(-3).map((p) => p.name), ['manifest.jsonl', 'job.json', 'contact-sheet.png'], 'metadata is copied after the outputs');
+  assert.deepEqual(fs.readdirSync(outDir).sort(), [...files.keys()].sort(), 'exactly the sink files, no temp files');
+  for (const [name, data] of files) assert.equal(sha(fs.readFileSync(path.join(outDir, name))), sha(data), name);
+
+  const again = await copyJobResults(sink, outDir);
+  assert.deepEqual(again, { files: 0, bytes: 0, skipped: files.size });
+
+  fs.writeFileSync(path.join(outDir, 'item-1.png'), new Uint8Array(1001)); // same size, other bytes
+  fs.rmSync(path.join(outDir, 'job.json'));
+  const repaired = await copyJobResults(sink, outDir);
+  assert.deepEqual([repaired.files, repaired.skipped], [2, files.size - 2]);
+  assert.equal(sha(fs.readFileSync(path.join(outDir, 'item-1.png'))), sha(files.get('item-1.png')!));
+}
