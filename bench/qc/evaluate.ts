@@ -1,0 +1,100 @@
+/**
+ * Runs the planet check over the labelled evaluation set (test/support/planet-scenes.ts) and
+ * measures its cost: box IoU against the labels, verdict accuracy with false accepts and false
+ * rejects apart, and milliseconds per image (single thread, after warm-up).
+ */
+import { judgeBox } from '../../services/stages/qc/qc-check.js';
+import { DEFAULT_QC_OPTIONS } from '../../services/stages/qc/qc-config.js';
+import { detectPlanet, detectPlanetDetailed, type PixelBox } from '../../services/stages/qc/planet-detect.js';
+import { evaluationSet, iou, renderCase, SCENE_CATEGORIES, type EvalCase } from '../../test/support/planet-scenes.js';
+import { summarize, type Summary } from '../lib/stats.js';
+
+export interface CaseResult {
+  readonly id: string;
+  readonly category: string;
+  readonly size: string;
+  readonly labelBox?: PixelBox;
+  readonly foundBox?: PixelBox;
+  readonly iou: number;
+  readonly expectedPass: boolean;
+  readonly gotPass: boolean;
+  readonly expectedReasons: readonly string[];
+  readonly gotReasons: readonly string[];
+  readonly crispness: number;
+  readonly threshold: number;
+}
+
+export interface Evaluation {
+  readonly cases: CaseResult[];
+  /** Detection time per image (ms), by size label. */
+  readonly timing: Record<string, Summary>;
+}
+
+function runCase(c: EvalCase): CaseResult {
+  const img = renderCase(c);
+  const d = detectPlanetDetailed(img);
+  const got = judgeBox(d.found ? d.box : undefined, img.width, img.height, DEFAULT_QC_OPTIONS);
+  return {
+    id: c.id, category: c.category, size: `${c.spec.width}x${c.spec.height}`,
+    ...(c.box ? { labelBox: c.box } : {}), ...(d.box ? { foundBox: d.box } : {}),
+    iou: iou(c.box, d.box), expectedPass: c.expected.passed, gotPass: got.passed,
+    expectedReasons: c.expected.reasons, gotReasons: got.reasons, crispness: Number(d.crispness.toFixed(3)), threshold: Number(d.threshold.toFixed(1)),
+  };
+}
+
+/** Times detectPlanet on `perSize` cases of each size: 3 warm-up runs, then `reps` timed runs each. */
+function timeDetection(cases: readonly EvalCase[], perSize: number, reps: number): Record<string, Summary> {
+  const out: Record<string, Summary> = {};
+  for (const size of [...new Set(cases.map((c) => `${c.spec.width}x${c.spec.height}`))]) {
+    // Spread the timed cases over the categories (hazy scenes try more thresholds).
+    const picked = cases.filter((c) => `${c.spec.width}x${c.spec.height}` === size).filter((_, i) => i % Math.max(1, Math.floor(160 / perSize)) === 0).slice(0, perSize);
+    const images = picked.map(renderCase);
+    for (const img of images) for (let i = 0; i < 3; i++) detectPlanet(img);
+    const samples: number[] = [];
+    for (let r = 0; r < reps; r++) {
+      for (const img of images) {
+        const t = performance.now();
+        detectPlanet(img);
+        samples.push(performance.now() - t);
+      }
+    }
+    out[size] = summarize(samples);
+  }
+  return out;
+}
+
+export function evaluate(perCell = 16, onProgress?: (done: number, total: number) => void): Evaluation {
+  const set = evaluationSet(perCell);
+  const cases: CaseResult[] = [];
+  for (const c of set) {
+    cases.push(runCase(c));
+    onProgress?.(cases.length, set.length);
+  }
+  return { cases, timing: timeDetection(set, 20, 5) };
+}
+
+export interface Tally {
+  readonly n: number;
+  readonly correct: number;
+  readonly falseAccepts: number;
+  readonly falseRejects: number;
+  readonly medianIou: number;
+  readonly minIou: number;
+  readonly labelled: number;
+}
+
+/** Verdict and IoU figures over some cases (IoU over the cases that have a planet label). */
+export function tally(cases: readonly CaseResult[]): Tally {
+  const ious = cases.filter((c) => c.labelBox).map((c) => c.iou).sort((a, b) => a - b);
+  return {
+    n: cases.length,
+    correct: cases.filter((c) => c.expectedPass === c.gotPass).length,
+    falseAccepts: cases.filter((c) => !c.expectedPass && c.gotPass).length,
+    falseRejects: cases.filter((c) => c.expectedPass && !c.gotPass).length,
+    medianIou: ious.length ? ious[Math.floor((ious.length - 1) / 2)]! : Number.NaN,
+    minIou: ious.length ? ious[0]! : Number.NaN,
+    labelled: ious.length,
+  };
+}
+
+export const CATEGORY_ORDER = SCENE_CATEGORIES;

@@ -1,0 +1,242 @@
+/**
+ * Finds the planet against the sky in a raw image: the largest coherent body that is clearly
+ * brighter or more saturated than the sky and has a crisp limb — not the stars, the nebula haze
+ * or small moons. Pure and deterministic. Cost and accuracy: bench/qc.bench.ts (bench/results/qc.md).
+ *
+ * How:
+ * 1. A value grid (~384 cells across, each the max of its mean R, G, B; value-grid.ts): the box
+ *    filter averages stars down and makes everything after it cheap.
+ * 2. Sky level (20th percentile) and noise (neighbour differences); foreground = value above
+ *    sky + max(5 sigma, 3 levels).
+ * 3. Clean-up: drop specks (averaged stars), close one-cell gaps (dark bands on dim discs), fill
+ *    holes; 8-connected components (binary-mask.ts). The largest component is the candidate.
+ * 4. Haze check: a planet's limb is crisp (one cell step carries much of the fall toward the
+ *    sky); haze ramps evenly over tens of cells. The threshold is raised (×1.5 above the sky, up
+ *    to 9 times; a body touching all four frame edges is skipped) until the candidate's limb is
+ *    clean; the lowest threshold whose crispness is within CRISP_SLACK of the best and at least
+ *    CRISP_MIN wins. A boundary cut by the frame is not counted, so a planet cut by the frame is
+ *    still a planet.
+ * 5. The box is refined at full resolution (refineSide): along each side, the first pixel column
+ *    (or row) whose mean, over the rows (columns) of the extreme cells, rises a set part of the
+ *    way from the sky to the body.
+ *
+ * Rings count as part of the planet (they are bright and crisp and touch or cross the disc): the
+ * region constraint keeps the margins empty, and a ring in a margin is not empty space.
+ */
+import { close3x3, dropSpecks, fillHoles, labelComponents, type Component } from './binary-mask.js';
+import { skyStats, valueGrid, type RawImage, type SkyStats, type ValueGrid } from './value-grid.js';
+
+export type { RawImage } from './value-grid.js';
+
+/** A box in full-resolution pixels: `left`/`top` the first planet column/row, `right`/`bottom` one past the last. */
+export interface PixelBox {
+  readonly left: number;
+  readonly top: number;
+  readonly right: number;
+  readonly bottom: number;
+}
+
+export interface PlanetDetection {
+  readonly found: boolean;
+  /** The planet's bounding box (rings included); absent when nothing was found. */
+  readonly box?: PixelBox;
+  /** Box area / image area (0 when nothing was found). */
+  readonly areaFraction: number;
+  /** Body cells / box cells on the grid: ~0.79 for a disc, less with rings or for a crescent. */
+  readonly fillRatio: number;
+  /** 0..1: how crisp the limb is and how far the body stands above the sky (a heuristic, not a probability). */
+  readonly confidence: number;
+}
+
+/** Threshold above the sky level, in grey levels, when the sky is very clean (sigma small). */
+const MIN_CONTRAST = 3;
+/** Threshold above the sky in units of the sky's sigma. */
+const SIGMA_K = 5;
+/** Fraction of boundary cells that must be crisp for a body to count as a planet rather than haze. */
+export const CRISP_MIN = 0.45;
+/** Share of the fall across a crisp edge that one cell step carries (an even 4-step ramp has 0.25). */
+const STEP_SHARE = 0.35;
+/** A crisp edge falls by at least this many sky sigmas (noise steps do not count). */
+const FALL_SIGMA = 6;
+/** A limb this crisp cannot be improved by raising the threshold: stop there. */
+const CRISP_CLEAN = 0.95;
+/** The threshold picked is the lowest whose crispness is within this of the best seen. */
+const CRISP_SLACK = 0.1;
+/** A boundary cell is crisp when the value drops by this part of its height above the sky within 3 cells. */
+const CRISP_DROP = 0.2;
+/** Threshold raises tried against haze. */
+const MAX_RAISES = 9;
+const RAISE_FACTOR = 1.5;
+/** Smallest candidate body, as a fraction of the grid's cells (a 2%-of-image planet covers ~1.5%). */
+const MIN_BODY_FRACTION = 0.002;
+
+const NOT_FOUND: PlanetDetection = Object.freeze({ found: false, areaFraction: 0, fillRatio: 0, confidence: 0 });
+
+/** Fraction of the component's boundary cells (not counting the frame) where the limb is crisp. */
+function crispness(grid: ValueGrid, labels: Int32Array, c: Component, sky: number, minFall: number): number {
+  const { w, h, v } = grid;
+  let boundary = 0;
+  let crisp = 0;
+  const DX = [-1, 1, 0, 0];
+  const DY = [0, 0, -1, 1];
+  for (let y = c.minY; y <= c.maxY; y++) {
+    for (let x = c.minX; x <= c.maxX; x++) {
+      const i = y * w + x;
+      if (labels[i] !== c.label) continue;
+      for (let k = 0; k < 4; k++) {
+        const nx = x + DX[k]!;
+        const ny = y + DY[k]!;
+        if (nx < 0 || ny < 0 || nx >= w || ny >= h || labels[ny * w + nx] === c.label) continue;
+        boundary++;
+        // The profile across the edge: one cell in, the cell, and three cells out.
+        const ix = Math.max(0, Math.min(w - 1, x - DX[k]!));
+        const iy = Math.max(0, Math.min(h - 1, y - DY[k]!));
+        const vIn = v[iy * w + ix]!;
+        const vAt = v[i]!;
+        const vOut = v[ny * w + nx]!;
+        const ox = Math.max(0, Math.min(w - 1, nx + 2 * DX[k]!));
+        const oy = Math.max(0, Math.min(h - 1, ny + 2 * DY[k]!));
+        const vFar = v[oy * w + ox]!;
+        // Crisp: the value falls most of the way to the sky within the profile, and one step
+        // carries a large share of that fall. A haze ramp falls evenly, a quarter per step.
+        const fall = Math.max(vIn, vAt) - vFar;
+        const step = Math.max(vIn - vAt, vAt - vOut);
+        if (fall >= minFall && fall >= CRISP_DROP * (Math.max(vIn, vAt) - sky) && step >= STEP_SHARE * fall) crisp++;
+        break;
+      }
+    }
+  }
+  return boundary ? crisp / boundary : 1;
+}
+
+type Side = 'left' | 'right' | 'top' | 'bottom';
+
+/**
+ * Refines one side of the component's box at full resolution. Scans the pixel columns (rows) of
+ * the cell outside the extreme cells, the extreme cells and the cells inside them, from outside
+ * in, and returns the first whose mean value — over the pixel rows (columns) of those cells —
+ * rises to `level`. Pixel values are capped at `cap`, so a star in the strip cannot pass for the limb.
+ */
+function refineSide(img: RawImage, grid: ValueGrid, labels: Int32Array, c: Component, side: Side, level: number, cap: number): number {
+  const { w, cell } = grid;
+  const { data, width, height, channels } = img;
+  const horizontal = side === 'left' || side === 'right';
+  const edgeCell = side === 'left' ? c.minX : side === 'right' ? c.maxX : side === 'top' ? c.minY : c.maxY;
+  const outward = side === 'left' || side === 'top' ? -1 : 1;
+  const innerCell = edgeCell - outward;
+  // The span (across the scan direction) of the component's cells on the extreme line and the
+  // line inside it: a star merged onto the limb makes a one-cell extreme line, and averaging
+  // over the limb's rows as well keeps that star from passing for the limb.
+  let lo = Number.MAX_SAFE_INTEGER;
+  let hi = -1;
+  const [a0, a1] = horizontal ? [c.minY, c.maxY] : [c.minX, c.maxX];
+  const lines = innerCell >= (horizontal ? c.minX : c.minY) && innerCell <= (horizontal ? c.maxX : c.maxY) ? [edgeCell, innerCell] : [edgeCell];
+  for (const line of lines) {
+    for (let a = a0; a <= a1; a++) {
+      const i = horizontal ? a * w + line : line * w + a;
+      if (labels[i] === c.label) {
+        if (a < lo) lo = a;
+        if (a > hi) hi = a;
+      }
+    }
+  }
+  const limit = horizontal ? height : width;
+  const spanLo = lo * cell;
+  const spanHi = Math.min(limit, (hi + 1) * cell);
+  const extent = horizontal ? width : height;
+  // Scan positions from outside in: the neighbouring cell outside, the extreme cell, the one inside.
+  const outerCell = edgeCell + outward;
+  const cellStart = (g: number): number => Math.max(0, Math.min(extent, g * cell));
+  const from = outward < 0 ? cellStart(outerCell) : Math.min(extent, (outerCell + 1) * cell) - 1;
+  const to = outward < 0 ? Math.min(extent, (innerCell + 1) * cell) - 1 : cellStart(innerCell);
+  const step = outward < 0 ? 1 : -1;
+  const colour = channels >= 3;
+  const n = spanHi - spanLo;
+  if (n <= 0 || (outward < 0 ? from > to : from < to)) return outward < 0 ? cellStart(edgeCell) : Math.min(extent, (edgeCell + 1) * cell);
+  for (let pos = from; outward < 0 ? pos <= to : pos >= to; pos += step) {
+    let sum = 0;
+    for (let a = spanLo; a < spanHi; a++) {
+      const p = (horizontal ? a * width + pos : pos * width + a) * channels;
+      const val = colour ? Math.max(data[p]!, data[p + 1]!, data[p + 2]!) : data[p]!;
+      sum += val < cap ? val : cap;
+    }
+    if (sum / n >= level) return outward < 0 ? pos : pos + 1;
+  }
+  return outward < 0 ? cellStart(edgeCell) : Math.min(extent, (edgeCell + 1) * cell);
+}
+
+/** The candidate body at threshold `t`: the largest cleaned-up component, with its labelling. */
+function largestBody(grid: ValueGrid, t: number): { labels: Int32Array; comp: Component } | undefined {
+  const { w, h, v } = grid;
+  const mask = new Uint8Array(v.length);
+  for (let i = 0; i < v.length; i++) mask[i] = v[i]! > t ? 1 : 0;
+  const cleaned = fillHoles(close3x3(dropSpecks(mask, w, h), w, h), w, h);
+  const { labels, components } = labelComponents(cleaned, w, h);
+  let best: Component | undefined;
+  for (const c of components) if (!best || c.area > best.area) best = c;
+  if (!best || best.area < Math.max(6, MIN_BODY_FRACTION * w * h)) return undefined;
+  return { labels, comp: best };
+}
+
+/** Diagnostics for the benchmark: the sky, the threshold used and the crispness. */
+export interface DetectionDetail extends PlanetDetection {
+  readonly sky: SkyStats;
+  readonly threshold: number;
+  readonly crispness: number;
+  readonly raises: number;
+  /** Every threshold tried: its value, the candidate's crispness and area in grid cells. */
+  readonly tries: ReadonlyArray<{ readonly t: number; readonly crisp: number; readonly cells: number }>;
+}
+
+/** detectPlanet with its diagnostics. */
+export function detectPlanetDetailed(img: RawImage): DetectionDetail {
+  const grid = valueGrid(img);
+  const sky = skyStats(grid);
+  const base = sky.level + Math.max(SIGMA_K * sky.sigma, MIN_CONTRAST);
+  // Thresholds from low to high; stop at a clean limb. Then take the lowest threshold whose
+  // limb is nearly as crisp as the best seen: haze merged at a low threshold drops out, while
+  // a crescent (whose soft terminator never gets crisper) keeps its lowest threshold.
+  const tries: Array<{ t: number; crisp: number; body: NonNullable<ReturnType<typeof largestBody>>; raise: number }> = [];
+  let t = base;
+  for (let raise = 0; raise <= MAX_RAISES && t < 255; raise++, t = sky.level + (t - sky.level) * RAISE_FACTOR) {
+    const body = largestBody(grid, t);
+    if (!body) break;
+    // A body touching all four frame edges is haze or a star carpet at a low threshold (or a
+    // planet filling the frame, which fails max_area anyway): look higher.
+    const { comp } = body;
+    if (comp.minX === 0 && comp.minY === 0 && comp.maxX === grid.w - 1 && comp.maxY === grid.h - 1) continue;
+    const crisp = crispness(grid, body.labels, body.comp, sky.level, Math.max(MIN_CONTRAST, FALL_SIGMA * sky.sigma));
+    tries.push({ t, crisp, body, raise });
+    if (crisp >= CRISP_CLEAN) break;
+  }
+  const best = Math.max(0, ...tries.map((x) => x.crisp));
+  const pick = tries.find((x) => x.crisp >= CRISP_MIN && x.crisp >= best - CRISP_SLACK);
+  const tried = tries.map((x) => ({ t: x.t, crisp: x.crisp, cells: x.body.comp.area }));
+  if (!pick) return { ...NOT_FOUND, sky, threshold: t, crispness: best, raises: tries.length, tries: tried };
+  const { labels, comp } = pick.body;
+  // The body's mean value sets the refinement's levels: a column joins the box when its mean
+  // (partial coverage of a limb-darkened edge) rises a tenth of the way to the body, and one
+  // pixel counts at most 0.6 of the body's height, so a lone star cannot fill a column.
+  let bodySum = 0;
+  for (let y = comp.minY; y <= comp.maxY; y++) for (let x = comp.minX; x <= comp.maxX; x++) if (labels[y * grid.w + x] === comp.label) bodySum += grid.v[y * grid.w + x]!;
+  const body = bodySum / comp.area - sky.level;
+  const level = sky.level + Math.max(0.5 * (pick.t - sky.level), 0.1 * body);
+  const cap = sky.level + Math.max(2 * (pick.t - sky.level), 0.6 * body);
+  const box: PixelBox = {
+    left: refineSide(img, grid, labels, comp, 'left', level, cap),
+    right: refineSide(img, grid, labels, comp, 'right', level, cap),
+    top: refineSide(img, grid, labels, comp, 'top', level, cap),
+    bottom: refineSide(img, grid, labels, comp, 'bottom', level, cap),
+  };
+  const fillRatio = comp.area / ((comp.maxX - comp.minX + 1) * (comp.maxY - comp.minY + 1));
+  const areaFraction = ((box.right - box.left) * (box.bottom - box.top)) / (img.width * img.height);
+  // Less sure when haze had to be thresholded away.
+  const confidence = Math.min(1, pick.crisp / 0.9) * (pick.raise === 0 ? 1 : 0.8);
+  return { found: true, box, areaFraction, fillRatio, confidence, sky, threshold: pick.t, crispness: pick.crisp, raises: pick.raise, tries: tried };
+}
+
+/** Finds the planet in `img` (RGB or RGBA raw pixels); `found: false` when no body qualifies. */
+export function detectPlanet(img: RawImage): PlanetDetection {
+  const { found, box, areaFraction, fillRatio, confidence } = detectPlanetDetailed(img);
+  return box ? { found, box, areaFraction, fillRatio, confidence } : { found, areaFraction, fillRatio, confidence };
+}
