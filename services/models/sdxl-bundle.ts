@@ -18,8 +18,10 @@ import {
   type FloatType, type TimestepInput, type VaeEncoderOutput,
 } from './sdxl-bundle-facts.js';
 import { inspectSdxlBundle, SdxlBundleError, type BundleLayout, type ComponentFiles } from './sdxl-bundle-layout.js';
+import { probeVaeScale } from './sdxl-bundle-probe.js';
 import { createCachedSession, type SessionLoadReport } from './optimized-model-cache.js';
 import type { SessionOptions } from './session-options.js';
+import { unetTimestepPerRow } from './unet-timestep-per-row.js';
 
 export { inspectSdxlBundle, SdxlBundleError, type BundleLayout, type ComponentFiles } from './sdxl-bundle-layout.js';
 export type { FloatType, TimestepInput, VaeEncoderOutput } from './sdxl-bundle-facts.js';
@@ -56,6 +58,12 @@ export interface SdxlBundle {
   readonly dtype: FloatType;
   /** The UNet's `timestep`: a float scalar (newer exports) or int64 [steps] (older ones). */
   readonly timestepInput: TimestepInput;
+  /**
+   * The UNet takes one timestep per row (`[batch]`, each row's value used): rows at different
+   * steps may share a call. False for scalar exports until the per-row rewrite
+   * (per-row-timestep-unet.ts) is loaded as the `unet` override.
+   */
+  readonly timestepPerRow: boolean;
   /** The vae_encoder output ('latent_parameters' when there is no encoder). */
   readonly vaeEncoderOutput: VaeEncoderOutput;
   readonly scalingFactor: number;
@@ -116,6 +124,7 @@ export async function openSdxlBundle(dir: string, sessionOptions: SessionOptions
     checkTextEncoder(layout, 2, textEncoder2, dtype);
     const unet = await open(layout.unet);
     const timestepInput = checkUnet(layout, unet, dtype);
+    const timestepPerRow = unetTimestepPerRow(overrides.modelPaths?.['unet'] ?? layout.unet.model, timestepInput);
     const vaeDecoder = await open(layout.vaeDecoder);
     checkVaeDecoder(layout, vaeDecoder, dtype);
     let vaeEncoder: InferenceSession | undefined;
@@ -124,10 +133,11 @@ export async function openSdxlBundle(dir: string, sessionOptions: SessionOptions
       vaeEncoder = await open(layout.vaeEncoder);
       vaeEncoderOutput = checkVaeEncoder(layout, layout.vaeEncoder, vaeEncoder, dtype);
     }
+    await probeVaeScale(layout, dtype, vaeDecoder, vaeEncoder ? { session: vaeEncoder, output: vaeEncoderOutput } : undefined);
     let disposed = false;
     return {
       dir: layout.dir, layout, textEncoder, textEncoder2, unet, vaeDecoder, ...(vaeEncoder ? { vaeEncoder } : {}),
-      dtype, timestepInput, vaeEncoderOutput,
+      dtype, timestepInput, timestepPerRow, vaeEncoderOutput,
       scalingFactor: layout.scalingFactor, forceZerosForEmptyPrompt: layout.forceZerosForEmptyPrompt,
       hiddenSize1: layout.hiddenSize1, hiddenSize2: layout.hiddenSize2, pooledSize: layout.pooledSize,
       latentChannels: layout.latentChannels, tokenizerDirs: layout.tokenizerDirs,
