@@ -49,7 +49,7 @@ class Checker {
       this.fail(`missing ${kind} "${name}" (an Optimum SDXL export's ${kind}s are ${expected.join(', ')}; this model has ${found})`);
     }
     if (!m.isTensor) this.fail(`${kind} "${name}" is not a tensor`);
-    return m as Tensor;
+    return m;
   }
 
   type(kind: Kind, t: Tensor, allowed: readonly string[]): void {

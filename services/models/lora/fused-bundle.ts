@@ -13,7 +13,7 @@ import path from 'node:path';
 import { decodeModel, encodeModel } from '../onnx/onnx-model.js';
 import { fuseLoraIntoModel, LoraFusionError } from './fuse-onnx.js';
 import { parseLoraKeys, type LoraComponent, type LoraFormat, type LoraModule } from './lora-keys.js';
-import { readSafetensors } from './safetensors.js';
+import { checkFiniteTensors, readSafetensors } from './safetensors.js';
 
 export type UnmatchedPolicy = 'error' | 'warn';
 
@@ -40,7 +40,9 @@ const COMPONENTS: readonly LoraComponent[] = ['text_encoder', 'text_encoder_2', 
 
 /** Fuses the LoRA in `loraFile` into the bundle in `bundleDir`. Errors name the LoRA file. */
 export function fuseLoraIntoBundle(bundleDir: string, loraFile: string, options: FuseBundleOptions): FusedBundle {
-  const lora = parseLoraKeys(readSafetensors(loraFile), loraFile);
+  const file = readSafetensors(loraFile);
+  checkFiniteTensors(file, loraFile);
+  const lora = parseLoraKeys(file, loraFile);
   const byComponent = new Map<LoraComponent, LoraModule[]>();
   for (const m of lora.modules) byComponent.set(m.component, [...(byComponent.get(m.component) ?? []), m]);
   const modelPaths: Partial<Record<LoraComponent, string>> = {};

@@ -6,8 +6,8 @@
  * placeholder, and the format is small enough to check completely here.
  *
  * Every malformed file fails with a {@link SafetensorsError} naming the file and what is wrong
- * (bad header length, bad JSON, offsets outside the data or overlapping, truncated data, a dtype
- * other than F16 / BF16 / F32, a shape that does not match the byte count).
+ * (bad header length, bad JSON, offsets outside the data, overlapping or not tiling it, truncated
+ * data, a dtype other than F16 / BF16 / F32, a shape that does not match the byte count).
  */
 import fs from 'node:fs';
 import { OrreryError } from '../../common/errors.js';
@@ -82,7 +82,7 @@ export function parseSafetensors(bytes: Uint8Array, file: string): SafetensorsFi
     const [begin, end] = offsets as [number, number];
     const count = (shape as number[]).reduce((a, d) => a * d, 1);
     const width = DTYPE_BYTES[dtype as SafetensorsDtype];
-    if (end - begin !== count * width) fail(`tensor "${name}": data_offsets [${begin}, ${end}] hold ${end - begin} bytes; shape [${(shape as number[]).join(', ')}] of ${dtype} needs ${count * width}`);
+    if (end - begin !== count * width) fail(`tensor "${name}": data_offsets [${begin}, ${end}] hold ${end - begin} bytes; shape [${(shape as number[]).join(', ')}] of ${dtype as SafetensorsDtype} needs ${count * width}`);
     if (end > dataLen) fail(`truncated data: tensor "${name}" ends at byte ${end} of the data section, which has only ${dataLen} bytes`);
     spans.push([begin, end, name]);
     tensors.set(name, { dtype: dtype as SafetensorsDtype, shape: shape as number[], data: toFloat32(bytes.subarray(dataStart + begin, dataStart + end), dtype as SafetensorsDtype) });
@@ -91,7 +91,33 @@ export function parseSafetensors(bytes: Uint8Array, file: string): SafetensorsFi
   for (let i = 1; i < spans.length; i++) {
     if (spans[i]![0] < spans[i - 1]![1]) fail(`tensors "${spans[i - 1]![2]}" and "${spans[i]![2]}" overlap in the data section`);
   }
+  // As the reference implementation: the tensors tile the data section, no gap and nothing after.
+  // Offsets that leave bytes unaccounted for are a header that lies about where its tensors are.
+  let at = 0;
+  for (const [begin, end, name] of spans) {
+    if (begin !== at) fail(`tensor "${name}": data_offsets begin at byte ${begin}, but the previous tensor ends at byte ${at} (the header's offsets must tile the data section)`);
+    at = end;
+  }
+  if (at !== dataLen) fail(`the header's tensors cover ${at} bytes of the data section, but it holds ${dataLen} (offsets that do not match the data)`);
   return { tensors, metadata };
+}
+
+/**
+ * Throws SafetensorsError naming the first tensor of `st` holding a NaN or infinite value (with
+ * how many it holds and where the first is): weights like that turn every output into NaN.
+ */
+export function checkFiniteTensors(st: SafetensorsFile, file: string): void {
+  for (const [name, t] of st.tensors) {
+    let bad = 0;
+    let first = -1;
+    for (let i = 0; i < t.data.length; i++) {
+      if (!Number.isFinite(t.data[i]!)) {
+        bad++;
+        if (first < 0) first = i;
+      }
+    }
+    if (bad) throw new SafetensorsError(file, `tensor "${name}": ${bad} of ${t.data.length} values are NaN or infinite (the first at index ${first}); such weights would make every image NaN`);
+  }
 }
 
 /** Reads and parses a safetensors file. A missing file is a SafetensorsError too. */

@@ -4,10 +4,11 @@
  * `latent_parameters` = mean ‖ logvar in newer exports, sampled with the item's noise as
  * diffusers' retrieve_latents does, or `latent_sample` in older ones; × scaling factor).
  */
-import * as ort from 'onnxruntime-node';
-import sharp from 'sharp';
+import type * as ort from 'onnxruntime-node';
 import { InvalidArgumentError } from '../../common/errors.js';
-import { fromHalf } from './float16.js';
+import { decodeFailure, inputImagePipeline, inspectInputImage } from '../input-image.js';
+import { fromHalf } from '../../models/onnx/float16.js';
+import { halfBitsOf } from '../../models/onnx/float16-tensor.js';
 import type { GaussianSource } from './gaussian-noise.js';
 import { floatTensor, stack, toFloat32, type FloatType } from './tensors.js';
 
@@ -31,7 +32,7 @@ export async function decodeLatents(vae: VaeInfo, latents: readonly Float32Array
   // step): about half the time of one plane at a time, whose writes stride by 3.
   if (sample.type === 'float16') {
     // Straight from the half bits through a byte per half: no float32 copy of the output.
-    const x = sample.data as Uint16Array;
+    const x = halfBitsOf(sample);
     const byteOf = halfByteTable();
     return latents.map((_, b) => {
       const rgb = new Uint8Array(plane * 3);
@@ -72,15 +73,23 @@ function toByte(x: number): number {
   return v <= 0 ? 0 : v >= 1 ? 255 : (v * 255 + 0.5) | 0;
 }
 
-/** Decodes and resizes an input image to width × height, as NCHW float32 in [−1, 1]. */
+/** Largest input image img2img decodes (declared width × height; the router's side limit squared). */
+export const MAX_INIT_IMAGE_PIXELS = 8192 * 8192;
+
+/**
+ * Decodes and resizes an input image to width × height, as NCHW float32 in [−1, 1]. Untrusted
+ * bytes: input-image.ts's rules (formats, size limit before decoding, orientation, alpha,
+ * 16-bit/CMYK/grey to 8-bit sRGB, first frame); a refusal is InvalidArgumentError on init_image.
+ */
 export async function imageToPixels(bytes: Uint8Array, width: number, height: number): Promise<Float32Array> {
+  const header = await inspectInputImage(bytes, MAX_INIT_IMAGE_PIXELS);
   let raw: Buffer;
   try {
-    raw = await sharp(bytes, { failOn: 'error', limitInputPixels: 8192 * 8192 })
-      .removeAlpha().toColourspace('srgb').resize(width, height, { fit: 'fill', kernel: 'lanczos3' }).raw().toBuffer();
+    raw = await inputImagePipeline(bytes, MAX_INIT_IMAGE_PIXELS).resize(width, height, { fit: 'fill', kernel: 'lanczos3' }).raw({ depth: 'uchar' }).toBuffer();
   } catch (err) {
-    throw new InvalidArgumentError('init_image', `cannot be decoded: ${(err as Error).message}`);
+    throw decodeFailure(header, bytes, err);
   }
+  if (raw.length !== 3 * width * height) throw new InvalidArgumentError('init_image', `decoded to ${raw.length} bytes, expected ${width}x${height} RGB`);
   const plane = width * height;
   const px = new Float32Array(3 * plane);
   const g = plane;
