@@ -11,6 +11,7 @@
 import { YAMLParseError, parse as parseYaml } from 'yaml';
 import { JobFileError } from './job-file-error.js';
 import { at, customId, finiteNumber, mapping, oneOf, str, strList, uint32, uint64, type Where } from './job-spec-check.js';
+import type { JobGridWire } from '../router/jobs/job-spec.js';
 
 /** The fields of GenerateRequest a job template may set (SubmitJobRequest.template). */
 export interface JobTemplate {
@@ -48,18 +49,8 @@ export interface JobItemSpec {
   negative_prompt?: string;
 }
 
-/** JobGrid. */
-export interface JobGridSpec {
-  colors?: string[];
-  atmospheres?: string[];
-  moons?: string[];
-  skies?: string[];
-  extras?: string[];
-  fixed_extras?: string[];
-  seeds_per_prompt?: number;
-  sample?: string;
-  sample_seed?: string;
-}
+/** JobGrid, in the wire shape the router reads (services/router/jobs/job-spec.ts). */
+export type JobGridSpec = JobGridWire;
 
 /** Everything of a SubmitJobRequest that is not the items. */
 export interface JobHeader {

@@ -15,10 +15,11 @@ export async function connectNats(url: string, name: string, log: Logger): Promi
     waitOnFirstConnect: true,
     pingInterval: 2000,
     maxPingOut: 2,
-    // Without this, every request() builds two Error objects (stack captured) before it publishes
-    // and a third when it settles: ~10% of the router's CPU per batch at max_batch_size 1
-    // (bench/results/core-serving.md). Timeout and no-responders errors keep their types and
-    // messages; only the caller's stack is lost, which no log here prints.
+    // Without this, every request() and JetStream call builds Error objects (stack captured) up
+    // front to report where it was made, whether or not it fails: measurable CPU on the hot paths
+    // that make one per item (bulk-job KV reads and writes, acks; the router's batches once used
+    // request() too, before they moved to one inbox subscription). Timeout and no-responders
+    // errors keep their types and messages; only the caller's stack is lost, which no log prints.
     noAsyncTraces: true,
   });
   void (async () => {
