@@ -114,30 +114,6 @@ function compareCandidates(a: Candidate, b: Candidate): number {
 }
 
 /**
- * The replicas as a group holding online work sees them: a replica whose batches in flight are
- * all bulk has one slot more (the *priority slot*) and no prefetch hold, so online work reaches it
- * at once and its device lock runs it right after the batch running now (device-lock.ts) — a
- * saturating bulk job never makes an online request wait behind more than one batch.
- */
-function onlineViews(replicas: readonly ReplicaView[]): readonly ReplicaView[] {
-  return replicas.map((r) => {
-    if (r.ongoingBatches === 0 || (r.onlineBatches ?? r.ongoingBatches) > 0) return r;
-    const { partialFromMs: _hold, ...rest } = r;
-    return { ...rest, maxOngoingBatches: r.maxOngoingBatches + 1 };
-  });
-}
-
-/** Busy replicas whose spare slot is not open to partial batches yet, when it opens, and the views without them. */
-function prefetchViews(replicas: readonly ReplicaView[], nowMs: number): { partialOpensMs: number; partialViews: readonly ReplicaView[] } {
-  let partialOpensMs = Number.POSITIVE_INFINITY;
-  for (const r of replicas) {
-    if (hasFreeSlot(r) && r.partialFromMs !== undefined && r.partialFromMs > nowMs) partialOpensMs = Math.min(partialOpensMs, r.partialFromMs);
-  }
-  const partialViews = Number.isFinite(partialOpensMs) ? replicas.map((r) => (r.partialFromMs !== undefined && r.partialFromMs > nowMs ? { ...r, ongoingBatches: r.maxOngoingBatches } : r)) : replicas;
-  return { partialOpensMs, partialViews };
-}
-
-/**
  * Decide the next batch.
  *
  * - Empty queue, or no replica with a free slot (including no replicas at all) → `idle`. Under
@@ -150,8 +126,7 @@ function prefetchViews(replicas: readonly ReplicaView[], nowMs: number): { parti
  *   Otherwise a group whose holders are all busy gets `wait-affinity` and is skipped.
  * - **Online first**: groups holding an online item are tried before groups of bulk items only,
  *   and the caller queues online items ahead of bulk ones, so a batch's oldest items — the ones
- *   taken — are online ones; bulk items fill the rest of a batch of their key. A replica busy with
- *   bulk batches only has a priority slot for online work (see onlineViews).
+ *   taken — are online ones; bulk items fill the rest of a batch of their key.
  * - Within each of those two sets, groups are tried in order: overdue groups (oldest item waited ≥ `affinityWaitMs`) oldest first,
  *   so no group starves; then groups with a hit on a free replica, largest first (keeps a mixed
  *   stream from reloading models back and forth); then the rest, oldest first (FIFO).
@@ -179,26 +154,27 @@ export function decideBatch(
   nowMs: number,
   rng: () => number,
 ): BatchDecision {
-  const online = onlineViews(replicas);
-  const anyOnline = queue.some((item) => item.priority !== 'bulk');
-  if (queue.length === 0 || !(anyOnline ? online : replicas).some(hasFreeSlot)) {
+  if (queue.length === 0 || !replicas.some(hasFreeSlot)) {
     return { kind: 'idle' };
   }
 
   const candidates: Candidate[] = groupByKey(queue).map((group) => {
-    const views = group.online ? online : replicas;
     const overdue = nowMs - group.headEnqueuedAtMs >= opts.affinityWaitMs;
-    const holders = views.filter((r) => holdsModel(r, group.modelId)).length;
+    const holders = replicas.filter((r) => holdsModel(r, group.modelId)).length;
     const spill = overdue || group.indexes.length > opts.maxBatchSize * holders * (opts.spillBacklogBatches ?? 1);
-    return { group, overdue, spill, placement: placeBatch(group.modelId, views, spill, rng) };
+    return { group, overdue, spill, placement: placeBatch(group.modelId, replicas, spill, rng) };
   });
   candidates.sort(compareCandidates);
 
   let untilMs = Number.POSITIVE_INFINITY;
-  const prefetch = { online: prefetchViews(online, nowMs), bulk: prefetchViews(replicas, nowMs) };
+  // Busy replicas whose spare slot is not open to partial batches yet, and when it opens.
+  let partialOpensMs = Number.POSITIVE_INFINITY;
+  for (const r of replicas) {
+    if (hasFreeSlot(r) && r.partialFromMs !== undefined && r.partialFromMs > nowMs) partialOpensMs = Math.min(partialOpensMs, r.partialFromMs);
+  }
+  const partialViews = Number.isFinite(partialOpensMs) ? replicas.map((r) => (r.partialFromMs !== undefined && r.partialFromMs > nowMs ? { ...r, ongoingBatches: r.maxOngoingBatches } : r)) : replicas;
   for (const c of candidates) {
     const { group } = c;
-    const { partialOpensMs, partialViews } = group.online ? prefetch.online : prefetch.bulk;
     let placement = c.placement;
     if (placement.kind !== 'wait-affinity' && placement.kind !== 'none' && group.indexes.length < opts.maxBatchSize && placement.replica.partialFromMs !== undefined && placement.replica.partialFromMs > nowMs) {
       // A partial batch for a replica still busy: it would sit there while more requests could
@@ -214,7 +190,7 @@ export function decideBatch(
       untilMs = Math.min(untilMs, group.headEnqueuedAtMs + opts.affinityWaitMs);
       continue;
     }
-    // 'none': only the priority slot is free and this group is bulk.
+    // 'none' cannot happen here (a free replica exists); guard for the type checker.
     if (placement.kind === 'none') continue;
     const readyMs = readyAtMs(group, queue, opts, nowMs);
     if (readyMs > nowMs) {

@@ -157,7 +157,7 @@ export class DeploymentScheduler {
       const units = this.queue.filter((_, i) => take.has(i));
       this.queue = this.queue.filter((_, i) => !take.has(i));
       const toIdle = replica.ongoingBatches === 0;
-      const slot = replica.begin(d.modelId, units.length, this.timings.runExpectedMs(d.key, units.length) ?? Number.NaN, now, units.some((u) => u.priority === 'online'));
+      const slot = replica.begin(d.modelId, units.length, this.timings.runExpectedMs(d.key, units.length) ?? Number.NaN, now);
       this.deps.metrics.batchDispatched(this.config.name, units.length, d.affinity);
       for (const u of units) this.deps.metrics.queueWait(this.config.name, (now - u.enqueuedAtMs) / 1000, u.priority);
       void this.run(replica, slot, d.key, units, toIdle);

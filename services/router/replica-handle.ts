@@ -33,8 +33,6 @@ export class BatchSlot {
     readonly items: number,
     /** Expected run time (ms, BatchTimings), NaN when nothing is known. */
     readonly expectedMs: number,
-    /** Holds online work (work-item.ts Priority); false: bulk items only. */
-    readonly online: boolean,
   ) {}
 
   /** How the batch ended, once it has. */
@@ -118,9 +116,9 @@ export class ReplicaHandle {
     return nowMs - this.lastSeen > timeoutIntervals * Math.max(this.hb.intervalMs, 1);
   }
 
-  /** Puts a batch on the replica (the scheduler, when it dispatches); `online`: it holds online work. */
-  begin(modelId: string, items: number, expectedMs: number, nowMs: number, online = true): BatchSlot {
-    const slot = new BatchSlot(modelId, items, expectedMs, online);
+  /** Puts a batch on the replica (the scheduler, when it dispatches). */
+  begin(modelId: string, items: number, expectedMs: number, nowMs: number): BatchSlot {
+    const slot = new BatchSlot(modelId, items, expectedMs);
     this.busyUntilMs = (this.slots.size === 0 ? nowMs : Math.max(nowMs, this.busyUntilMs)) + expectedMs;
     this.slots.add(slot);
     return slot;
@@ -186,16 +184,14 @@ export class ReplicaHandle {
     const models = new Set(hb.loadedModels);
     if (hb.loadingModel) models.add(hb.loadingModel);
     let items = 0;
-    let online = 0;
     for (const s of this.slots) {
       models.add(s.modelId);
       items += s.items;
-      if (s.online) online++;
     }
     const partialFromMs = this.slots.size > 0 && Number.isFinite(this.busyUntilMs) ? this.busyUntilMs - overheadMs : undefined;
     return {
       id: this.id, loadedModels: [...models], ongoingBatches: this.slots.size,
-      maxOngoingBatches: hb.maxOngoingBatches || defaultMaxOngoingBatches, inFlightItems: items, onlineBatches: online,
+      maxOngoingBatches: hb.maxOngoingBatches || defaultMaxOngoingBatches, inFlightItems: items,
       ...(partialFromMs !== undefined ? { partialFromMs } : {}),
     };
   }

@@ -331,24 +331,3 @@ describe('decideBatch: online before bulk', () => {
     assert.equal(d.indexes.length, 4);
   });
 });
-
-describe('decideBatch: the priority slot', () => {
-  const full = (id: string, onlineBatches: number, over: Partial<ReplicaView> = {}): ReplicaView => ({ ...replica(id, ['a'], 2, 2), onlineBatches, ...over });
-
-  test('an online batch goes to a replica whose slots are all taken by bulk batches', () => {
-    const d = dispatched(decideBatch(items('a', 4, 0), [full('r1', 0)], opts, 10, lcg(1)));
-    assert.equal(d.replicaId, 'r1');
-  });
-
-  test('no priority slot on a replica already running an online batch, and none for bulk work', () => {
-    assert.deepEqual(decideBatch(items('a', 4, 0), [full('r1', 1)], opts, 10, lcg(1)), { kind: 'idle' });
-    const bulk = Array.from({ length: 4 }, () => item('a', 0, { priority: 'bulk' }));
-    assert.deepEqual(decideBatch(bulk, [full('r1', 0)], opts, 10, lcg(1)), { kind: 'idle' });
-  });
-
-  test('a partial online batch is not held back for a replica busy with bulk work until it is nearly free', () => {
-    const r = full('r1', 0, { partialFromMs: 5000 });
-    const d = dispatched(decideBatch([item('a', 0)], [r], opts, 100, lcg(1)));
-    assert.deepEqual(d.indexes, [0]);
-  });
-});
