@@ -3,19 +3,8 @@
  * haze, stars, a limb-darkened planet with bands, storms, phase (crescents) and rings, and moons.
  * Pure and deterministic for a given scene description and seed.
  */
+import { mulberry32 } from '../../services/models/demo-models.js';
 import type { PixelBox } from '../../services/stages/qc/planet-detect.js';
-
-/** A deterministic PRNG in [0, 1) (mulberry32). */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 export type Rgb = readonly [number, number, number];
 

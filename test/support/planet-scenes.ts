@@ -16,7 +16,8 @@
 import { DEFAULT_QC_OPTIONS } from '../../services/stages/qc/qc-config.js';
 import { judgeBox, regionBounds, type QcVerdict } from '../../services/stages/qc/qc-check.js';
 import type { PixelBox, RawImage } from '../../services/stages/qc/planet-detect.js';
-import { mulberry32, planetLabel, renderSceneSpec, type HazeBlob, type MoonSpec, type PlanetSpec, type Rgb, type SceneSpec } from './planet-scene-render.js';
+import { mulberry32 } from '../../services/models/demo-models.js';
+import { planetLabel, renderSceneSpec, type HazeBlob, type MoonSpec, type PlanetSpec, type Rgb, type SceneSpec } from './planet-scene-render.js';
 
 export const SCENE_CATEGORIES = ['disc', 'banded', 'ringed', 'moons', 'starfield', 'haze', 'dark', 'crescent', 'cut', 'none'] as const;
 export type SceneCategory = (typeof SCENE_CATEGORIES)[number];

@@ -3,7 +3,7 @@ import { describe, test } from 'node:test';
 import { checkPlanet, formatPercent, judgeBox, regionBounds } from '../../services/stages/qc/qc-check.js';
 import { DEFAULT_QC_OPTIONS } from '../../services/stages/qc/qc-config.js';
 import { detectPlanet, type RawImage } from '../../services/stages/qc/planet-detect.js';
-import { mulberry32 } from '../support/planet-scene-render.js';
+import { mulberry32 } from '../../services/models/demo-models.js';
 
 const W = 1536;
 const H = 640;
