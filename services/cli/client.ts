@@ -14,6 +14,17 @@ export interface ImageServiceClient extends grpc.Client {
 
 export interface ImageMessage {
   seed: string; width: number; height: number; mime_type: string; data: Buffer; prompt: string; model_id: string; replica_id: string;
+  /** null when the pipeline has no quality gate. */
+  qc?: QcResultMessage | null;
+}
+export interface QcBoxMessage { left: number; top: number; right: number; bottom: number }
+export interface QcResultMessage {
+  passed: boolean; attempts: number; seed: string; box: QcBoxMessage | null; area_fraction: number; reasons: string[];
+  checked_width: number; checked_height: number;
+}
+export interface QcRejectedMessage {
+  image_index: number; attempt: number; seed: string; reasons: string[]; box: QcBoxMessage | null; area_fraction: number;
+  rerolled: boolean; next_attempt: number; next_seed: string;
 }
 export interface GenerateResponse {
   request_id: string;
@@ -22,12 +33,13 @@ export interface GenerateResponse {
 }
 export interface GenerateEvent {
   request_id: string;
-  event: 'queued' | 'stage_started' | 'progress' | 'image_chunk' | 'done';
+  event: 'queued' | 'stage_started' | 'progress' | 'image_chunk' | 'done' | 'qc_rejected';
   queued?: { deployment: string; queue_depth: number };
   stage_started?: { stage: string; deployment: string; replica_id: string; batch_size: number };
   progress?: { stage: string; image_index: number; step: number; total_steps: number };
   image_chunk?: { image_index: number; offset: string; data: Buffer; last: boolean; meta: ImageMessage | null };
   done?: { timings: GenerateResponse['timings']; num_images: number };
+  qc_rejected?: QcRejectedMessage;
 }
 export interface ListModelsResponse {
   models: Array<{ model_id: string; deployment: string; loaded_on: string[]; base: string; adapter: string; variant: string }>;

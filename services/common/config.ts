@@ -6,6 +6,7 @@
 import { parse as parseYaml } from 'yaml';
 import { parseModelId } from './model-id.js';
 import { ConfigError } from './errors.js';
+import { compileQcOptions, type QcOptions } from './qc-config.js';
 
 /** Options of one deployment (a separately scaled group of identical replicas). */
 export interface DeploymentConfig {
@@ -106,6 +107,8 @@ export interface PipelineConfig {
   readonly stages: readonly PipelineStageConfig[];
   /** Final size of requests that give no width/height (an `aspect` keeps this width). */
   readonly defaultSize?: { readonly width: number; readonly height: number };
+  /** The spatial quality gate (`qc`, issue 13; qc-config.ts); absent: images are not checked. */
+  readonly qc?: QcOptions;
 }
 
 export interface ClusterConfig {
@@ -319,7 +322,7 @@ function compilePipeline(name: string, raw: unknown, deployments: Record<string,
   const path = `pipelines.${name}`;
   if (!NAME.test(name)) throw new ConfigError(path, 'pipeline names are lower-case letters, digits and dashes');
   if (!isObj(raw)) throw new ConfigError(path, 'must be a mapping');
-  checkKeys(raw, ['stages', 'default_size'], path);
+  checkKeys(raw, ['stages', 'default_size', 'qc'], path);
   const stages = raw.stages;
   if (!Array.isArray(stages) || stages.length === 0) throw new ConfigError(`${path}.stages`, 'must be a non-empty list');
   let defaultSize: PipelineConfig['defaultSize'];
@@ -328,9 +331,11 @@ function compilePipeline(name: string, raw: unknown, deployments: Record<string,
     if (!m || Number(m[1]) % 8 || Number(m[2]) % 8) throw new ConfigError(`${path}.default_size`, `must be WIDTHxHEIGHT in multiples of 8, e.g. 2520x1080, got ${JSON.stringify(raw.default_size)}`);
     defaultSize = { width: Number(m[1]), height: Number(m[2]) };
   }
+  const qc = raw.qc === undefined ? undefined : compileQc(raw.qc, `${path}.qc`, stages, deployments);
   return {
     name,
     ...(defaultSize ? { defaultSize } : {}),
+    ...(qc ? { qc } : {}),
     stages: stages.map((s, i) => {
       const sp = `${path}.stages[${i}]`;
       if (!isObj(s)) throw new ConfigError(sp, 'must be a mapping');
@@ -344,6 +349,19 @@ function compilePipeline(name: string, raw: unknown, deployments: Record<string,
       return { deployment, size, model: str(s, 'model', sp, ''), params: structuredClone(section(s, 'params', sp)) };
     }),
   };
+}
+
+/**
+ * A pipeline's quality gate: compileQcOptions, and `after_stage` must name one of the pipeline's
+ * stages whose output is an image (not the `synthetic` cost model's payload).
+ */
+function compileQc(raw: unknown, path: string, stages: unknown[], deployments: Record<string, DeploymentConfig>): QcOptions {
+  const qc = compileQcOptions(raw, path);
+  if (qc.afterStage >= stages.length) throw new ConfigError(`${path}.after_stage`, `must name one of the pipeline's ${stages.length} stages (0-${stages.length - 1}), got ${qc.afterStage}`);
+  const checked = stages[qc.afterStage];
+  const deployment = isObj(checked) && typeof checked.deployment === 'string' ? deployments[checked.deployment] : undefined;
+  if (deployment?.stage === 'synthetic') throw new ConfigError(`${path}.after_stage`, `stage ${qc.afterStage} runs on ${deployment.name}, a synthetic deployment whose outputs are not images`);
+  return qc;
 }
 
 function deepFreeze<T>(v: T): T {

@@ -23,6 +23,7 @@ export const ERROR_CODES = {
   ORRERY_ERR_JOB_NOT_FOUND: GrpcStatus.NOT_FOUND,
   ORRERY_ERR_JOB_STATE: GrpcStatus.FAILED_PRECONDITION,
   ORRERY_ERR_UNIMPLEMENTED: GrpcStatus.UNIMPLEMENTED,
+  ORRERY_ERR_QC_FAILED: GrpcStatus.FAILED_PRECONDITION,
   ORRERY_ERR_INTERNAL: GrpcStatus.INTERNAL,
 } as const;
 
@@ -115,6 +116,13 @@ export class SinkUnavailableError extends OrreryError {
 export class JobNotFoundError extends OrreryError {
   constructor(jobId: string) {
     super('ORRERY_ERR_JOB_NOT_FOUND', `job_id: no job "${jobId.slice(0, 80)}"`);
+  }
+}
+
+/** An image failed its pipeline's quality gate on every attempt and the gate says `on_fail: error` (issue 13). */
+export class QcFailedError extends OrreryError {
+  constructor(pipeline: string, imageIndex: number, attempts: number, reasons: readonly string[]) {
+    super('ORRERY_ERR_QC_FAILED', `pipeline ${pipeline}: image ${imageIndex} failed the quality check on all ${attempts} attempts (qc.on_fail: error): ${reasons.join('; ')}`);
   }
 }
 

@@ -17,6 +17,8 @@ export interface WorkItem {
   pipeline: string;
   /** online | bulk */
   priority: string;
+  /** JSON of work-item.ts QcRequest; '' when the stage does not check its output. */
+  qcJson?: string;
 }
 export interface BatchRequest {
   batchId: string; attempt: number; modelId: string;
@@ -26,6 +28,8 @@ export interface ErrorInfo { code: string; message: string }
 export interface ItemResult {
   requestId: string; imageIndex: number; image?: Payload | null; width: number; height: number;
   mimeType: string; error?: ErrorInfo | null;
+  /** qc-verdict.ts encodeQcVerdict; '' when the item was not checked. */
+  qcJson?: string;
 }
 export interface BatchReply {
   batchId: string; attempt: number; replicaId: string; results: ItemResult[];

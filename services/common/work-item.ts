@@ -4,6 +4,7 @@
  * internal wire message (proto/orrery/v1/worker.proto WorkItem). Nothing re-shapes it on the way:
  * the router builds it once (pipeline-runner.ts), the dispatcher encodes it, the replica decodes it.
  */
+import type { QcOptions } from './qc-config.js';
 import type { Payload, WorkItem as WireWorkItem } from './wire.js';
 
 export type OutputFormat = 'png' | 'webp' | 'jpeg';
@@ -40,6 +41,17 @@ export interface WorkItemData {
   readonly pipeline?: string;
   /** Default `online`. */
   readonly priority?: Priority;
+  /**
+   * Set on the items of the stage a pipeline's quality gate checks (`qc.after_stage`): the stage
+   * checks its output before encoding it and returns the verdict (StageOutput.qc).
+   */
+  readonly qc?: QcRequest;
+}
+
+/** What the checking stage needs: the pipeline's gate, and which attempt this image is (1, 2, …). */
+export interface QcRequest {
+  readonly options: QcOptions;
+  readonly attempt: number;
 }
 
 const OUTPUT_FORMATS: readonly OutputFormat[] = ['png', 'webp', 'jpeg'];
@@ -61,7 +73,7 @@ export function encodeWorkItem(item: WorkItemData, initImage: Payload | null): W
     negativePrompt: item.negativePrompt, steps: item.steps, guidanceScale: item.guidanceScale, width: item.width,
     height: item.height, strength: item.strength, initImage, outputFormat: item.outputFormat,
     stageParamsJson: paramsJson(item.params), intermediate: item.intermediate ?? false,
-    pipeline: item.pipeline ?? '', priority: item.priority ?? 'online',
+    pipeline: item.pipeline ?? '', priority: item.priority ?? 'online', qcJson: item.qc ? JSON.stringify(item.qc) : '',
   };
 }
 
@@ -79,5 +91,6 @@ export function decodeWorkItem(w: WireWorkItem, initImage: Uint8Array | undefine
     ...(initImage && initImage.byteLength > 0 ? { initImage } : {}),
     outputFormat, params, intermediate: w.intermediate, pipeline: w.pipeline,
     priority: w.priority === 'bulk' ? 'bulk' : 'online',
+    ...(w.qcJson ? { qc: JSON.parse(w.qcJson) as QcRequest } : {}),
   };
 }

@@ -14,6 +14,7 @@ import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node'
 import { clampTimerMs } from '../common/deadline.js';
 import type { Logger } from '../common/logger.js';
 import type { PayloadStore } from '../common/payload-store.js';
+import { decodeQcVerdict, type QcVerdictData } from '../common/qc-verdict.js';
 import type { Subjects } from '../common/subjects.js';
 import { wire, type BatchReply, type ErrorInfo, type Progress, type WorkItem } from '../common/wire.js';
 import { encodeWorkItem } from '../common/work-item.js';
@@ -28,6 +29,8 @@ export interface ItemOutcome {
   readonly height: number;
   readonly mimeType: string;
   readonly error?: ErrorInfo;
+  /** The quality gate's verdict, when the work item asked for the check. */
+  readonly qc?: QcVerdictData;
 }
 
 export type BatchOutcome =
@@ -167,6 +170,7 @@ export class BatchDispatcher {
         requestId: r.requestId, imageIndex: r.imageIndex, width: r.width, height: r.height, mimeType: r.mimeType,
         data: r.error?.code ? undefined : await this.payloads.take(r.image),
         error: r.error?.code ? r.error : undefined,
+        qc: decodeQcVerdict(r.qcJson ?? ''),
       })),
     );
     return { kind: 'replied', replicaId: reply.replicaId || replicaId, items, error: reply.error?.code ? reply.error : undefined, runSeconds: reply.runSeconds, loadSeconds: reply.loadSeconds };

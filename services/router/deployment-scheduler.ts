@@ -252,7 +252,7 @@ export class DeploymentScheduler {
       else {
         const ok = u.succeed({
           data: r.data!, width: r.width, height: r.height, mimeType: r.mimeType, replicaId: outcome.replicaId,
-          queueSeconds: (startedMs - u.createdAtMs) / 1000, runSeconds: outcome.runSeconds,
+          queueSeconds: (startedMs - u.createdAtMs) / 1000, runSeconds: outcome.runSeconds, ...(r.qc ? { qc: r.qc } : {}),
         });
         if (ok) this.deps.metrics.imageDone(this.config.name, u.priority);
       }

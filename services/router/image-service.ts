@@ -10,6 +10,7 @@ import type { Logger } from '../common/logger.js';
 import { jobHandlers } from './jobs/job-service.js';
 import type { JobManager } from './jobs/job-manager.js';
 import type { PipelineResult, PipelineRunner } from './pipeline-runner.js';
+import { qcRejectedMessage, qcResultMessage } from './qc-messages.js';
 import { normalizeRequest, type GenerateRequestWire, type NormalizedRequest } from './request-validation.js';
 import { RequestBytesBudget } from './request-bytes-budget.js';
 import { requestContext, type ServerCall } from './request-context.js';
@@ -42,6 +43,7 @@ function imageMessage(req: NormalizedRequest, img: PipelineResult['images'][numb
   return {
     seed: img.seed.toString(), width: img.width, height: img.height, mime_type: img.mimeType,
     data: withData ? img.data : Buffer.alloc(0), prompt: req.prompt, model_id: img.modelId, replica_id: img.replicaId,
+    ...(img.qcResult ? { qc: qcResultMessage(img.qcResult, img.seed) } : {}),
   };
 }
 
@@ -151,6 +153,7 @@ export function imageService(deps: ImageServiceDeps): UntypedServiceImplementati
           queued: (deployment, depth) => send({ queued: { deployment, queue_depth: depth } }),
           stageStarted: (stage, deployment, replicaId, n) => send({ stage_started: { stage, deployment, replica_id: replicaId, batch_size: n } }),
           progress: (stage, imageIndex, step, total) => send({ progress: { stage, image_index: imageIndex, step, total_steps: total } }),
+          qcRejected: (rejection) => send({ qc_rejected: qcRejectedMessage(rejection) }),
         });
         for (const img of res.images) {
           const data = img.data;

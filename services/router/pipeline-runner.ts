@@ -6,8 +6,11 @@
 import type { ClusterConfig, PipelineConfig, PipelineStageConfig } from '../common/config.js';
 import type { Priority, WorkItemData } from '../common/work-item.js';
 import { CancelledError, ModelNotFoundError, OrreryError, PipelineNotFoundError } from '../common/errors.js';
+import type { QcOptions } from '../common/qc-config.js';
+import type { QcVerdictData } from '../common/qc-verdict.js';
 import type { DeploymentScheduler } from './deployment-scheduler.js';
 import { nearestBucket, type Size } from './geometry.js';
+import { decideQc } from './qc-rerolls.js';
 import { imageSeed, type NormalizedRequest } from './request-validation.js';
 import { WorkUnit, batchKey, type UnitResult } from './work-unit.js';
 
@@ -20,8 +23,36 @@ export interface StageTiming {
 
 export interface PipelineImage extends UnitResult {
   readonly index: number;
+  /** The seed that made the image: the request's seed + index, or a re-roll's (qc-rerolls.ts). */
   readonly seed: bigint;
   readonly modelId: string;
+  /** The quality gate's result, when the pipeline has one. */
+  readonly qcResult?: ImageQc;
+}
+
+/** An image's quality gate outcome: the verdict on its last attempt and how many attempts it took. */
+export interface ImageQc {
+  readonly verdict: QcVerdictData;
+  readonly attempts: number;
+  /** Size of the image checked (stage after_stage's output): the box is in its pixels. */
+  readonly checkedWidth: number;
+  readonly checkedHeight: number;
+}
+
+/** A failed quality check, as a streaming caller sees it (GenerateEvent.qc_rejected). */
+export interface QcRejection {
+  readonly imageIndex: number;
+  readonly attempt: number;
+  readonly seed: bigint;
+  readonly verdict: QcVerdictData;
+  /** The re-roll that follows; absent: this was the image's last attempt. */
+  readonly next?: { readonly attempt: number; readonly seed: bigint };
+}
+
+/** Where the runner counts quality checks and re-rolls (RouterMetrics). */
+export interface QcMetrics {
+  qcChecked(pipeline: string, passed: boolean): void;
+  qcRerolled(pipeline: string): void;
 }
 
 export interface PipelineResult {
@@ -34,6 +65,37 @@ export interface PipelineObserver {
   readonly queued?: (deployment: string, queueDepth: number) => void;
   readonly stageStarted?: (stage: string, deployment: string, replicaId: string, batchSize: number) => void;
   readonly progress?: (stage: string, imageIndex: number, step: number, totalSteps: number) => void;
+  /** An image failed its quality check (re-rolled, or for good). */
+  readonly qcRejected?: (rejection: QcRejection) => void;
+}
+
+interface StageInput {
+  readonly data?: Uint8Array;
+  readonly width: number;
+  readonly height: number;
+}
+
+/** One image of a running request. */
+interface ImageRun {
+  readonly firstSeed: bigint;
+  seed: bigint;
+  attempt: number;
+  input: StageInput;
+  result?: UnitResult;
+  qc?: ImageQc;
+}
+
+interface RunState {
+  readonly req: NormalizedRequest;
+  readonly signal: AbortSignal;
+  readonly deadlineMs: number;
+  readonly observer: PipelineObserver;
+  readonly priority: Priority;
+  readonly pipeline: PipelineConfig;
+  readonly stages: readonly PlannedStage[];
+  readonly target: Size;
+  readonly images: ImageRun[];
+  readonly timings: StageTiming[];
 }
 
 export interface PlannedStage {
@@ -92,6 +154,7 @@ export class PipelineRunner {
     private readonly config: ClusterConfig,
     private readonly schedulers: ReadonlyMap<string, DeploymentScheduler>,
     private readonly now: () => number,
+    private readonly metrics?: QcMetrics,
   ) {}
 
   /**
@@ -118,53 +181,101 @@ export class PipelineRunner {
    * Runs the request; rejects with the first stage error (the other images' work is cancelled by
    * the caller's signal). `deadlineMs` is absolute (0: none). `options.priority` (default
    * `online`): bulk-job items pass `bulk`, and queue and run behind online work.
+   *
+   * With a quality gate (`pipeline.qc`), stages 0..after_stage run first; an image whose check
+   * fails runs them again with its next attempt's seed (qc-rerolls.ts), alone — the images that
+   * passed wait — until it passes or its attempts are used up; then `on_fail` flags it or fails the
+   * request with QcFailedError. The later stages then run for every image.
    */
   async run(req: NormalizedRequest, signal: AbortSignal, deadlineMs: number, observer: PipelineObserver = {}, options: { readonly priority?: Priority } = {}): Promise<PipelineResult> {
-    const priority = options.priority ?? 'online';
     const { pipeline, stages } = planPipeline(this.config, req);
     const target = targetSize(pipeline, req);
-    const timings: StageTiming[] = [];
-    let inputs: Array<{ data?: Uint8Array; width: number; height: number }> = Array.from({ length: req.numImages }, () => ({
-      data: req.initImage, width: target.width, height: target.height,
-    }));
-    let results: UnitResult[] = [];
-    for (const [stageIndex, stage] of stages.entries()) {
+    const first: StageInput = { ...(req.initImage ? { data: req.initImage } : {}), width: target.width, height: target.height };
+    const images: ImageRun[] = Array.from({ length: req.numImages }, (_, i) => ({ firstSeed: imageSeed(req.seed, i), seed: imageSeed(req.seed, i), attempt: 1, input: first }));
+    const run: RunState = { req, signal, deadlineMs, observer, priority: options.priority ?? 'online', pipeline, stages, target, images, timings: [] };
+    const all = images.map((_, i) => i);
+    const gate = pipeline.qc;
+    if (gate) {
+      for (let todo = all; todo.length > 0;) {
+        await this.runStages(run, 0, gate.afterStage, todo);
+        todo = todo.filter((i) => this.judge(run, gate, i));
+      }
+    }
+    await this.runStages(run, gate ? gate.afterStage + 1 : 0, stages.length - 1, all);
+    const last = stages[stages.length - 1]!;
+    return {
+      images: images.map((img, i) => ({ ...img.result!, index: i, seed: img.seed, modelId: last.modelId, ...(img.qc ? { qcResult: img.qc } : {}) })),
+      timings: run.timings,
+    };
+  }
+
+  /**
+   * Applies the gate's verdict on image `i` (its checking stage's result). Returns true when the
+   * image is to be generated again (its seed and attempt are advanced, its input reset); throws
+   * QcFailedError when it failed for good under `on_fail: error`.
+   */
+  private judge(run: RunState, gate: QcOptions, i: number): boolean {
+    const img = run.images[i]!;
+    const verdict = img.result?.qc;
+    if (!verdict) throw new OrreryError('ORRERY_ERR_STAGE_FAILED', `stage ${run.stages[gate.afterStage]!.name} returned no quality verdict for image ${i} (its stage does not run the check)`);
+    this.metrics?.qcChecked(run.pipeline.name, verdict.passed);
+    const d = decideQc(verdict, img.attempt, img.firstSeed, i, gate, run.pipeline.name);
+    if (d.kind === 'reroll') {
+      run.observer.qcRejected?.({ imageIndex: i, attempt: img.attempt, seed: img.seed, verdict, next: { attempt: d.attempt, seed: d.seed } });
+      this.metrics?.qcRerolled(run.pipeline.name);
+      img.attempt = d.attempt;
+      img.seed = d.seed;
+      img.input = { ...(run.req.initImage ? { data: run.req.initImage } : {}), width: run.target.width, height: run.target.height };
+      return true;
+    }
+    if (d.kind !== 'accept') run.observer.qcRejected?.({ imageIndex: i, attempt: img.attempt, seed: img.seed, verdict });
+    if (d.kind === 'fail') throw d.error;
+    img.qc = { verdict, attempts: img.attempt, checkedWidth: img.result!.width, checkedHeight: img.result!.height };
+    return false;
+  }
+
+  /** Runs stages `from`..`to` (inclusive) for the images `indices`, each stage's outputs the next one's inputs. */
+  private async runStages(run: RunState, from: number, to: number, indices: readonly number[]): Promise<void> {
+    const { req, signal, stages, target, images, observer, pipeline } = run;
+    const gate = pipeline.qc;
+    for (let stageIndex = from; stageIndex <= to; stageIndex++) {
+      const stage = stages[stageIndex]!;
       // Every stage but the last hands its images to the next: lossless PNG whatever the client
       // asked for (a JPEG between stages would lose detail twice).
       const intermediate = stageIndex < stages.length - 1;
       if (signal.aborted) throw signal.reason instanceof OrreryError ? signal.reason : new CancelledError('by the client');
       const scheduler = this.schedulers.get(stage.deployment)!;
       const dep = scheduler.config;
-      const units = inputs.map((inp, i) => {
-        const out = stageSize(stage, target, inp);
+      const units = indices.map((i) => {
+        const img = images[i]!;
+        const out = stageSize(stage, target, img.input);
         const input: WorkItemData = {
-          requestId: req.requestId, imageIndex: i, seed: imageSeed(req.seed, i), prompt: req.prompt,
+          requestId: req.requestId, imageIndex: i, seed: img.seed, prompt: req.prompt,
           negativePrompt: req.negativePrompt, steps: req.steps || dep.defaultSteps,
           guidanceScale: req.guidanceScale ?? dep.defaultGuidanceScale, width: out.width, height: out.height,
-          strength: stage.strength ?? req.strength, ...(inp.data ? { initImage: inp.data } : {}), outputFormat: intermediate ? 'png' : req.outputFormat,
-          params: stage.params, intermediate, pipeline: pipeline.name, priority,
+          strength: stage.strength ?? req.strength, ...(img.input.data ? { initImage: img.input.data } : {}), outputFormat: intermediate ? 'png' : req.outputFormat,
+          params: stage.params, intermediate, pipeline: pipeline.name, priority: run.priority,
+          ...(gate && gate.afterStage === stageIndex ? { qc: { options: gate, attempt: img.attempt } } : {}),
         };
         const { stageStarted, progress } = observer;
         // Progress only when the caller listens: a batch that wants it costs its replica a NATS
         // message per step.
-        return new WorkUnit(stage.deployment, stage.modelId, batchKey(stage.modelId, input), input, deadlineMs, signal, this.now(), {
+        return new WorkUnit(stage.deployment, stage.modelId, batchKey(stage.modelId, input), input, run.deadlineMs, signal, this.now(), {
           ...(stageStarted ? { started: (replicaId: string, n: number) => stageStarted(stage.name, stage.deployment, replicaId, n) } : {}),
           ...(progress ? { progress: (step: number, total: number) => progress(stage.name, i, step, total) } : {}),
         });
       });
       scheduler.submit(units);
       observer.queued?.(stage.deployment, scheduler.queueDepth);
-      results = await Promise.all(units.map((u) => u.result));
-      timings.push({
+      const results = await Promise.all(units.map((u) => u.result));
+      run.timings.push({
         stage: stage.name, deployment: stage.deployment,
         queueSeconds: Math.max(...results.map((r) => r.queueSeconds)), runSeconds: Math.max(...results.map((r) => r.runSeconds)),
       });
-      inputs = results;
+      indices.forEach((i, k) => {
+        images[i]!.result = results[k]!;
+        images[i]!.input = results[k]!;
+      });
     }
-    const last = stages[stages.length - 1]!;
-    return {
-      images: results.map((r, i) => ({ ...r, index: i, seed: imageSeed(req.seed, i), modelId: last.modelId })),
-      timings,
-    };
   }
 }

@@ -21,6 +21,8 @@ export class RouterMetrics {
   private readonly shedImages = new Counter({ name: 'orrery_deadline_shed_images_total', help: 'Images failed with DEADLINE_EXCEEDED before dispatch: their deadline was nearer than the fastest recent batch of their kind', labelNames: ['deployment'], registers: [this.registry] });
   private readonly images = new Counter({ name: 'orrery_images_total', help: 'Images produced, per deployment (stage) and priority (online: Generate callers; bulk: job items)', labelNames: ['deployment', 'priority'], registers: [this.registry] });
   private readonly pipelineImages = new Counter({ name: 'orrery_pipeline_images_total', help: 'Images returned to clients, per pipeline', labelNames: ['pipeline'], registers: [this.registry] });
+  private readonly qcChecks = new Counter({ name: 'orrery_qc_checks_total', help: 'Quality-gate checks of generated images (every attempt), per pipeline and result (passed, failed)', labelNames: ['pipeline', 'result'], registers: [this.registry] });
+  private readonly qcRerolls = new Counter({ name: 'orrery_qc_rerolls_total', help: 'Images generated again after failing the quality gate, per pipeline', labelNames: ['pipeline'], registers: [this.registry] });
   private readonly stageDuration = new Histogram({ name: 'orrery_stage_duration_seconds', help: 'Time a pipeline stage took for a request (queue + run), per pipeline and stage deployment', labelNames: ['pipeline', 'deployment'], buckets: LATENCY_BUCKETS, registers: [this.registry] });
   readonly queueDepth = new Gauge({ name: 'orrery_queue_depth', help: 'Images waiting in the deployment queue', labelNames: ['deployment'], registers: [this.registry] });
   readonly replicas = new Gauge({ name: 'orrery_replicas', help: 'Replicas seen by the router, by state', labelNames: ['deployment', 'state'], registers: [this.registry] });
@@ -76,6 +78,13 @@ export class RouterMetrics {
   }
   jobFinished(state: string): void {
     this.jobsFinished.inc({ state });
+  }
+  /** One quality check of an image attempt (pipeline-runner.ts QcMetrics). */
+  qcChecked(pipeline: string, passed: boolean): void {
+    this.qcChecks.inc({ pipeline, result: passed ? 'passed' : 'failed' });
+  }
+  qcRerolled(pipeline: string): void {
+    this.qcRerolls.inc({ pipeline });
   }
   pipelineImagesDone(pipeline: string, n: number): void {
     this.pipelineImages.inc({ pipeline }, n);

@@ -121,7 +121,7 @@ export class Router {
     this.tick = setInterval(() => this.onTick(), 100);
     await this.startAutoscaler();
 
-    const runner = new PipelineRunner(config, this.schedulers, Date.now);
+    const runner = new PipelineRunner(config, this.schedulers, Date.now, this.metrics);
     // Bulk jobs (docs/jobs.md): every router runs them, claiming items through JetStream.
     if (config.jobs.enabled) this.jobs = await JobManager.start({ nc: this.nc, config, runner, metrics: this.metrics, log, routerId: randomUUID() });
     // Channelz off: nothing here serves it, and its per-call accounting cost ~4 % of the router's

@@ -4,6 +4,7 @@
  * which is what keeps a retried batch from answering a request twice.
  */
 import { CancelledError, OrreryError } from '../common/errors.js';
+import type { QcVerdictData } from '../common/qc-verdict.js';
 import { paramsJson, type Priority, type WorkItemData } from '../common/work-item.js';
 
 export interface UnitResult {
@@ -14,6 +15,8 @@ export interface UnitResult {
   readonly replicaId: string;
   readonly queueSeconds: number;
   readonly runSeconds: number;
+  /** The quality gate's verdict on this image, when its stage checked it (WorkItemData.qc). */
+  readonly qc?: QcVerdictData;
 }
 
 /** Callbacks a streaming request uses to see its work move. */

@@ -14,9 +14,12 @@
  */
 import sharp from 'sharp';
 import { ConfigError } from '../common/errors.js';
-import type { OutputFormat } from '../common/work-item.js';
+import { qcVerdictText } from '../common/qc-verdict.js';
+import type { OutputFormat, QcRequest } from '../common/work-item.js';
+import { withQcVerdict } from './generation-parameters.js';
 import { readExifUserComment, readXmpDescription, xmpWithDescription } from './metadata-text.js';
 import { PNG_SIGNATURE, readTextChunk, withTextChunk } from './png-parameters.js';
+import { checkBeforeEncode } from './qc/qc-step.js';
 import type { StageOutput } from './stage.js';
 
 /**
@@ -73,6 +76,11 @@ export interface EncodeTarget {
   readonly png: PngOptions;
   /** The parameters text (generation-parameters.ts); '' writes none. */
   readonly parameters: string;
+  /**
+   * The item's quality gate (work-item.ts QcRequest): the pixels are checked before encoding
+   * (qc/qc-step.ts), the verdict is returned as StageOutput.qc and written in the text's `QC` field.
+   */
+  readonly qc?: QcRequest;
 }
 
 /** A sharp pipeline over interleaved 8-bit RGB pixels. */
@@ -84,9 +92,11 @@ export function rawRgb(data: Uint8Array, width: number, height: number): sharp.S
  * Encodes `image` (any sharp pipeline: raw pixels, a resize, …) per `target`. The size returned is
  * the encoded image's. Throws sharp's error when encoding fails.
  */
-export async function encodeOutput(image: sharp.Sharp, target: EncodeTarget): Promise<StageOutput> {
+export async function encodeOutput(pixels: sharp.Sharp, target: EncodeTarget): Promise<StageOutput> {
+  const checked = target.qc ? await checkBeforeEncode(pixels, target.qc) : undefined;
+  const image = checked?.image ?? pixels;
   const format: OutputFormat = target.intermediate ? 'png' : target.format;
-  const text = target.parameters;
+  const text = checked && target.parameters ? withQcVerdict(target.parameters, qcVerdictText(checked.verdict, target.qc!.attempt)) : target.parameters;
   let out: sharp.Sharp;
   if (format === 'png') {
     const { compressionLevel, adaptiveFiltering } = target.intermediate ? INTERMEDIATE_PNG : target.png;
@@ -98,7 +108,7 @@ export async function encodeOutput(image: sharp.Sharp, target: EncodeTarget): Pr
   const { data, info } = await out.toBuffer({ resolveWithObject: true });
   return {
     data: format === 'png' && text ? withTextChunk(data, 'parameters', text) : data,
-    width: info.width, height: info.height, mimeType: MIME[format],
+    width: info.width, height: info.height, mimeType: MIME[format], ...(checked ? { qc: checked.verdict } : {}),
   };
 }
 

@@ -6,6 +6,7 @@
  *
  * SDXL, img2img and the upscaler plug in here the same way `synthetic` and `texture` do.
  */
+import type { QcVerdictData } from '../common/qc-verdict.js';
 import type { WorkItemData } from '../common/work-item.js';
 
 /**
@@ -20,6 +21,8 @@ export interface StageOutput {
   readonly width: number;
   readonly height: number;
   readonly mimeType: string;
+  /** The quality gate's verdict, when the item asked for the check (StageItem.qc). */
+  readonly qc?: QcVerdictData;
 }
 
 export interface RunContext {

@@ -127,7 +127,7 @@ function encode(rgb: Uint8ClampedArray, item: StageItem, modelId: string, png: P
     width: item.width, height: item.height, pipeline: item.pipeline ?? '',
   }, 'always');
   const pixels = new Uint8Array(rgb.buffer, rgb.byteOffset, rgb.byteLength);
-  return encodeOutput(rawRgb(pixels, item.width, item.height), { format: item.outputFormat, intermediate: item.intermediate ?? false, png, parameters });
+  return encodeOutput(rawRgb(pixels, item.width, item.height), { format: item.outputFormat, intermediate: item.intermediate ?? false, png, parameters, ...(item.qc ? { qc: item.qc } : {}) });
 }
 
 class TextureModel implements LoadedModel {

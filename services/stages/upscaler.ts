@@ -192,7 +192,7 @@ export class UpscalerModel implements LoadedModel {
       fields: [{ field: ['Upscaler', this.modelId], perStage: true }, { field: ['Upscale by', String(this.info.scale)], perStage: true }],
       width: w.resize?.width ?? img.width, height: w.resize?.height ?? img.height, pipeline: item.pipeline ?? '',
     }, 'always');
-    return encodeOutput(resizedImage(img, w.resize), { format: item.outputFormat, intermediate: item.intermediate ?? false, png: this.options.png, parameters });
+    return encodeOutput(resizedImage(img, w.resize), { format: item.outputFormat, intermediate: item.intermediate ?? false, png: this.options.png, parameters, ...(item.qc ? { qc: item.qc } : {}) });
   }
 
   /** One session.run over equal-size tiles (of any items), blended into their items. */

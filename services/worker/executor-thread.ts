@@ -83,7 +83,7 @@ function transferOut(out: StageOutput, transfer: ArrayBuffer[]): StageOutput {
   let data = out.data;
   if (!(data.buffer instanceof ArrayBuffer) || data.byteOffset !== 0 || data.byteLength !== data.buffer.byteLength) data = new Uint8Array(data);
   if (canTransfer(data.buffer) && !transfer.includes(data.buffer)) transfer.push(data.buffer);
-  return { data, width: out.width, height: out.height, mimeType: out.mimeType };
+  return { data, width: out.width, height: out.height, mimeType: out.mimeType, ...(out.qc ? { qc: out.qc } : {}) };
 }
 
 async function run(msg: Extract<ToThread, { type: 'run' }>): Promise<void> {

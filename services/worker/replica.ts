@@ -13,6 +13,7 @@ import type { Logger } from '../common/logger.js';
 import { startMetricsServer, type MetricsServer } from '../common/metrics-server.js';
 import { connectNats } from '../common/nats-connection.js';
 import { PayloadStore } from '../common/payload-store.js';
+import { encodeQcVerdict } from '../common/qc-verdict.js';
 import { subjects, type Subjects } from '../common/subjects.js';
 import { wire, type BatchRequest, type ItemResult } from '../common/wire.js';
 import { decodeWorkItem } from '../common/work-item.js';
@@ -204,9 +205,9 @@ export class Replica {
       const res = await this.executor.run({ batchId: req.batchId, modelId: req.modelId, items }, onProgress);
       const results: ItemResult[] = await Promise.all(res.results.map(async (r, i): Promise<ItemResult> => {
         const it = req.items[i]!;
-        if ('error' in r) return { requestId: it.requestId, imageIndex: it.imageIndex, width: 0, height: 0, mimeType: '', error: r.error };
+        if ('error' in r) return { requestId: it.requestId, imageIndex: it.imageIndex, width: 0, height: 0, mimeType: '', error: r.error, qcJson: '' };
         this.metrics.images.inc(labels);
-        return { requestId: it.requestId, imageIndex: it.imageIndex, width: r.width, height: r.height, mimeType: r.mimeType, image: await this.payloads.put(r.data, `out-${it.requestId}`) };
+        return { requestId: it.requestId, imageIndex: it.imageIndex, width: r.width, height: r.height, mimeType: r.mimeType, image: await this.payloads.put(r.data, `out-${it.requestId}`), qcJson: encodeQcVerdict(r.qc) };
       }));
       this.metrics.batches.inc({ ...labels, outcome: 'ok' });
       this.metrics.batchRunSeconds.observe({ deployment: this.dep.name }, res.runSeconds);

@@ -157,7 +157,7 @@ class SdxlModel implements LoadedModel {
       const parameters = appendStageParameters(history, {
         prompt: it.prompt, negativePrompt: it.negativePrompt, fields, width, height, pipeline: it.pipeline ?? '',
       }, 'same-generation');
-      return encodeOutput(rawRgb(images[k]!, width, height), { format: it.outputFormat, intermediate: it.intermediate ?? false, png: this.opts.png, parameters });
+      return encodeOutput(rawRgb(images[k]!, width, height), { format: it.outputFormat, intermediate: it.intermediate ?? false, png: this.opts.png, parameters, ...(it.qc ? { qc: it.qc } : {}) });
     }));
   }
 
