@@ -5,6 +5,8 @@
  * which passes). The check runs in the replicas; the router re-rolls, flags or fails.
  */
 import assert from 'node:assert/strict';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import sharp from 'sharp';
@@ -16,6 +18,7 @@ import { readParameters } from '../../services/stages/output-encoder.js';
 import { checkPlanet } from '../../services/stages/qc/qc-check.js';
 import { iou, makeCase, renderCase } from '../support/planet-scenes.js';
 import { grpcError, metricSum, startCluster, testConfig, type TestCluster } from './harness.js';
+import { FAST_JOBS, rpc, sinkContents, waitJob, type JobMsg } from './jobs-harness.js';
 
 const fields = (text: string | undefined) => Object.fromEntries(parseParameters(text ?? '').fields);
 
@@ -46,6 +49,7 @@ describe('quality gate on a real cluster', () => {
         'upscale-gated': { stages: [{ deployment: 'upscaler', params: { scale: 2 }, size: 'scaled' }], qc: { after_stage: 0 } },
       },
       router: { replica_timeout_intervals: 50 },
+      jobs: FAST_JOBS,
     }));
   });
   after(() => c?.stop());
@@ -119,5 +123,25 @@ describe('quality gate on a real cluster', () => {
     assert.equal(f['QC'], 'failed (attempt 2): no planet found');
     assert.equal(f['Seed'], attemptSeed(21n, 2).toString());
     assert.deepEqual(res.timings.map((t) => t.deployment), ['texture', 'texture', 'upscaler'], 'the texture stage ran twice, the upscaler once');
+  });
+
+  test('a bulk job records each item\'s verdict in its manifest line, ListJobItems and the job\'s counts', async () => {
+    const dir = path.join(c.dir, 'qc-job');
+    const job = await rpc(c.client, 'SubmitJob', {
+      template: { pipeline: 'noise-then-upscale', width: 128, height: 64, seed: '500' },
+      items: { items: [{ custom_id: 'a', prompt: 'red planet', seed: '1' }, { custom_id: 'b', prompt: 'blue planet', seed: '2' }] },
+      output_uri: pathToFileURL(dir).href,
+    });
+    const done = await waitJob(c.client, job.job_id, (j) => j.state === 'completed', 120_000) as JobMsg & { qc_flagged: string; qc_rerolls: string };
+    assert.deepEqual([done.succeeded, done.qc_flagged, done.qc_rerolls], ['2', '2', '2'], 'two items, each flagged after one re-roll');
+    const lines = sinkContents(dir).manifest.sort((x, y) => String(x.custom_id).localeCompare(String(y.custom_id)));
+    assert.deepEqual(lines.map((l) => [l.custom_id, l.seed, l.qc]), [
+      ['a', '1', { passed: false, attempts: 2, seed: attemptSeed(1n, 2).toString(), reasons: ['no planet found'], box: null, area_fraction: 0 }],
+      ['b', '2', { passed: false, attempts: 2, seed: attemptSeed(2n, 2).toString(), reasons: ['no planet found'], box: null, area_fraction: 0 }],
+    ]);
+    const listed = await rpc<{ items: Array<{ custom_id: string; qc: { passed: boolean; attempts: number; seed: string } | null }> }>(c.client, 'ListJobItems', { job_id: job.job_id });
+    assert.deepEqual(listed.items.map((i) => [i.custom_id, i.qc?.passed, i.qc?.attempts, i.qc?.seed]), [
+      ['a', false, 2, attemptSeed(1n, 2).toString()], ['b', false, 2, attemptSeed(2n, 2).toString()],
+    ]);
   });
 });

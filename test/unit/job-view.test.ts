@@ -23,7 +23,7 @@ describe('job view', () => {
     v.apply(1, rec('failed', 3, 0), 0);
     v.apply(2, rec('running'), 0);
     const c = v.counts(job());
-    assert.deepEqual(c, { total: 10, queued: 7, running: 1, succeeded: 1, failed: 1, cancelled: 0, attempts: 5 });
+    assert.deepEqual(c, { total: 10, queued: 7, running: 1, succeeded: 1, failed: 1, cancelled: 0, attempts: 5, qcFlagged: 0, qcRerolls: 0 });
     assert.equal(v.stateOf(1), 'failed');
     assert.equal(v.stateOf(9), 'none');
     assert.equal(v.allFinal(10), false);

@@ -34,6 +34,7 @@ function entry(job: JobRecord, rec: ItemRecord): ManifestEntry {
     custom_id: rec.customId, status: rec.state as ManifestEntry['status'], seed: rec.seed, prompt: rec.prompt ?? '', model: job.spec.modelId || '',
     size: `${job.spec.width}x${job.spec.height}`, file: rec.state === 'succeeded' ? rec.file ?? '' : '', bytes: rec.state === 'succeeded' ? rec.bytes ?? 0 : 0,
     sha256: rec.state === 'succeeded' ? rec.sha256 ?? '' : '', attempts: rec.totalAttempts, error: rec.state === 'succeeded' ? '' : rec.error ?? '',
+    ...(rec.qc ? { qc: { passed: rec.qc.passed, attempts: rec.qc.attempts, seed: rec.qc.seed, reasons: [...rec.qc.reasons], box: rec.qc.box ?? null, area_fraction: rec.qc.areaFraction } } : {}),
   };
 }
 
@@ -50,7 +51,7 @@ async function writeOutputs(m: JobManager, live: LiveJob, job: JobRecord, opts: 
   let pending: string[] = [];
   let lineCount = 0;
   const tiles: Array<{ label: string; file: string }> = [];
-  const counts = { total: job.total, queued: 0, running: 0, succeeded: 0, failed: 0, cancelled: 0, attempts: 0 };
+  const counts = { total: job.total, queued: 0, running: 0, succeeded: 0, failed: 0, cancelled: 0, attempts: 0, qcFlagged: 0, qcRerolls: 0 };
   for await (const [index, cur] of records(m, job.id, job.cursor)) {
     let rec = cur?.value;
     if (!rec || !FINAL_ITEM_STATES.includes(rec.state)) {
@@ -66,6 +67,10 @@ async function writeOutputs(m: JobManager, live: LiveJob, job: JobRecord, opts: 
       }
     }
     counts.attempts += rec.totalAttempts;
+    if (rec.qc) {
+      counts.qcRerolls += rec.qc.attempts - 1;
+      if (!rec.qc.passed) counts.qcFlagged++;
+    }
     counts[rec.state as 'succeeded' | 'failed' | 'cancelled']++;
     pending.push(manifestLine(entry(job, rec)));
     lineCount++;

@@ -192,8 +192,10 @@ export class JobRunner {
       if ((await this.m.store.getItem(job.id, w.i))?.revision !== claimRev) return;
       const file = `${src.customId}.${job.spec.ext}`;
       const put = await sink.put(file, image.data, CONTENT_TYPES[job.spec.ext] ?? 'application/octet-stream');
+      const qc = image.qcResult;
       const done: ItemRecord = {
         ...claim, state: 'succeeded', prompt: req.prompt, file, bytes: put.bytes, sha256: put.sha256, finishedAtMs: Date.now(), error: '', code: '',
+        ...(qc ? { qc: { passed: qc.verdict.passed, attempts: qc.attempts, seed: image.seed.toString(), reasons: qc.verdict.reasons, ...(qc.verdict.box ? { box: qc.verdict.box } : {}), areaFraction: qc.verdict.areaFraction } } : {}),
       };
       if (await this.commit(msg, job.id, w.i, done, claimRev, log)) {
         this.recentMs.push(performance.now() - started);

@@ -39,6 +39,7 @@ export function jobMessage(m: JobManager, rec: JobRecord): Record<string, unknow
     cancelled: c.cancelled, attempts: c.attempts, items_per_second: final ? 0 : m.itemsPerSecond(rec.id), eta_seconds: final ? 0 : m.etaSeconds(rec),
     created_at: timestamp(rec.createdAtMs), started_at: timestamp(rec.startedAtMs), finished_at: timestamp(rec.finishedAtMs), output_uri: rec.outputUri,
     job_key: rec.jobKey, name: rec.name, pipeline: rec.spec.pipeline, model_id: rec.spec.modelId, message: rec.message, max_attempts: rec.spec.maxAttempts,
+    qc_flagged: c.qcFlagged ?? 0, qc_rerolls: c.qcRerolls ?? 0,
   };
 }
 
@@ -229,6 +230,7 @@ export function jobHandlers(
           custom_id: customId, index: i, state: itemState, seed: seed || '0', prompt: rec?.prompt ?? '', model_id: job.spec.modelId,
           width: job.spec.width, height: job.spec.height, file: rec?.state === 'succeeded' ? rec.file ?? '' : '', bytes: rec?.bytes ?? 0,
           sha256: rec?.sha256 ?? '', attempts: rec?.totalAttempts ?? 0, error: rec?.error ?? '', error_code: rec?.code ?? '',
+          ...(rec?.qc ? { qc: { passed: rec.qc.passed, attempts: rec.qc.attempts, seed: rec.qc.seed, ...(rec.qc.box ? { box: rec.qc.box } : {}), area_fraction: rec.qc.areaFraction, reasons: rec.qc.reasons } } : {}),
         });
       }
     }

@@ -250,7 +250,10 @@ export function compileSubmit(config: ClusterConfig, raw: SubmitJobWire, randomS
   return { spec, items, total: items.length, itemsFollow: !!raw.items_follow };
 }
 
-/** True for errors that no retry can fix (the item fails at once). */
+/**
+ * True for errors that no retry can fix (the item fails at once). A failed quality gate is one:
+ * its re-rolls already ran, and a retry would run the same seeds again.
+ */
 export function isPermanent(err: OrreryError): boolean {
-  return ['ORRERY_ERR_INVALID_ARGUMENT', 'ORRERY_ERR_MODEL_NOT_FOUND', 'ORRERY_ERR_PIPELINE_NOT_FOUND'].includes(err.code);
+  return ['ORRERY_ERR_INVALID_ARGUMENT', 'ORRERY_ERR_MODEL_NOT_FOUND', 'ORRERY_ERR_PIPELINE_NOT_FOUND', 'ORRERY_ERR_QC_FAILED'].includes(err.code);
 }

@@ -12,6 +12,7 @@
  */
 import { Kvm, type KV, type KvEntry, type KvWatchEntry } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
+import type { QcBox } from '../../common/qc-verdict.js';
 import type { ItemDef, JobSpec } from './job-spec.js';
 
 export type JobState = 'validating' | 'in_progress' | 'paused' | 'finalizing' | 'completed' | 'cancelling' | 'cancelled';
@@ -29,6 +30,9 @@ export interface JobCounts {
   readonly failed: number;
   readonly cancelled: number;
   readonly attempts: number;
+  /** Quality gate (pipelines with `qc`): items returned flagged, and re-rolls made; absent in records written before the gate existed. */
+  readonly qcFlagged?: number;
+  readonly qcRerolls?: number;
 }
 
 export interface JobRecord {
@@ -83,6 +87,20 @@ export interface ItemRecord {
   readonly router?: string;
   readonly claimedAtMs?: number;
   readonly finishedAtMs?: number;
+  /** The quality gate's result on the item's image (succeeded items of a pipeline with `qc`). */
+  readonly qc?: ItemQc;
+}
+
+/** An item's quality gate result, as recorded, listed (JobItemResult.qc) and written in the manifest. */
+export interface ItemQc {
+  readonly passed: boolean;
+  /** Generations of the image, the first included. */
+  readonly attempts: number;
+  /** The seed of the attempt kept (the item's own seed when it passed at once). */
+  readonly seed: string;
+  readonly reasons: readonly string[];
+  readonly box?: QcBox;
+  readonly areaFraction: number;
 }
 
 export interface Versioned<T> {

@@ -16,6 +16,10 @@ export class JobView {
   private readonly attemptPages = new Map<number, Uint32Array>();
   private readonly byState = new Array<number>(STATES.length).fill(0);
   private attemptsSum = 0;
+  /** Per item, its quality gate's attempts × 2 + 1 when it was returned flagged (0: not checked). */
+  private readonly qcPages = new Map<number, Uint16Array>();
+  private qcFlagged = 0;
+  private qcRerolls = 0;
   /** Items finished (succeeded or failed) per second, over the last RATE_WINDOW_S seconds. */
   private readonly finishedPerSecond = new Map<number, number>();
 
@@ -39,11 +43,27 @@ export class JobView {
     this.attemptsSum += (rec?.totalAttempts ?? 0) - attempts[slot]!;
     attempts[slot] = rec?.totalAttempts ?? 0;
     states[slot] = after;
+    this.applyQc(page, slot, rec);
     const finished = (s: number) => s === CODE.get('succeeded') || s === CODE.get('failed');
     if (rec && finished(after) && !finished(before) && rec.finishedAtMs !== undefined && nowMs - rec.finishedAtMs < RATE_WINDOW_S * 1000) {
       const sec = Math.floor(rec.finishedAtMs / 1000);
       this.finishedPerSecond.set(sec, (this.finishedPerSecond.get(sec) ?? 0) + 1);
     }
+  }
+
+  private applyQc(page: number, slot: number, rec: ItemRecord | undefined): void {
+    const code = rec?.qc ? Math.min(rec.qc.attempts, 0x7fff) * 2 + (rec.qc.passed ? 0 : 1) : 0;
+    let qc = this.qcPages.get(page);
+    if (!qc) {
+      if (code === 0) return;
+      qc = new Uint16Array(PAGE);
+      this.qcPages.set(page, qc);
+    }
+    const was = qc[slot]!;
+    const rerolls = (c: number) => Math.max(0, (c >> 1) - 1);
+    this.qcRerolls += rerolls(code) - rerolls(was);
+    this.qcFlagged += (code & 1) - (was & 1);
+    qc[slot] = code;
   }
 
   /** The recorded state of item `index`, or 'none' when it has no record (never started). */
@@ -85,7 +105,7 @@ export class JobView {
       cancelled += queued;
       queued = 0;
     }
-    return { total: job.total, queued, running, succeeded, failed, cancelled, attempts: this.attemptsSum };
+    return { total: job.total, queued, running, succeeded, failed, cancelled, attempts: this.attemptsSum, qcFlagged: this.qcFlagged, qcRerolls: this.qcRerolls };
   }
 
   /** Seconds until done at the current rate; 0 when unknown or finished. */

@@ -21,15 +21,28 @@ export interface ManifestEntry {
   attempts: number;
   /** Why the item failed or was cancelled; '' when it succeeded. */
   error: string;
+  /** The quality gate's result (pipelines with `qc`), written last and only when present. */
+  qc?: ManifestQc;
+}
+
+/** An item's quality gate result in its manifest line. `seed` is the seed of the attempt kept. */
+export interface ManifestQc {
+  passed: boolean;
+  attempts: number;
+  seed: string;
+  reasons: string[];
+  box: { left: number; top: number; right: number; bottom: number } | null;
+  area_fraction: number;
 }
 
 /** The manifest's keys, in the order every line has them. */
 export const MANIFEST_KEYS = ['custom_id', 'status', 'seed', 'prompt', 'model', 'size', 'file', 'bytes', 'sha256', 'attempts', 'error'] as const satisfies readonly (keyof ManifestEntry)[];
 
-/** One manifest line: a JSON object with the keys in {@link MANIFEST_KEYS} order, then '\n'. */
+/** One manifest line: a JSON object with the keys in {@link MANIFEST_KEYS} order (then `qc` when present), then '\n'. */
 export function manifestLine(e: ManifestEntry): string {
   const ordered: Record<string, unknown> = {};
   for (const k of MANIFEST_KEYS) ordered[k] = e[k];
+  if (e.qc) ordered['qc'] = e.qc;
   return `${JSON.stringify(ordered)}\n`;
 }
 
