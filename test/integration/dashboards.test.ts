@@ -65,7 +65,15 @@ describe('Grafana dashboards against a real Prometheus scraping a local cluster 
         autoscaling: { min_replicas: 2, max_replicas: 2 },
       },
       up: { stage: 'synthetic', models: ['u'], replicas: 1, max_batch_size: 4, options: { fixed_ms: 10 } },
-    }, { pipelines: { 'two-stage': { stages: [{ deployment: 'gen' }, { deployment: 'up', model: 'u' }] } }, autoscaler: { interval_ms: 200 } }));
+      // A real image stage behind a quality gate, for the QC panel (its noise fails every check).
+      tex: { stage: 'texture', models: ['texture'], replicas: 1, max_batch_size: 4 },
+    }, {
+      pipelines: {
+        'two-stage': { stages: [{ deployment: 'gen' }, { deployment: 'up', model: 'u' }] },
+        gated: { stages: [{ deployment: 'tex' }], qc: { max_attempts: 2 } },
+      },
+      autoscaler: { interval_ms: 200 },
+    }));
 
     const targets = [c.cluster.metricsUrl, ...c.cluster.replicas.map((r) => r.metricsUrl)].map((u) => new URL(u).host);
     const port = await freePort();
@@ -95,7 +103,8 @@ describe('Grafana dashboards against a real Prometheus scraping a local cluster 
           const n = i++;
           const req = n % 11 === 5
             ? { pipeline: 'gen', model_id: 'no-such-model', prompt: 'x' }
-            : { pipeline: k % 2 ? 'two-stage' : 'gen', model_id: ['m-a', 'm-b', 'm-c'][n % 3], prompt: `p${n}`, seed: String(n), num_images: 1 + (n % 3) };
+            : k === 5 ? { pipeline: 'gated', prompt: `p${n}`, seed: String(n), width: 128, height: 64 }
+              : { pipeline: k % 2 ? 'two-stage' : 'gen', model_id: ['m-a', 'm-b', 'm-c'][n % 3], prompt: `p${n}`, seed: String(n), num_images: 1 + (n % 3) };
           await generate(c.client, req, 20_000).catch(() => undefined);
         }
       });
@@ -124,7 +133,7 @@ describe('Grafana dashboards against a real Prometheus scraping a local cluster 
   test('there is at least one dashboard, each with panels of every kind the issue asks for', () => {
     assert.ok(dashboards.length >= 1);
     const titles = dashboards.flatMap((d) => d.dash.panels.map((p) => p.title.toLowerCase())).join(' | ');
-    for (const want of ['images/s per deployment', 'images/s per pipeline', 'p50 / p95 / p99', 'queue depth', 'queue wait', 'batch size distribution', 'desired vs ready', 'model loads and evictions', 'errors/s by code', 'online vs bulk', 'jobs by state', 'job items/s and failures', 'job progress']) {
+    for (const want of ['images/s per deployment', 'images/s per pipeline', 'p50 / p95 / p99', 'queue depth', 'queue wait', 'batch size distribution', 'desired vs ready', 'model loads and evictions', 'errors/s by code', 'online vs bulk', 'jobs by state', 'job items/s and failures', 'job progress', 'qc rejection rate']) {
       assert.ok(titles.includes(want), `a panel for "${want}" in: ${titles}`);
     }
   });
