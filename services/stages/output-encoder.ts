@@ -14,11 +14,12 @@
  */
 import sharp from 'sharp';
 import { ConfigError } from '../common/errors.js';
-import { qcVerdictText } from '../common/qc-verdict.js';
+import { qcVerdictText, type QcVerdictData } from '../common/qc-verdict.js';
 import type { OutputFormat, QcRequest } from '../common/work-item.js';
 import { withQcVerdict } from './generation-parameters.js';
 import { readExifUserComment, readXmpDescription, xmpWithDescription } from './metadata-text.js';
 import { PNG_SIGNATURE, readTextChunk, withTextChunk } from './png-parameters.js';
+import { checkPlanet } from './qc/qc-check.js';
 import { checkBeforeEncode } from './qc/qc-step.js';
 import type { StageOutput } from './stage.js';
 
@@ -93,10 +94,24 @@ export function rawRgb(data: Uint8Array, width: number, height: number): sharp.S
  * the encoded image's. Throws sharp's error when encoding fails.
  */
 export async function encodeOutput(pixels: sharp.Sharp, target: EncodeTarget): Promise<StageOutput> {
-  const checked = target.qc ? await checkBeforeEncode(pixels, target.qc) : undefined;
-  const image = checked?.image ?? pixels;
+  if (!target.qc) return encodeChecked(pixels, target, undefined);
+  const checked = await checkBeforeEncode(pixels, target.qc);
+  return encodeChecked(checked.image, target, checked.verdict);
+}
+
+/**
+ * {@link encodeOutput} for interleaved 8-bit RGB pixels (what the sdxl and texture stages hold):
+ * the quality gate checks them where they are, without the raw copy a sharp pipeline needs.
+ */
+export async function encodeRgb(data: Uint8Array, width: number, height: number, target: EncodeTarget): Promise<StageOutput> {
+  const verdict = target.qc ? checkPlanet({ data, width, height, channels: 3 }, target.qc.options) : undefined;
+  return encodeChecked(rawRgb(data, width, height), target, verdict);
+}
+
+/** Encodes `image`, with the gate's `verdict` (when checked) in the text's `QC` field and in the output. */
+async function encodeChecked(image: sharp.Sharp, target: EncodeTarget, verdict: QcVerdictData | undefined): Promise<StageOutput> {
   const format: OutputFormat = target.intermediate ? 'png' : target.format;
-  const text = checked && target.parameters ? withQcVerdict(target.parameters, qcVerdictText(checked.verdict, target.qc!.attempt)) : target.parameters;
+  const text = verdict && target.qc && target.parameters ? withQcVerdict(target.parameters, qcVerdictText(verdict, target.qc.attempt)) : target.parameters;
   let out: sharp.Sharp;
   if (format === 'png') {
     const { compressionLevel, adaptiveFiltering } = target.intermediate ? INTERMEDIATE_PNG : target.png;
@@ -108,7 +123,7 @@ export async function encodeOutput(pixels: sharp.Sharp, target: EncodeTarget): P
   const { data, info } = await out.toBuffer({ resolveWithObject: true });
   return {
     data: format === 'png' && text ? withTextChunk(data, 'parameters', text) : data,
-    width: info.width, height: info.height, mimeType: MIME[format], ...(checked ? { qc: checked.verdict } : {}),
+    width: info.width, height: info.height, mimeType: MIME[format], ...(verdict ? { qc: verdict } : {}),
   };
 }
 

@@ -18,7 +18,7 @@ import {
 import { createCachedSession } from '../models/optimized-model-cache.js';
 import { parseSessionOptions, type SessionOptions } from '../models/session-options.js';
 import { appendStageParameters } from './generation-parameters.js';
-import { compilePngOptions, encodeOutput, rawRgb, type PngOptions } from './output-encoder.js';
+import { compilePngOptions, encodeRgb, type PngOptions } from './output-encoder.js';
 import type { LoadedModel, RunContext, Stage, StageContext, StageItem, StageOutput } from './stage.js';
 
 /** Model ids this stage accepts; checked before any file system access (no `/`, no `..`). */
@@ -127,7 +127,7 @@ function encode(rgb: Uint8ClampedArray, item: StageItem, modelId: string, png: P
     width: item.width, height: item.height, pipeline: item.pipeline ?? '',
   }, 'always');
   const pixels = new Uint8Array(rgb.buffer, rgb.byteOffset, rgb.byteLength);
-  return encodeOutput(rawRgb(pixels, item.width, item.height), { format: item.outputFormat, intermediate: item.intermediate ?? false, png, parameters, ...(item.qc ? { qc: item.qc } : {}) });
+  return encodeRgb(pixels, item.width, item.height, { format: item.outputFormat, intermediate: item.intermediate ?? false, png, parameters, ...(item.qc ? { qc: item.qc } : {}) });
 }
 
 class TextureModel implements LoadedModel {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { DEFAULT_QC_OPTIONS } from '../../services/common/qc-config.js';
 import { parseParameters } from '../../services/stages/generation-parameters.js';
-import { encodeOutput, INTERMEDIATE_PNG, rawRgb, readParameters } from '../../services/stages/output-encoder.js';
+import { encodeOutput, encodeRgb, INTERMEDIATE_PNG, rawRgb, readParameters } from '../../services/stages/output-encoder.js';
 import { checkPlanet } from '../../services/stages/qc/qc-check.js';
 import { fillNoise } from '../../services/stages/texture.js';
 import { makeCase, renderCase } from '../support/planet-scenes.js';
@@ -40,8 +40,16 @@ describe('the quality check as a step of encoding', () => {
     assert.deepEqual(parseParameters(text!).fields.map(([k]) => k).slice(-2), ['QC', 'Pipeline']);
   });
 
+  test('raw RGB is checked in place (encodeRgb) with the same verdict as through a sharp pipeline', async () => {
+    const scene = passingScene();
+    const target = { format: 'png' as const, png: INTERMEDIATE_PNG, parameters: TEXT, qc: { options: DEFAULT_QC_OPTIONS, attempt: 1 } };
+    const [inPlace, piped] = await Promise.all([encodeRgb(scene.data, W, H, target), encodeOutput(rawRgb(scene.data, W, H), target)]);
+    assert.deepEqual(inPlace.qc, piped.qc);
+    assert.ok(Buffer.from(inPlace.data).equals(Buffer.from(piped.data)), 'same bytes either way');
+  });
+
   test('noise fails as "no planet found", and JPEG metadata carries the failed verdict', async () => {
-    const out = await encodeOutput(rawRgb(noise(), W, H), { format: 'jpeg', png: INTERMEDIATE_PNG, parameters: TEXT, qc: { options: DEFAULT_QC_OPTIONS, attempt: 3 } });
+    const out = await encodeRgb(noise(), W, H, { format: 'jpeg', png: INTERMEDIATE_PNG, parameters: TEXT, qc: { options: DEFAULT_QC_OPTIONS, attempt: 3 } });
     assert.equal(out.mimeType, 'image/jpeg');
     assert.deepEqual(out.qc, { passed: false, reasons: ['no planet found'], areaFraction: 0 });
     assert.equal(fields(await readParameters(out.data))['QC'], 'failed (attempt 3): no planet found');

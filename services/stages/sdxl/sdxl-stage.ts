@@ -28,7 +28,7 @@ import { resolveModelFiles } from '../../models/model-files.js';
 import { openSdxlBundle, type SdxlBundle } from '../../models/sdxl-bundle.js';
 import { parseSessionOptions } from '../../models/session-options.js';
 import { appendStageParameters, float32Text, type StageField } from '../generation-parameters.js';
-import { compilePngOptions, encodeOutput, rawRgb, readParameters, type PngOptions } from '../output-encoder.js';
+import { compilePngOptions, encodeRgb, readParameters, type PngOptions } from '../output-encoder.js';
 import type { LoadedModel, LoadReport, RunContext, Stage, StageContext, StageItem, StageOutput } from '../stage.js';
 import { ClipTokenizer, type ClipTokenizerMode } from './clip-tokenizer.js';
 import { denoise, type DenoiseItem } from './denoise.js';
@@ -157,7 +157,7 @@ class SdxlModel implements LoadedModel {
       const parameters = appendStageParameters(history, {
         prompt: it.prompt, negativePrompt: it.negativePrompt, fields, width, height, pipeline: it.pipeline ?? '',
       }, 'same-generation');
-      return encodeOutput(rawRgb(images[k]!, width, height), { format: it.outputFormat, intermediate: it.intermediate ?? false, png: this.opts.png, parameters, ...(it.qc ? { qc: it.qc } : {}) });
+      return encodeRgb(images[k]!, width, height, { format: it.outputFormat, intermediate: it.intermediate ?? false, png: this.opts.png, parameters, ...(it.qc ? { qc: it.qc } : {}) });
     }));
   }
 
