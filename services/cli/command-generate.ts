@@ -87,17 +87,18 @@ export function registerGenerateCommand(program: Command): void {
     .option('--timeout-ms <n>', 'give up after this long', int, 600_000)
     .option('--quiet', 'no progress output')
     .action(async (o: GenerateOptions) => {
-      const { files, seconds } = await generateToFolder(o);
+      const { files, seconds, qc } = await generateToFolder(o);
       process.stdout.write(`${files.length} images in ${seconds.toFixed(2)} s (${(files.length / seconds).toFixed(2)} images/s) written to ${path.resolve(o.out)}\n`);
-      for (const f of files) process.stdout.write(`  ${f}\n`);
+      for (const f of files) process.stdout.write(`  ${f}${qc[f] ? `  (QC: ${qc[f]})` : ''}\n`);
     });
 }
 
 /**
  * Sends `o.requests` streaming requests at once and writes every image to `o.out`, showing
- * progress on a terminal. Resolves with the files written and the wall time.
+ * progress on a terminal. Resolves with the files written, the wall time, and per file the quality
+ * gate's verdict when the pipeline has one (`passed (attempt 2)`, `FLAGGED after 3 attempts: …`).
  */
-export async function generateToFolder(o: GenerateOptions): Promise<{ files: string[]; seconds: number }> {
+export async function generateToFolder(o: GenerateOptions): Promise<{ files: string[]; seconds: number; qc: Record<string, string> }> {
   if (!['png', 'webp', 'jpeg'].includes(o.format)) throw new Error(`--format must be png, webp or jpeg, not ${o.format}`);
   fs.mkdirSync(o.out, { recursive: true });
   const client = imageServiceClient(o.addr);
@@ -108,16 +109,19 @@ export async function generateToFolder(o: GenerateOptions): Promise<{ files: str
   };
   const started = performance.now();
   const files: string[] = [];
+  const qc: Record<string, string> = {};
   try {
     await Promise.all(Array.from({ length: o.requests }, async (_, r) => {
       const images = await streamOne(client, buildRequest(o, r), o.timeoutMs, (e) => {
         if (e.progress) status(`[${done}/${total} done] request ${r} image ${e.progress.image_index}: ${e.progress.stage} step ${e.progress.step}/${e.progress.total_steps}`);
         else if (e.stage_started) status(`[${done}/${total} done] request ${r}: ${e.stage_started.deployment} on ${e.stage_started.replica_id} (batch of ${e.stage_started.batch_size})`);
+        else if (e.qc_rejected) status(`[${done}/${total} done] request ${r} image ${e.qc_rejected.image_index}: attempt ${e.qc_rejected.attempt} failed the quality check (${e.qc_rejected.reasons.join('; ')})${e.qc_rejected.rerolled ? '; generating it again' : ''}`);
       });
       for (const img of images) {
         const file = path.join(o.out, `${fileStem(img.prompt)}-${img.seed}.${EXT[img.mime_type] ?? 'bin'}`);
         fs.writeFileSync(file, img.data);
         files.push(file);
+        if (img.qc) qc[file] = img.qc.passed ? `passed (attempt ${img.qc.attempts})` : `FLAGGED after ${img.qc.attempts} attempts: ${img.qc.reasons.join('; ')}`;
         done++;
       }
     }));
@@ -125,5 +129,5 @@ export async function generateToFolder(o: GenerateOptions): Promise<{ files: str
     client.close();
   }
   status('');
-  return { files, seconds: (performance.now() - started) / 1000 };
+  return { files, seconds: (performance.now() - started) / 1000, qc };
 }

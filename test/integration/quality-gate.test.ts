@@ -11,6 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import sharp from 'sharp';
 import { generate, type GenerateEvent } from '../../services/cli/client.js';
+import { generateToFolder } from '../../services/cli/command-generate.js';
 import { DEFAULT_QC_OPTIONS } from '../../services/common/qc-config.js';
 import { attemptSeed } from '../../services/router/qc-rerolls.js';
 import { parseParameters } from '../../services/stages/generation-parameters.js';
@@ -143,5 +144,15 @@ describe('quality gate on a real cluster', () => {
     assert.deepEqual(listed.items.map((i) => [i.custom_id, i.qc?.passed, i.qc?.attempts, i.qc?.seed]), [
       ['a', false, 2, attemptSeed(1n, 2).toString()], ['b', false, 2, attemptSeed(2n, 2).toString()],
     ]);
+  });
+
+  test('orrery generate names each file\'s verdict', async () => {
+    const out = path.join(c.dir, 'cli-out');
+    const res = await generateToFolder({
+      addr: c.cluster.grpcAddress, prompt: 'red planet', extra: [], count: 2, requests: 1, seed: '40', width: 128, height: 64, pipeline: 'noise-flagged',
+      format: 'png', out, timeoutMs: 120_000, quiet: true,
+    });
+    assert.equal(res.files.length, 2);
+    for (const f of res.files) assert.equal(res.qc[f], 'FLAGGED after 3 attempts: no planet found');
   });
 });
