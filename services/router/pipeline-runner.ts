@@ -94,6 +94,8 @@ interface RunState {
   readonly pipeline: PipelineConfig;
   readonly stages: readonly PlannedStage[];
   readonly target: Size;
+  /** The first stage's input: the request's init image, if any, at the target size. */
+  readonly first: StageInput;
   readonly images: ImageRun[];
   readonly timings: StageTiming[];
 }
@@ -192,7 +194,7 @@ export class PipelineRunner {
     const target = targetSize(pipeline, req);
     const first: StageInput = { ...(req.initImage ? { data: req.initImage } : {}), width: target.width, height: target.height };
     const images: ImageRun[] = Array.from({ length: req.numImages }, (_, i) => ({ firstSeed: imageSeed(req.seed, i), seed: imageSeed(req.seed, i), attempt: 1, input: first }));
-    const run: RunState = { req, signal, deadlineMs, observer, priority: options.priority ?? 'online', pipeline, stages, target, images, timings: [] };
+    const run: RunState = { req, signal, deadlineMs, observer, priority: options.priority ?? 'online', pipeline, stages, target, first, images, timings: [] };
     const all = images.map((_, i) => i);
     const gate = pipeline.qc;
     if (gate) {
@@ -225,7 +227,7 @@ export class PipelineRunner {
       this.metrics?.qcRerolled(run.pipeline.name);
       img.attempt = d.attempt;
       img.seed = d.seed;
-      img.input = { ...(run.req.initImage ? { data: run.req.initImage } : {}), width: run.target.width, height: run.target.height };
+      img.input = run.first;
       return true;
     }
     if (d.kind !== 'accept') run.observer.qcRejected?.({ imageIndex: i, attempt: img.attempt, seed: img.seed, verdict });
