@@ -155,4 +155,17 @@ describe('quality gate on a real cluster', () => {
     assert.equal(res.files.length, 2);
     for (const f of res.files) assert.equal(res.qc[f], 'FLAGGED after 3 attempts: no planet found');
   });
+
+  test('a bulk job item failed by on_fail: error fails at once with ORRERY_ERR_QC_FAILED, not retried with the same seeds', async () => {
+    const job = await rpc(c.client, 'SubmitJob', {
+      template: { pipeline: 'noise-strict', width: 128, height: 64, seed: '900' },
+      items: { items: [{ custom_id: 'only', prompt: 'a planet', seed: '3' }] },
+      output_uri: pathToFileURL(path.join(c.dir, 'qc-strict-job')).href, max_attempts: 3,
+    });
+    const done = await waitJob(c.client, job.job_id, (j) => j.state === 'completed', 120_000);
+    assert.deepEqual([done.failed, done.succeeded, done.attempts], ['1', '0', '1']);
+    const listed = await rpc<{ items: Array<{ error_code: string; error: string; attempts: number }> }>(c.client, 'ListJobItems', { job_id: job.job_id });
+    assert.deepEqual(listed.items.map((i) => [i.error_code, i.attempts]), [['ORRERY_ERR_QC_FAILED', 1]]);
+    assert.match(listed.items[0]!.error, /failed the quality check on all 2 attempts .*no planet found/);
+  });
 });
