@@ -361,6 +361,13 @@ describe('helm/orrery: autoscaling by the router', () => {
     assert.equal(clusterConfig(trial).deployments['sdxl-img2img']!.autoscaling!.minReplicas, 0, 'the trial scales img2img to zero');
   });
 
+  test('the GPU example gates planet-ultrawide with the quality check; the defaults (any model) do not', () => {
+    const gpu = clusterConfig(render('-f', path.join(chart, 'values-gpu-small.yaml'))).pipelines['planet-ultrawide']!;
+    assert.equal(gpu.stages.length, 4, 'the default stages, merged with the example\'s qc block');
+    assert.deepEqual([gpu.qc?.afterStage, gpu.qc?.maxAttempts, gpu.qc?.onFail], [0, 3, 'return_flagged']);
+    assert.equal(clusterConfig(render()).pipelines['planet-ultrawide']!.qc, undefined);
+  });
+
   test('refuses several routers with the router autoscaler (each would see only its own queue)', () => {
     const r = helm('template', 't', chart, '--set', 'router.replicas=2');
     assert.notEqual(r.status, 0);
