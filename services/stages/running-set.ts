@@ -59,7 +59,7 @@ export interface RunningSetReport {
  * the executor thread forwards them to the replica (heartbeat fields, metrics). Stages have no logger
  * or metrics of their own, as with the optimized-model cache's SESSION_LOAD_CHANNEL.
  */
-export const RUNNING_SET_CHANNEL = 'orrery.running-set';
+export const RUNNING_SET_CHANNEL = 'orrery:running-set';
 
 export interface RunningSetEvent extends RunningSetReport {
   readonly modelId: string;
@@ -117,7 +117,8 @@ export class RunningSet<M extends StepMember> {
     this.report(false);
     if (!this.looping) {
       this.looping = true;
-      void this.loop();
+      // From a microtask: batches handed over in the same turn join at the same first boundary.
+      queueMicrotask(() => void this.loop());
     }
     return results;
   }
