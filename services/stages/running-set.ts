@@ -14,7 +14,7 @@
  * The stage decides what a member is (sdxl/sdxl-step-model.ts, synthetic-step-model.ts).
  */
 import diagnostics from 'node:diagnostics_channel';
-import { CancelledError } from '../common/errors.js';
+import { CancelledError, OrreryError } from '../common/errors.js';
 import type { Priority } from '../common/work-item.js';
 import { admit } from './step-admission.js';
 
@@ -198,7 +198,8 @@ export class RunningSet<M extends StepMember> {
   }
 }
 
+/** The signal's reason when it is one of ours (a CancelledError naming the request or batch), else a CancelledError. */
 function abortReason(signal: AbortSignal): Error {
   const reason: unknown = signal.reason;
-  return reason instanceof Error ? reason : new CancelledError('between denoising steps');
+  return reason instanceof OrreryError ? reason : new CancelledError('between steps of a running set');
 }
