@@ -78,7 +78,7 @@ describe('a continuous-batching replica on a real nats-server', () => {
     assert.equal(order[0], 'online', `reply order ${order.join(', ')}`);
     for (const r of replies) {
       assert.equal(r.error?.code ?? '', '', r.error?.message);
-      const header = parseSyntheticPayload(await payloads.take(r.results[0]!.image!));
+      const header = parseSyntheticPayload(await payloads.take(r.results[0]!.image));
       assert.equal(header.requestId, r.results[0]!.requestId);
     }
     assert.ok(heartbeats.every((h) => h.runningSetCapacity === 2));

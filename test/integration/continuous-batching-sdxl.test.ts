@@ -122,7 +122,7 @@ describe('continuous batching on the tiny SDXL bundle', () => {
       // The first image finishes after the others joined (at its step 19).
       await pending[0];
       assert.equal(pending.length, 4);
-      for (const r of (await Promise.all(pending)).flat()) assert.ok(!(r instanceof Error), String(r));
+      for (const r of (await Promise.all(pending)).flat()) assert.ok(!(r instanceof Error), r instanceof Error ? r.message : '');
       // The others were at steps 0 (joining with it), 7 and 19, counted after the shared call.
       assert.deepEqual(seenAtJoin, [20, 8, 1]);
       for (const [i, s] of [first, second, third, target].entries()) {
@@ -154,7 +154,7 @@ describe('continuous batching on the tiny SDXL bundle', () => {
     const bulkRun = set.run([b1, b2]);
     const [r1, r2] = await bulkRun;
     const [ro] = await onlineRun!;
-    for (const r of [r1, r2, ro]) assert.ok(!(r instanceof Error), String(r));
+    for (const r of [r1, r2, ro]) assert.ok(!(r instanceof Error), r instanceof Error ? r.message : '');
     // The online image's first step is the very next call; the later bulk image pauses meanwhile.
     const at = log.indexOf('o1');
     assert.deepEqual(log.slice(at - 2, at + 2), ['a4', 'b4', 'o1', 'a5']);

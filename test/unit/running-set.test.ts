@@ -51,13 +51,12 @@ class Recorder implements StepModel<Img> {
 
 describe('running set', () => {
   test('batches handed over in one turn join together; an image arriving mid-run joins at the next step and each leaves when done', async () => {
-    let set: RunningSet<Img> | undefined;
     const c = new Img('c', 2);
     let late: Promise<Array<Img | Error>> | undefined;
     const model = new Recorder((call) => {
-      if (call === 'step:a,b' && !late) late = set!.run([c]);
+      if (call === 'step:a,b' && !late) late = set.run([c]);
     });
-    set = new RunningSet(model, { capacity: 3 });
+    const set = new RunningSet(model, { capacity: 3 });
     const a = new Img('a', 3);
     const b = new Img('b', 1);
     const [ra, rb] = await Promise.all([set.run([a]), set.run([b])]);
@@ -75,14 +74,13 @@ describe('running set', () => {
   });
 
   test('an online image takes a full set\'s bulk place at the next step; the bulk image resumes afterwards without restarting', async () => {
-    let set: RunningSet<Img> | undefined;
     const o = new Img('o', 2, 'online');
     let online: Promise<Array<Img | Error>> | undefined;
     const model = new Recorder((call) => {
-      if (call === 'step:x,y' && !online) online = set!.run([o]);
+      if (call === 'step:x,y' && !online) online = set.run([o]);
     });
     const reports: RunningSetReport[] = [];
-    set = new RunningSet(model, { capacity: 2, onReport: (r) => reports.push(r) });
+    const set = new RunningSet(model, { capacity: 2, onReport: (r) => reports.push(r) });
     const x = new Img('x', 4, 'bulk');
     const y = new Img('y', 3, 'bulk');
     await set.run([x, y]);
@@ -95,7 +93,6 @@ describe('running set', () => {
   });
 
   test('a cancelled image leaves at the next boundary with its signal\'s reason; a failed call fails only its images', async () => {
-    let set: RunningSet<Img> | undefined;
     const a = new Img('a', 5);
     const b = new Img('b', 3, 'online', 'other');
     const c = new Img('c', 3);
@@ -103,7 +100,7 @@ describe('running set', () => {
       if (call === 'step:a,c' && a.done === 2) a.controller.abort(new CancelledError('request a'));
     });
     model.failStepOf = 'b';
-    set = new RunningSet(model, { capacity: 3 });
+    const set = new RunningSet(model, { capacity: 3 });
     const [ra, rb, rc] = await set.run([a, b, c]);
     assert.ok(ra instanceof CancelledError && ra.message.includes('request a'));
     assert.ok(rb instanceof Error && /step of b failed/.test(rb.message));
