@@ -228,6 +228,28 @@ describe('the sdxl stage with batching: continuous', () => {
     }
   });
 
+  test('img2img joins with its init image encoded and noised to its first step: the same images as request-level img2img, strength 0 included', async () => {
+    const stage = loadStage('sdxl');
+    const img2img = { ...options, mode: 'image-to-image' };
+    const cont = await stage.load('stage', { options: img2img, modelRepository: repo, batching: 'continuous', maxBatchSize: 4 });
+    const req = await stage.load('stage', { options: img2img, modelRepository: repo });
+    try {
+      const initImage = await sharp({ create: { width: 16, height: 8, channels: 3, background: { r: 40, g: 90, b: 200 } } }).resize(W, H).png().toBuffer();
+      const items = [0, 0.5, 1].map((strength, i) => workItem({ requestId: `i${i}`, seed: BigInt(30 + i), steps: 6, width: W, height: H, strength, initImage }));
+      const together = await cont.run(items, runContext());
+      for (const [i, it] of items.entries()) {
+        const want = await pixels(ok((await req.run([it], runContext()))[0]).data);
+        const got = await pixels(ok(together[i]).data);
+        let worst = 0;
+        for (let j = 0; j < got.length; j++) worst = Math.max(worst, Math.abs(got[j]! - want[j]!));
+        assert.ok(worst <= 2, `strength ${it.strength}: pixel difference ${worst} of 255`);
+      }
+    } finally {
+      await cont.dispose();
+      await req.dispose();
+    }
+  });
+
   test('a cancelled item leaves at the next step while its batch mate finishes; a cancelled batch rejects', async () => {
     const cancel = new AbortController();
     const progress: Array<[number, number, number]> = [];

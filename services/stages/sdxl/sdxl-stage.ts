@@ -17,6 +17,11 @@
  * out as tokenizer_2's pad token) or `open_clip` (OpenAI's reference tokenizer); see clip-tokenizer.ts.
  * Every output carries its parameters text, continuing the input image's history in img2img
  * (generation-parameters.ts).
+ *
+ * With `batching: continuous` (StageContext.batching) the model loads a UNet rewritten for
+ * per-row timesteps and keeps a running set (../running-set.ts, sdxl-step-model.ts): run() puts
+ * its items into it — each with its own scheduler and noise stream, so batches need not share
+ * steps — and returns when they have all left; concurrent runs share the set's UNet calls.
  */
 import fs from 'node:fs';
 import os from 'node:os';
