@@ -61,8 +61,8 @@ export interface SdxlBundle {
   readonly timestepInput: TimestepInput;
   /**
    * The UNet takes one timestep per row (`[batch]`, each row's value used): rows at different
-   * steps may share a call. False for scalar exports until the per-row rewrite
-   * (per-row-timestep-unet.ts) is loaded as the `unet` override.
+   * steps may share a call. False for scalar exports unless the per-row rewrite
+   * (per-row-timestep-unet.ts) is loaded in place of `unet`, as continuous batching does.
    */
   readonly timestepPerRow: boolean;
   /** The vae_encoder output ('latent_parameters' when there is no encoder). */

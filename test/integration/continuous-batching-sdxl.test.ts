@@ -14,7 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import sharp from 'sharp';
-import { CancelledError } from '../../services/common/errors.js';
+import { CancelledError, InvalidArgumentError } from '../../services/common/errors.js';
 import type { Priority } from '../../services/common/work-item.js';
 import { perRowTimestepUnet } from '../../services/models/per-row-timestep-unet.js';
 import { SESSION_LOAD_CHANNEL, type SessionLoadReport } from '../../services/models/session-load-report.js';
@@ -228,7 +228,7 @@ describe('the sdxl stage with batching: continuous', () => {
     }
   });
 
-  test('img2img joins with its init image encoded and noised to its first step: the same images as request-level img2img, strength 0 included', async () => {
+  test('img2img joins with its init image encoded and noised to its first step: the same images as request-level img2img, strength 0 included; a bad init image fails its own batch only', async () => {
     const stage = loadStage('sdxl');
     const img2img = { ...options, mode: 'image-to-image' };
     const cont = await stage.load('stage', { options: img2img, modelRepository: repo, batching: 'continuous', maxBatchSize: 4 });
@@ -236,10 +236,14 @@ describe('the sdxl stage with batching: continuous', () => {
     try {
       const initImage = await sharp({ create: { width: 16, height: 8, channels: 3, background: { r: 40, g: 90, b: 200 } } }).resize(W, H).png().toBuffer();
       const items = [0, 0.5, 1].map((strength, i) => workItem({ requestId: `i${i}`, seed: BigInt(30 + i), steps: 6, width: W, height: H, strength, initImage }));
-      const together = await cont.run(items, runContext());
+      // A batch with an unreadable init image fails alone; the batch beside it is not touched.
+      const [together, bad] = await Promise.allSettled([cont.run(items, runContext()), cont.run([workItem({ steps: 6, width: W, height: H, initImage: new Uint8Array([1, 2, 3]) })], runContext())]);
+      assert.equal(bad.status, 'rejected');
+      assert.ok(bad.reason instanceof InvalidArgumentError && bad.reason.field === 'init_image', String(bad.reason));
+      assert.equal(together.status, 'fulfilled');
       for (const [i, it] of items.entries()) {
         const want = await pixels(ok((await req.run([it], runContext()))[0]).data);
-        const got = await pixels(ok(together[i]).data);
+        const got = await pixels(ok(together.value[i]).data);
         let worst = 0;
         for (let j = 0; j < got.length; j++) worst = Math.max(worst, Math.abs(got[j]! - want[j]!));
         assert.ok(worst <= 2, `strength ${it.strength}: pixel difference ${worst} of 255`);

@@ -168,10 +168,11 @@ class SdxlModel implements LoadedModel {
     }
     const img2img = this.checkInitImages(items);
     const kind = this.opts.scheduler ?? defaultKind(this.schedulerConfig);
+    const schedulers = items.map((it) => createScheduler(this.schedulerConfig, { kind, steps: it.steps, strength: img2img ? it.strength : 1, karras: this.opts.karras }));
+    const pixels = img2img ? await Promise.all(items.map((it) => imageToPixels(it.initImage!, it.width, it.height))) : [];
     const images = items.map((it, i) => new SdxlImage(
-      it, createScheduler(this.schedulerConfig, { kind, steps: it.steps, strength: img2img ? it.strength : 1, karras: this.opts.karras }),
-      gaussianSource(it.seed), it.priority ?? 'online', ctx.itemSignal(i), this.bundle.latentChannels,
-      (step, total) => ctx.progress(i, step, total),
+      it, schedulers[i]!, gaussianSource(it.seed), it.priority ?? 'online', ctx.itemSignal(i), this.bundle.latentChannels,
+      (step, total) => ctx.progress(i, step, total), pixels[i],
     ));
     const left = await set.run(images);
     if (ctx.signal.aborted) throw ctx.signal.reason;

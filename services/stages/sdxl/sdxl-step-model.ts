@@ -23,7 +23,7 @@ import { batchFeeds, noisePrediction, type BatchFeeds, type DenoiseShape, type U
 import type { GaussianSource } from './gaussian-noise.js';
 import type { DiffusionScheduler } from './schedulers/index.js';
 import { conditionBatch, type Conditioning, type TextEncoders } from './text-conditioning.js';
-import { decodeLatents, encodePixels, imageToPixels, type VaeInfo } from './vae.js';
+import { decodeLatents, encodePixels, type VaeInfo } from './vae.js';
 
 let nextImageId = 0;
 
@@ -52,6 +52,12 @@ export class SdxlImage implements StepMember {
     readonly latentChannels: number,
     /** Called after each step with the 1-based step number. */
     readonly onStep: (step: number, total: number) => void,
+    /**
+     * img2img: the init image already decoded and resized (vae.ts imageToPixels), done before the
+     * image is handed to the set so that a bad input fails its own batch, not the images it would
+     * have joined with, and sharp's decoding never holds up a step.
+     */
+    readonly pixels?: Float32Array,
   ) {
     const { width, height } = item;
     this.shape = { channels: latentChannels, latentHeight: height / 8, latentWidth: width / 8, height, width };
@@ -96,8 +102,7 @@ export class SdxlStepModel implements StepModel<SdxlImage> {
       const { height, width, channels, latentHeight, latentWidth } = group[0]!.shape;
       const n = channels * latentHeight * latentWidth;
       if (this.parts.img2img) {
-        const pixels = await Promise.all(group.map((m) => imageToPixels(m.item.initImage!, width, height)));
-        const latents = await encodePixels(this.parts.vae, pixels, height, width, group.map((m) => m.noise));
+        const latents = await encodePixels(this.parts.vae, group.map((m) => m.pixels!), height, width, group.map((m) => m.noise));
         group.forEach((m, i) => {
           const x = latents[i]!;
           if (m.scheduler.plan.timesteps.length > 0) {
