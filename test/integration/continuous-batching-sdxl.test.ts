@@ -20,6 +20,7 @@ import { perRowTimestepUnet } from '../../services/models/per-row-timestep-unet.
 import { SESSION_LOAD_CHANNEL, type SessionLoadReport } from '../../services/models/session-load-report.js';
 import { openSdxlBundle, type SdxlBundle } from '../../services/models/sdxl-bundle.js';
 import { writeTinySdxlBundle } from '../../services/models/tiny-sdxl.js';
+import { writeTinyLora } from '../../services/models/tiny-sdxl/tiny-lora.js';
 import { loadStage } from '../../services/stages/registry.js';
 import { RUNNING_SET_CHANNEL, RunningSet, type RunningSetEvent, type RunningSetReport } from '../../services/stages/running-set.js';
 import { ClipTokenizer } from '../../services/stages/sdxl/clip-tokenizer.js';
@@ -252,6 +253,32 @@ describe('the sdxl stage with batching: continuous', () => {
       await cont.dispose();
       await req.dispose();
     }
+  });
+
+  test('a base+lora model fuses its LoRA and then gets the per-row rewrite of the fused UNet: the same image as request-level', async () => {
+    writeTinyLora(path.join(repo, 'loras', 'glow.safetensors'), { format: 'kohya', seed: 9 });
+    const stage = loadStage('sdxl');
+    const cont = await stage.load('stage+glow', { options: { ...options, fused_model_dir: path.join(repo, 'fused') }, modelRepository: repo, batching: 'continuous', maxBatchSize: 2 });
+    const req = await stage.load('stage+glow', { options: { fused_model_dir: path.join(repo, 'fused') }, modelRepository: repo });
+    try {
+      assert.ok((cont.loadReport?.loraModulesFused ?? 0) > 0);
+      const it = workItem({ seed: 11n, steps: 6, width: W, height: H });
+      const [got, want, plain] = await Promise.all([cont.run([it], runContext()), req.run([it], runContext()), continuous.run([it], runContext())]);
+      const [x, y, z] = [await pixels(ok(got[0]).data), await pixels(ok(want[0]).data), await pixels(ok(plain[0]).data)];
+      let worst = 0;
+      let fromBase = 0;
+      for (let j = 0; j < x.length; j++) {
+        worst = Math.max(worst, Math.abs(x[j]! - y[j]!));
+        fromBase = Math.max(fromBase, Math.abs(x[j]! - z[j]!));
+      }
+      assert.ok(worst <= 2, `pixel difference ${worst} of 255`);
+      assert.ok(fromBase > 2, 'the LoRA changes the image');
+    } finally {
+      await cont.dispose();
+      await req.dispose();
+    }
+    // The fused folders, the rewritten fused UNet included, go with their models.
+    assert.deepEqual(fs.readdirSync(path.join(repo, 'fused')), []);
   });
 
   test('a cancelled item leaves at the next step while its batch mate finishes; a cancelled batch rejects', async () => {

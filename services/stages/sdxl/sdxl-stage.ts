@@ -240,7 +240,7 @@ export const sdxlStage: Stage = {
     const sessionOptions = parseSessionOptions(ctx.options);
     let bundle: SdxlBundle;
     try {
-      const overrides = continuous ? await perRowOverrides(files.bundleDir, fused?.modelPaths ?? {}, sessionOptions) : { modelPaths: fused?.modelPaths ?? {} };
+      const overrides = continuous ? await perRowOverrides(files.bundleDir, fused && fusedDir ? { paths: fused.modelPaths, dir: fusedDir } : undefined, sessionOptions) : { modelPaths: fused?.modelPaths ?? {} };
       bundle = await openSdxlBundle(files.bundleDir, sessionOptions, overrides);
     } catch (err) {
       removeFused();
@@ -262,18 +262,17 @@ export const sdxlStage: Stage = {
 };
 
 /**
- * Continuous batching needs a UNet that takes one timestep per row: the bundle's (or the fused)
- * UNet rewritten once into `optimized_model_cache_dir` (default: `<tmp>/orrery-per-row-timestep`),
- * see per-row-timestep-unet.ts. The rewrite of the bundle's own UNet stays between loads and goes
- * through the optimized-model cache; that of a fused UNet is loaded as the fused model is.
+ * Continuous batching needs a UNet that takes one timestep per row: the bundle's UNet rewritten
+ * once into `optimized_model_cache_dir` (default: `<tmp>/orrery-per-row-timestep`) and loaded
+ * through the optimized-model cache (per-row-timestep-unet.ts); a fused UNet is rewritten into its
+ * fused folder (removed with it) and loaded without the cache, as the fused model would be.
  */
-async function perRowOverrides(bundleDir: string, fusedPaths: Readonly<Record<string, string | undefined>>, options: SessionOptions): Promise<OpenOverrides> {
+async function perRowOverrides(bundleDir: string, fused: { paths: Readonly<Record<string, string | undefined>>; dir: string } | undefined, options: SessionOptions): Promise<OpenOverrides> {
+  const fusedUnet = fused?.paths['unet'];
+  if (fused && fusedUnet) return { modelPaths: { ...fused.paths, unet: (await perRowTimestepUnet(fusedUnet, fused.dir)).path } };
   const cacheDir = options.optimizedModelCacheDir ?? path.join(os.tmpdir(), 'orrery-per-row-timestep');
-  const fusedUnet = fusedPaths['unet'];
-  const perRow = await perRowTimestepUnet(fusedUnet ?? inspectSdxlBundle(bundleDir).unet.model, cacheDir);
-  return fusedUnet
-    ? { modelPaths: { ...fusedPaths, unet: perRow.path } }
-    : { modelPaths: fusedPaths, cachedModelPaths: { unet: perRow.path } };
+  const perRow = await perRowTimestepUnet(inspectSdxlBundle(bundleDir).unet.model, cacheDir);
+  return { modelPaths: fused?.paths ?? {}, cachedModelPaths: { unet: perRow.path } };
 }
 
 /** The running set of a continuous deployment's model, reporting on RUNNING_SET_CHANNEL. */
