@@ -3,7 +3,9 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { ConfigError } from '../../services/common/errors.js';
+import { syntheticStage } from '../../services/stages/synthetic.js';
 import { compileStepCost, stepRows } from '../../services/stages/synthetic-steps.js';
+import { runContext, workItem } from '../support/work-items.js';
 
 const close = (a: number, b: number) => assert.ok(Math.abs(a - b) < 1e-9, `${a} vs ${b}`);
 
@@ -28,5 +30,18 @@ describe('synthetic step cost', () => {
   test('rows are images, doubled when any image of the call uses guidance', () => {
     assert.equal(stepRows([{ guidanceScale: 1 }, { guidanceScale: 1 }]), 2);
     assert.equal(stepRows([{ guidanceScale: 1 }, { guidanceScale: 5 }]), 4);
+  });
+});
+
+describe('synthetic stage with a step cost', () => {
+  test('a request-level batch takes steps × the cost of its rows (a lower bound, with slack for timer rounding)', async () => {
+    const model = await syntheticStage.load('m', { options: { step_cost_ms: [[1, 10], [8, 80]], progress: true }, modelRepository: '' });
+    const progress: Array<[number, number, number]> = [];
+    const started = performance.now();
+    // Two images with guidance: 4 rows, 40 ms a step, 3 steps.
+    const out = await model.run([workItem({ steps: 3, guidanceScale: 5 }), workItem({ imageIndex: 1, steps: 3, guidanceScale: 5 })], runContext({ progress }));
+    assert.ok(performance.now() - started >= 115, `took ${performance.now() - started} ms`);
+    assert.equal(out.filter((o) => !(o instanceof Error)).length, 2);
+    assert.deepEqual(progress.filter((p) => p[0] === 1).map((p) => p[1]), [1, 2, 3]);
   });
 });
