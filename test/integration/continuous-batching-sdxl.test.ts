@@ -255,6 +255,27 @@ describe('the sdxl stage with batching: continuous', () => {
     }
   });
 
+  test('an older export whose int64 timestep is already per row is used as it is: the same image as request-level', async () => {
+    await writeTinySdxlBundle(path.join(repo, 'legacy'), { dtype: 'float32', timestep: 'int64-batch', vaeEncoderOutput: 'latent_sample', externalData: false });
+    const stage = loadStage('sdxl');
+    const cont = await stage.load('legacy', { options: {}, modelRepository: repo, batching: 'continuous', maxBatchSize: 2 });
+    const req = await stage.load('legacy', { options: {}, modelRepository: repo });
+    try {
+      const a = workItem({ seed: 3n, steps: 7, width: W, height: H });
+      const b = workItem({ requestId: 'b', seed: 4n, steps: 4, width: W, height: H, guidanceScale: 8 });
+      const [together, wantA, wantB] = await Promise.all([cont.run([a, b], runContext()), req.run([a], runContext()), req.run([b], runContext())]);
+      for (const [got, want] of [[together[0], wantA[0]], [together[1], wantB[0]]] as const) {
+        const [x, y] = [await pixels(ok(got).data), await pixels(ok(want).data)];
+        let worst = 0;
+        for (let j = 0; j < x.length; j++) worst = Math.max(worst, Math.abs(x[j]! - y[j]!));
+        assert.ok(worst <= 2, `pixel difference ${worst} of 255`);
+      }
+    } finally {
+      await cont.dispose();
+      await req.dispose();
+    }
+  });
+
   test('a base+lora model fuses its LoRA and then gets the per-row rewrite of the fused UNet: the same image as request-level', async () => {
     writeTinyLora(path.join(repo, 'loras', 'glow.safetensors'), { format: 'kohya', seed: 9 });
     const stage = loadStage('sdxl');
