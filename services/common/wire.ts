@@ -41,6 +41,12 @@ export interface Heartbeat {
   replicaId: string; deployment: string; state: string; loadedModels: string[]; inFlightBatches: string[];
   inFlightItems: number; maxOngoingBatches: number; maxModelsPerReplica: number; seq: number;
   intervalMs: number; loadingModel: string;
+  /** Continuous batching (issue 12): images a step can hold (max_batch_size; 0 = request-level batching). */
+  runningSetCapacity: number;
+  /** Images stepping now, summed over the replica's running sets. */
+  runningSetOccupied: number;
+  /** Images the replica holds that wait to join (or to resume). */
+  runningSetWaiting: number;
 }
 
 export interface Codec<T> {

@@ -7,7 +7,8 @@
  * Sessions are created from file paths, one after another in pipeline order: ONNX Runtime finds
  * external data (`unet/model.onnx_data`) next to the model, and a bad text encoder fails the load
  * before the multi-gigabyte UNet is read. With `optimized_model_cache_dir` they go through the
- * optimized-model cache (optimized-model-cache.ts), except overridden (LoRA-fused) components.
+ * optimized-model cache (optimized-model-cache.ts), except LoRA-fused components (written at
+ * each load); a per-row-timestep UNet (a cached rewrite) goes through it too.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -60,8 +61,8 @@ export interface SdxlBundle {
   readonly timestepInput: TimestepInput;
   /**
    * The UNet takes one timestep per row (`[batch]`, each row's value used): rows at different
-   * steps may share a call. False for scalar exports until the per-row rewrite
-   * (per-row-timestep-unet.ts) is loaded as the `unet` override.
+   * steps may share a call. False for scalar exports unless the per-row rewrite
+   * (per-row-timestep-unet.ts) is loaded in place of `unet`, as continuous batching does.
    */
   readonly timestepPerRow: boolean;
   /** The vae_encoder output ('latent_parameters' when there is no encoder). */
@@ -82,10 +83,12 @@ export interface SdxlBundle {
   dispose(): Promise<void>;
 }
 
-async function createSession(layout: BundleLayout, c: ComponentFiles, options: SessionOptions, override?: string): Promise<{ session: InferenceSession; report: SessionLoadReport }> {
+async function createSession(layout: BundleLayout, c: ComponentFiles, options: SessionOptions, overrides: OpenOverrides): Promise<{ session: InferenceSession; report: SessionLoadReport }> {
+  const fused = overrides.modelPaths?.[c.name];
   try {
-    // An override (a LoRA-fused model) is written anew at every load: caching it would only fill the disk.
-    return await createCachedSession({ path: override ?? c.model }, options, override ? { bypass: `${c.name}: a LoRA-fused model, written at each load` } : {});
+    // A fused override is written anew at every load: caching it would only fill the disk.
+    if (fused) return await createCachedSession({ path: fused }, options, { bypass: `${c.name}: a LoRA-fused model, written at each load` });
+    return await createCachedSession({ path: overrides.cachedModelPaths?.[c.name] ?? c.model }, options);
   } catch (err) {
     const hint = c.externalData ? '' : `; if the export keeps its weights in ${c.name}/model.onnx_data, that file must sit next to it`;
     throw new SdxlBundleError(layout.dir, `${c.name}/model.onnx`, `ONNX Runtime could not load it: ${(err as Error).message}${hint}`, { cause: err });
@@ -96,10 +99,20 @@ async function releaseAll(sessions: readonly InferenceSession[]): Promise<void> 
   await Promise.allSettled(sessions.map((s) => s.release()));
 }
 
-/** Replacements for a bundle's files (a fused LoRA's models). */
+/** Replacements for a bundle's files. */
 export interface OpenOverrides {
-  /** Component folder name (`unet`, `text_encoder`, …) → the model file to load instead of `<dir>/<name>/model.onnx`. */
+  /**
+   * Component folder name (`unet`, `text_encoder`, …) → the model file to load instead of
+   * `<dir>/<name>/model.onnx`, written anew at each load (a fused LoRA's models): loaded without
+   * the optimized-model cache. Wins over {@link cachedModelPaths}.
+   */
   readonly modelPaths?: Readonly<Record<string, string | undefined>>;
+  /**
+   * Component folder name → a replacement that stays on disk between loads (the per-row-timestep
+   * UNet of per-row-timestep-unet.ts, in its content-keyed entry): loaded through the
+   * optimized-model cache like the bundle's own files.
+   */
+  readonly cachedModelPaths?: Readonly<Record<string, string | undefined>>;
 }
 
 /**
@@ -112,7 +125,7 @@ export async function openSdxlBundle(dir: string, sessionOptions: SessionOptions
   const opened: InferenceSession[] = [];
   const sessionLoads: SessionLoadReport[] = [];
   const open = async (c: ComponentFiles) => {
-    const { session, report } = await createSession(layout, c, sessionOptions, overrides.modelPaths?.[c.name]);
+    const { session, report } = await createSession(layout, c, sessionOptions, overrides);
     opened.push(session);
     sessionLoads.push(report);
     return session;
@@ -124,7 +137,7 @@ export async function openSdxlBundle(dir: string, sessionOptions: SessionOptions
     checkTextEncoder(layout, 2, textEncoder2, dtype);
     const unet = await open(layout.unet);
     const timestepInput = checkUnet(layout, unet, dtype);
-    const timestepPerRow = unetTimestepPerRow(overrides.modelPaths?.['unet'] ?? layout.unet.model, timestepInput);
+    const timestepPerRow = unetTimestepPerRow(overrides.modelPaths?.['unet'] ?? overrides.cachedModelPaths?.['unet'] ?? layout.unet.model, timestepInput);
     const vaeDecoder = await open(layout.vaeDecoder);
     checkVaeDecoder(layout, vaeDecoder, dtype);
     let vaeEncoder: InferenceSession | undefined;

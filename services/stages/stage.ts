@@ -66,6 +66,14 @@ export interface StageContext {
   readonly options: Readonly<Record<string, unknown>>;
   /** Root of the model repository (a directory; a PVC in Kubernetes). */
   readonly modelRepository: string;
+  /**
+   * The deployment's `batching` (default `request`). `continuous` (stages that step: `sdxl`,
+   * `synthetic`): each loaded model keeps a running set (running-set.ts) that run() puts its items
+   * into; concurrent run() calls share it, and the executor takes no device lock for them.
+   */
+  readonly batching?: 'request' | 'continuous';
+  /** The deployment's max_batch_size: with `continuous`, the images a step holds. */
+  readonly maxBatchSize?: number;
 }
 
 export interface Stage {

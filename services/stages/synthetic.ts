@@ -11,6 +11,10 @@
  *   encoding its images on the CPU while the device may run the next batch;
  * - `image_bytes` (0): payload size; the payload is never shorter than its header line;
  * - `progress` (false): report `steps` progress events per item, spread over the batch time;
+ * - `step_cost_ms` ([[rows, ms], …]) and `step_time_scale` (1): a per-step cost model (see
+ *   synthetic-steps.ts). Set, a batch of n items takes `steps × step_cost_ms(rows) × scale`
+ *   instead of `fixed_ms + per_item_ms × n`; with `batching: continuous` it is the cost of every
+ *   step of the model's running set (default: the calibrated table of synthetic-steps.ts);
  * - `fail_models` ([]): model ids whose load fails with ORRERY_ERR_MODEL_LOAD_FAILED;
  * - `crash_models` ([]): model ids whose load throws an uncaught exception, killing the executor
  *   thread (fault injection for crash-handling tests; never set it in production).
@@ -18,7 +22,9 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CancelledError, ConfigError, OrreryError } from '../common/errors.js';
+import { publishRunningSet, RunningSet } from './running-set.js';
 import type { LoadedModel, RunContext, Stage, StageContext, StageItem, StageOutput } from './stage.js';
+import { compileStepCost, DEFAULT_STEP_COST_MS, stepRows, SyntheticImage, SyntheticStepModel, type StepCost } from './synthetic-steps.js';
 
 /** What a synthetic payload's header line says. */
 export interface SyntheticHeader {
@@ -43,6 +49,7 @@ interface SyntheticOptions {
   readonly progress: boolean;
   readonly failModels: readonly string[];
   readonly crashModels: readonly string[];
+  readonly stepCost?: StepCost;
 }
 
 function compileOptions(options: Readonly<Record<string, unknown>>): SyntheticOptions {
@@ -62,7 +69,9 @@ function compileOptions(options: Readonly<Record<string, unknown>>): SyntheticOp
   };
   const imageBytes = num('image_bytes', MAX_IMAGE_BYTES);
   if (!Number.isInteger(imageBytes)) throw new ConfigError('options.image_bytes', `must be an integer, got ${imageBytes}`);
+  const stepCost = compileStepCost(options);
   return Object.freeze({
+    ...(stepCost ? { stepCost } : {}),
     fixedMs: num('fixed_ms', 3_600_000),
     perItemMs: num('per_item_ms', 3_600_000),
     loadMs: num('load_ms', 3_600_000),
@@ -109,12 +118,20 @@ export function parseSyntheticPayload(data: Uint8Array): SyntheticHeader {
 
 class SyntheticModel implements LoadedModel {
   readonly sizeBytes = 0;
-  constructor(readonly modelId: string, private readonly opts: SyntheticOptions) {}
+  constructor(readonly modelId: string, private readonly opts: SyntheticOptions, private readonly runningSet?: RunningSet<SyntheticImage>) {}
 
   async run(items: readonly StageItem[], ctx: RunContext): Promise<Array<StageOutput | Error>> {
     const cancelled = () => new CancelledError(`synthetic batch of ${this.modelId}`);
     if (ctx.signal.aborted) throw cancelled();
-    const totalMs = this.opts.fixedMs + this.opts.perItemMs * items.length;
+    if (this.runningSet) {
+      const left = await this.runningSet.run(items.map((it, i) => new SyntheticImage(it, it.priority ?? 'online', ctx.itemSignal(i), (step, total) => ctx.progress(i, step, total))));
+      if (ctx.signal.aborted) throw cancelled();
+      return this.finishItems(items, ctx, left.map((m) => (m instanceof Error ? m : undefined)));
+    }
+    const cost = this.opts.stepCost;
+    const totalMs = cost
+      ? Math.max(...items.map((it) => it.steps)) * cost.ms(stepRows(items))
+      : this.opts.fixedMs + this.opts.perItemMs * items.length;
     const start = performance.now();
     // One timer per progress step for the whole batch (not per item): cheap at any batch size.
     const steps = this.opts.progress ? Math.max(1, ...items.map((it) => it.steps)) : 1;
@@ -136,14 +153,21 @@ class SyntheticModel implements LoadedModel {
       }
     }
     ctx.computeDone?.();
+    return this.finishItems(items, ctx, []);
+  }
+
+  /** Encoding time (`encode_ms`), then the payloads; `errors[i]`: why item i left a running set early. */
+  private async finishItems(items: readonly StageItem[], ctx: RunContext, errors: ReadonlyArray<Error | undefined>): Promise<Array<StageOutput | Error>> {
     if (this.opts.encodeMs > 0) {
       try {
         await sleep(this.opts.encodeMs, undefined, { signal: ctx.signal });
       } catch {
-        throw cancelled();
+        throw new CancelledError(`synthetic batch of ${this.modelId}`);
       }
     }
     return items.map((it, i): StageOutput | Error => {
+      const error = errors[i];
+      if (error) return error;
       if (ctx.itemSignal(i).aborted) return new CancelledError(`item ${i} of synthetic batch of ${this.modelId}`);
       const header: SyntheticHeader = {
         modelId: this.modelId, seed: it.seed.toString(), requestId: it.requestId, imageIndex: it.imageIndex, prompt: it.prompt,
@@ -169,6 +193,8 @@ export const syntheticStage: Stage = {
     if (opts.failModels.includes(modelId)) {
       throw new OrreryError('ORRERY_ERR_MODEL_LOAD_FAILED', `synthetic: model ${modelId} is configured to fail (options.fail_models)`);
     }
-    return new SyntheticModel(modelId, opts);
+    if (ctx.batching !== 'continuous') return new SyntheticModel(modelId, opts);
+    const model = new SyntheticStepModel(opts.stepCost ?? compileStepCost({ step_cost_ms: DEFAULT_STEP_COST_MS })!, opts.progress);
+    return new SyntheticModel(modelId, opts, new RunningSet(model, { capacity: ctx.maxBatchSize ?? 1, onReport: publishRunningSet(modelId) }));
   },
 };

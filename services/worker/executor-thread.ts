@@ -3,13 +3,16 @@
  * the model cache and every running batch; talks to the main thread only through the messages
  * typed in executor.ts. Batches run concurrently, but their model work takes turns on the
  * replica's device (device-lock.ts): a batch waits for it after its model is loaded and frees it
- * when its stage calls computeDone (before encoding its images) or returns.
+ * when its stage calls computeDone (before encoding its images) or returns. A continuous-batching
+ * deployment (StageContext.batching) takes no device lock: each loaded model's running set
+ * (services/stages/running-set.ts) owns the device and merges concurrent batches step by step.
  */
 import diagnostics from 'node:diagnostics_channel';
 import { parentPort, workerData } from 'node:worker_threads';
 import { CancelledError, OrreryError, toWire } from '../common/errors.js';
 import { SESSION_LOAD_CHANNEL, type SessionLoadReport } from '../models/session-load-report.js';
 import { loadStage } from '../stages/registry.js';
+import { RUNNING_SET_CHANNEL, type RunningSetEvent } from '../stages/running-set.js';
 import type { RunContext, StageOutput } from '../stages/stage.js';
 import type { ExecutorItemResult, FromThread, ThreadInit, ToThread } from './executor.js';
 import { DeviceLock } from './device-lock.js';
@@ -40,6 +43,9 @@ const cache: ModelCache = new ModelCache({
 // Stages create sessions through the optimized-model cache, which reports each load here (stages
 // have no logger); the replica logs and counts them.
 diagnostics.subscribe(SESSION_LOAD_CHANNEL, (report) => post({ type: 'session-load', report: report as SessionLoadReport }));
+// Running sets report every step (occupancy, joins, leaves, preemptions) for heartbeats and metrics.
+diagnostics.subscribe(RUNNING_SET_CHANNEL, (event) => post({ type: 'running-set', event: event as RunningSetEvent }));
+const continuous = init.stageContext.batching === 'continuous';
 
 interface Run {
   readonly batchId: string;
@@ -100,14 +106,14 @@ async function run(msg: Extract<ToThread, { type: 'run' }>): Promise<void> {
     lease = await unlessAborted(cache.acquire(modelId), state.batch.signal, `batch ${batchId} while loading ${modelId}`);
     const loadSeconds = (performance.now() - started) / 1000;
     // A batch with any online item is online: it goes ahead of waiting bulk-only batches.
-    releaseDevice = await device.acquire(state.batch.signal, items.some((it) => (it.priority ?? 'online') === 'online') ? 'online' : 'bulk');
+    if (!continuous) releaseDevice = await device.acquire(state.batch.signal, items.some((it) => (it.priority ?? 'online') === 'online') ? 'online' : 'bulk');
     // An item's signal also aborts with the batch, so stages need to watch only one per item.
     const itemSignals = state.items.map((c) => AbortSignal.any([state.batch.signal, c.signal]));
     const ctx: RunContext = {
       signal: state.batch.signal,
       itemSignal: (i) => itemSignals[i] ?? state.batch.signal,
       progress: (index, step, total) => post({ type: 'progress', runId, index, step, total }),
-      computeDone: releaseDevice,
+      ...(releaseDevice ? { computeDone: releaseDevice } : {}),
     };
     const runStarted = performance.now();
     const outputs = await lease.model.run(items, ctx);

@@ -14,6 +14,7 @@ import { Worker } from 'node:worker_threads';
 import { fromWire, OrreryError, type WireError } from '../common/errors.js';
 import { knownStages, loadStage } from '../stages/registry.js';
 import type { SessionLoadReport } from '../models/session-load-report.js';
+import type { RunningSetEvent } from '../stages/running-set.js';
 import type { LoadReport, StageContext, StageItem, StageOutput } from '../stages/stage.js';
 import { canTransfer } from './transferable.js';
 
@@ -53,6 +54,8 @@ export interface ExecutorEvents {
   'model-evicted': [{ modelId: string }];
   /** A session was created through the optimized-model cache (services/models/optimized-model-cache.ts). */
   'session-load': [SessionLoadReport];
+  /** A loaded model's running set stepped, took images or went idle (continuous batching). */
+  'running-set': [RunningSetEvent];
   /** The thread died; every pending call has been rejected. */
   crashed: [OrreryError];
 }
@@ -74,6 +77,7 @@ export type FromThread =
   | { type: 'failed'; runId: number; error: WireError }
   | { type: 'model-loaded'; modelId: string; seconds: number; sizeBytes: number; loaded: string[]; loading?: string; report?: LoadReport }
   | { type: 'session-load'; report: SessionLoadReport }
+  | { type: 'running-set'; event: RunningSetEvent }
   | { type: 'model-evicted'; modelId: string; loaded: string[]; loading?: string }
   | { type: 'models'; loaded: string[]; loading?: string }
   | { type: 'closed' };
@@ -253,6 +257,9 @@ export class Executor extends EventEmitter<ExecutorEvents> {
         return;
       case 'session-load':
         this.emit('session-load', m.report);
+        return;
+      case 'running-set':
+        this.emit('running-set', m.event);
         return;
       case 'closed':
         this.closedByThread?.();

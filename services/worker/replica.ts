@@ -18,6 +18,7 @@ import { subjects, type Subjects } from '../common/subjects.js';
 import { wire, type BatchRequest, type ItemResult } from '../common/wire.js';
 import { decodeWorkItem } from '../common/work-item.js';
 import type { SessionLoadReport } from '../models/session-load-report.js';
+import type { RunningSetEvent } from '../stages/running-set.js';
 import type { LoadReport, StageItem } from '../stages/stage.js';
 import { Executor } from './executor.js';
 import { WorkerMetrics } from './worker-metrics.js';
@@ -45,6 +46,8 @@ export class Replica {
   private readonly subjects: Subjects;
   private readonly metrics = new WorkerMetrics();
   private readonly inFlight = new Map<string, InFlight>();
+  /** Continuous batching: each loaded model's running set as last reported (executor 'running-set'). */
+  private readonly runningSets = new Map<string, { occupied: number; waiting: number }>();
   private nc!: NatsConnection;
   private payloads!: PayloadStore;
   private executor!: Executor;
@@ -89,7 +92,7 @@ export class Replica {
     const labels = { deployment: this.dep.name };
     this.executor = await Executor.start({
       stage: this.dep.stage,
-      stageContext: { options: this.dep.options, modelRepository: config.modelRepository },
+      stageContext: { options: this.dep.options, modelRepository: config.modelRepository, batching: this.dep.batching, maxBatchSize: this.dep.maxBatchSize },
       maxModels: this.dep.maxModelsPerReplica,
       ...(this.dep.maxModelBytesPerReplica !== undefined ? { maxModelBytes: this.dep.maxModelBytesPerReplica } : {}),
     });
@@ -122,6 +125,14 @@ export class Replica {
       // A failed save or a discarded entry costs every later load its optimization time: worth a warning.
       if (r.outcome === 'write-failed' || r.outcome === 'recovered') log.warn(fields, 'optimized-model cache: session created from the source');
       else log.info(fields, `optimized-model cache: ${r.outcome}`);
+    });
+    this.executor.on('running-set', (e: RunningSetEvent) => {
+      if (e.stepped) this.metrics.runningSetOccupancy.observe(labels, e.occupied);
+      if (e.joins) this.metrics.runningSetJoins.inc(labels, e.joins);
+      if (e.leaves) this.metrics.runningSetLeaves.inc(labels, e.leaves);
+      if (e.preemptions) this.metrics.runningSetPreemptions.inc(labels, e.preemptions);
+      if (e.occupied === 0 && e.waiting === 0) this.runningSets.delete(e.modelId);
+      else this.runningSets.set(e.modelId, { occupied: e.occupied, waiting: e.waiting });
     });
     this.executor.on('crashed', (err: unknown) => {
       log.fatal({ err }, 'executor thread crashed; exiting so the supervisor restarts this replica');
@@ -179,8 +190,19 @@ export class Replica {
       replicaId: this.id, deployment: this.dep.name, state: this.stateValue, loadedModels: this.executor.loadedModels(),
       inFlightBatches: [...this.inFlight.keys()], inFlightItems: items, maxOngoingBatches: this.dep.maxOngoingBatches,
       maxModelsPerReplica: this.dep.maxModelsPerReplica, seq: ++this.seq, intervalMs: this.options.config.worker.heartbeatIntervalMs,
-      loadingModel: this.executor.loadingModel() ?? '',
+      loadingModel: this.executor.loadingModel() ?? '', ...this.runningSetFields(),
     }));
+  }
+
+  /** The heartbeat's running-set fields: capacity max_batch_size with continuous batching (else 0), occupancy summed over models. */
+  private runningSetFields(): { runningSetCapacity: number; runningSetOccupied: number; runningSetWaiting: number } {
+    let occupied = 0;
+    let waiting = 0;
+    for (const s of this.runningSets.values()) {
+      occupied += s.occupied;
+      waiting += s.waiting;
+    }
+    return { runningSetCapacity: this.dep.batching === 'continuous' ? this.dep.maxBatchSize : 0, runningSetOccupied: occupied, runningSetWaiting: waiting };
   }
 
   private async onBatch(msg: Msg): Promise<void> {

@@ -17,6 +17,10 @@ export class WorkerMetrics {
   readonly inFlightBatches = new Gauge({ name: 'orrery_replica_in_flight_batches', help: 'Batches this replica is working on', labelNames: ['deployment'], registers: [this.registry] });
   readonly batches = new Counter({ name: 'orrery_replica_batches_total', help: 'Batches run by this replica, by outcome', labelNames: ['deployment', 'model', 'outcome'], registers: [this.registry] });
   readonly batchRunSeconds = new Histogram({ name: 'orrery_replica_batch_run_seconds', help: 'Execution time of a batch on the replica (model load excluded)', labelNames: ['deployment'], buckets: SECONDS, registers: [this.registry] });
+  readonly runningSetOccupancy = new Histogram({ name: 'orrery_running_set_occupancy', help: 'Images stepping in a running set, observed at every step (continuous batching)', labelNames: ['deployment'], buckets: [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64], registers: [this.registry] });
+  readonly runningSetJoins = new Counter({ name: 'orrery_running_set_joins_total', help: 'Images that joined a running set (their first step)', labelNames: ['deployment'], registers: [this.registry] });
+  readonly runningSetLeaves = new Counter({ name: 'orrery_running_set_leaves_total', help: 'Images that left a running set after joining it (finished, failed or cancelled)', labelNames: ['deployment'], registers: [this.registry] });
+  readonly runningSetPreemptions = new Counter({ name: 'orrery_running_set_preemptions_total', help: 'Bulk images paused at a step boundary to make room for online images', labelNames: ['deployment'], registers: [this.registry] });
   readonly images = new Counter({ name: 'orrery_replica_images_total', help: 'Images produced by this replica', labelNames: ['deployment', 'model'], registers: [this.registry] });
 
   constructor() {

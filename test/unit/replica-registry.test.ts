@@ -17,6 +17,9 @@ function hb(replicaId: string, over: Partial<Heartbeat> = {}): Heartbeat {
     seq: 1,
     intervalMs: 100,
     loadingModel: '',
+    runningSetCapacity: 0,
+    runningSetOccupied: 0,
+    runningSetWaiting: 0,
     ...over,
   };
 }

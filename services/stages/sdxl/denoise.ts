@@ -52,8 +52,9 @@ function timestepTensor(info: UnetInfo['timestep'], t: number, batch: number): o
  * What one set of active items feeds the UNet, allocated once per set (it changes only when an
  * item leaves the batch) and refilled in place at every step: no per-step arrays of the batch's
  * size. Rows are [negatives…, positives…] under classifier-free guidance, else the items.
+ * The running set's step model (sdxl-step-model.ts) uses the same feeds.
  */
-interface BatchFeeds {
+export interface BatchFeeds {
   readonly key: string;
   /** encoder_hidden_states, text_embeds, time_ids (on a real export 77 × 2048 values per row). */
   readonly conditioning: Record<string, ort.Tensor>;
@@ -67,7 +68,7 @@ interface BatchFeeds {
   readonly eps?: Float32Array;
 }
 
-function batchFeeds(
+export function batchFeeds(
   unet: UnetInfo, shape: DenoiseShape, key: string, active: readonly number[], cfg: boolean,
   positive: Conditioning, negative: Conditioning, timeIds: Float32Array,
 ): BatchFeeds {
@@ -147,7 +148,7 @@ export async function denoise(
  * table into the set's buffer — the same float32 values a full conversion gives, without
  * writing and re-reading the whole output.
  */
-function noisePrediction(out: ort.Tensor, feeds: BatchFeeds, k: number, count: number, cfg: boolean, g: number, n: number): Float32Array {
+export function noisePrediction(out: ort.Tensor, feeds: BatchFeeds, k: number, count: number, cfg: boolean, g: number, n: number): Float32Array {
   const row = (r: number) => [r * n, (r + 1) * n] as const;
   const text = row(cfg ? count + k : k);
   const guided = cfg && g > 1;

@@ -17,6 +17,11 @@
  * out as tokenizer_2's pad token) or `open_clip` (OpenAI's reference tokenizer); see clip-tokenizer.ts.
  * Every output carries its parameters text, continuing the input image's history in img2img
  * (generation-parameters.ts).
+ *
+ * With `batching: continuous` (StageContext.batching) the model loads a UNet rewritten for
+ * per-row timesteps and keeps a running set (../running-set.ts, sdxl-step-model.ts): run() puts
+ * its items into it — each with its own scheduler and noise stream, so batches need not share
+ * steps — and returns when they have all left; concurrent runs share the set's UNet calls.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -25,14 +30,17 @@ import { ConfigError, InvalidArgumentError, OrreryError } from '../../common/err
 import { fuseLoraIntoBundle, type FusedBundle, type UnmatchedPolicy } from '../../models/lora/fused-bundle.js';
 import { readFusedLoraRecord } from '../../models/lora/fused-lora-record.js';
 import { resolveModelFiles } from '../../models/model-files.js';
-import { openSdxlBundle, type SdxlBundle } from '../../models/sdxl-bundle.js';
-import { parseSessionOptions } from '../../models/session-options.js';
+import { perRowTimestepUnet } from '../../models/per-row-timestep-unet.js';
+import { inspectSdxlBundle, openSdxlBundle, type OpenOverrides, type SdxlBundle } from '../../models/sdxl-bundle.js';
+import { parseSessionOptions, type SessionOptions } from '../../models/session-options.js';
 import { appendStageParameters, float32Text, type StageField } from '../generation-parameters.js';
 import { compilePngOptions, encodeRgb, readParameters, type PngOptions } from '../output-encoder.js';
+import { publishRunningSet, RunningSet } from '../running-set.js';
 import type { LoadedModel, LoadReport, RunContext, Stage, StageContext, StageItem, StageOutput } from '../stage.js';
 import { ClipTokenizer, type ClipTokenizerMode } from './clip-tokenizer.js';
 import { denoise, type DenoiseItem } from './denoise.js';
 import { gaussianSource } from './gaussian-noise.js';
+import { SdxlImage, SdxlStepModel } from './sdxl-step-model.js';
 import { createScheduler, defaultKind, parseSchedulerConfig, type SchedulerConfig, type SchedulerKind } from './schedulers/index.js';
 import { conditionBatch } from './text-conditioning.js';
 import { decodeLatents, encodePixels, imageToPixels } from './vae.js';
@@ -78,6 +86,8 @@ class SdxlModel implements LoadedModel {
     private readonly opts: SdxlOptions,
     readonly loadReport: LoadReport | undefined,
     private readonly cleanup: () => void,
+    /** Continuous batching: the model's running set; absent for request-level batching. */
+    private readonly runningSet?: RunningSet<SdxlImage>,
   ) {}
 
   get sizeBytes(): number {
@@ -85,15 +95,14 @@ class SdxlModel implements LoadedModel {
   }
 
   async run(items: readonly StageItem[], ctx: RunContext): Promise<Array<StageOutput | Error>> {
+    if (this.runningSet) return this.runContinuous(this.runningSet, items, ctx);
     const first = items[0]!;
     const { width, height, steps, strength } = first;
     for (const it of items) {
       if (it.width !== width || it.height !== height || it.steps !== steps) throw new OrreryError('ORRERY_ERR_INTERNAL', 'a batch must share size and steps (the router batches by them)');
     }
     if (width % 8 || height % 8) throw new InvalidArgumentError('width', `${width}x${height} is not on the 8-pixel latent grid`);
-    const img2img = this.opts.mode === 'image-to-image';
-    if (img2img && items.some((it) => !it.initImage)) throw new InvalidArgumentError('init_image', 'is required by the image-to-image deployment');
-    if (!img2img && items.some((it) => it.initImage)) throw new InvalidArgumentError('init_image', 'is not used by the text-to-image deployment; use an img2img pipeline');
+    const img2img = this.checkInitImages(items);
     const kind = this.opts.scheduler ?? defaultKind(this.schedulerConfig);
     const scheduler = createScheduler(this.schedulerConfig, { kind, steps, strength: img2img ? strength : 1, karras: this.opts.karras });
     const b = this.bundle;
@@ -141,24 +150,63 @@ class SdxlModel implements LoadedModel {
     const images = live.length ? await decodeLatents(vae, live.map((i) => latents[i]!), shape.channels, shape.latentHeight, shape.latentWidth) : [];
     // The rest is encoding: the next batch may use the device meanwhile.
     ctx.computeDone?.();
-    // As in diffusers: Euler reads use_karras_sigmas from the config, Euler Ancestral only when asked.
-    const karras = kind === 'euler' ? (this.opts.karras ?? this.schedulerConfig.useKarrasSigmas) : kind === 'euler_ancestral' && this.opts.karras === true;
-    const sampler = `${SAMPLER_NAMES[kind]}${karras ? ' Karras' : ''}`;
     return Promise.all(items.map(async (it, i): Promise<StageOutput | Error> => {
       const k = live.indexOf(i);
       const reason: unknown = ctx.itemSignal(i).reason;
       if (k < 0) return reason instanceof Error ? reason : new OrreryError('ORRERY_ERR_CANCELLED', 'cancelled');
-      const fields: StageField[] = [
-        ['Steps', String(steps)], ['Sampler', sampler], ['CFG scale', float32Text(it.guidanceScale)], ['Seed', String(it.seed)],
-        ['Size', ''], ['Model', this.modelId], ...(img2img ? [{ field: ['Denoising strength', float32Text(it.strength)] as const, perStage: true as const }] : []),
-      ];
-      // img2img continues the history of an input made by an earlier stage of the same request.
-      const history = img2img ? await readParameters(it.initImage) : undefined;
-      const parameters = appendStageParameters(history, {
-        prompt: it.prompt, negativePrompt: it.negativePrompt, fields, width, height, pipeline: it.pipeline ?? '',
-      }, 'same-generation');
-      return encodeRgb(images[k]!, width, height, { format: it.outputFormat, intermediate: it.intermediate ?? false, png: this.opts.png, parameters, ...(it.qc ? { qc: it.qc } : {}) });
+      return this.encode(it, images[k]!, kind);
     }));
+  }
+
+  /**
+   * Continuous batching: the items join the model's running set (each with its own scheduler and
+   * noise stream) and this resolves when all of them have left it.
+   */
+  private async runContinuous(set: RunningSet<SdxlImage>, items: readonly StageItem[], ctx: RunContext): Promise<Array<StageOutput | Error>> {
+    for (const it of items) {
+      if (it.width % 8 || it.height % 8) throw new InvalidArgumentError('width', `${it.width}x${it.height} is not on the 8-pixel latent grid`);
+    }
+    const img2img = this.checkInitImages(items);
+    const kind = this.opts.scheduler ?? defaultKind(this.schedulerConfig);
+    const schedulers = items.map((it) => createScheduler(this.schedulerConfig, { kind, steps: it.steps, strength: img2img ? it.strength : 1, karras: this.opts.karras }));
+    const pixels = img2img ? await Promise.all(items.map((it) => imageToPixels(it.initImage!, it.width, it.height))) : [];
+    const images = items.map((it, i) => new SdxlImage(
+      it, schedulers[i]!, gaussianSource(it.seed), it.priority ?? 'online', ctx.itemSignal(i), this.bundle.latentChannels,
+      (step, total) => ctx.progress(i, step, total), pixels[i],
+    ));
+    const left = await set.run(images);
+    if (ctx.signal.aborted) throw ctx.signal.reason;
+    return Promise.all(items.map(async (it, i): Promise<StageOutput | Error> => {
+      const image = left[i]!;
+      return image instanceof Error ? image : this.encode(it, image.rgb!, kind);
+    }));
+  }
+
+  /** Whether this is an img2img deployment, after checking that items carry an init image exactly then. */
+  private checkInitImages(items: readonly StageItem[]): boolean {
+    const img2img = this.opts.mode === 'image-to-image';
+    if (img2img && items.some((it) => !it.initImage)) throw new InvalidArgumentError('init_image', 'is required by the image-to-image deployment');
+    if (!img2img && items.some((it) => it.initImage)) throw new InvalidArgumentError('init_image', 'is not used by the text-to-image deployment; use an img2img pipeline');
+    return img2img;
+  }
+
+  /** One item's image (RGB, its width × height) as its output, with its parameters text. */
+  private async encode(it: StageItem, rgb: Uint8Array, kind: SchedulerKind): Promise<StageOutput> {
+    const img2img = this.opts.mode === 'image-to-image';
+    // As in diffusers: Euler reads use_karras_sigmas from the config, Euler Ancestral only when asked.
+    const karras = kind === 'euler' ? (this.opts.karras ?? this.schedulerConfig.useKarrasSigmas) : kind === 'euler_ancestral' && this.opts.karras === true;
+    const sampler = `${SAMPLER_NAMES[kind]}${karras ? ' Karras' : ''}`;
+    const { width, height } = it;
+    const fields: StageField[] = [
+      ['Steps', String(it.steps)], ['Sampler', sampler], ['CFG scale', float32Text(it.guidanceScale)], ['Seed', String(it.seed)],
+      ['Size', ''], ['Model', this.modelId], ...(img2img ? [{ field: ['Denoising strength', float32Text(it.strength)] as const, perStage: true as const }] : []),
+    ];
+    // img2img continues the history of an input made by an earlier stage of the same request.
+    const history = img2img ? await readParameters(it.initImage) : undefined;
+    const parameters = appendStageParameters(history, {
+      prompt: it.prompt, negativePrompt: it.negativePrompt, fields, width, height, pipeline: it.pipeline ?? '',
+    }, 'same-generation');
+    return encodeRgb(rgb, width, height, { format: it.outputFormat, intermediate: it.intermediate ?? false, png: this.opts.png, parameters, ...(it.qc ? { qc: it.qc } : {}) });
   }
 
   async dispose(): Promise<void> {
@@ -188,18 +236,23 @@ export const sdxlStage: Stage = {
       }
     }
     const removeFused = () => { if (fusedDir) fs.rmSync(fusedDir, { recursive: true, force: true }); };
+    const continuous = ctx.batching === 'continuous';
+    const sessionOptions = parseSessionOptions(ctx.options);
     let bundle: SdxlBundle;
     try {
-      bundle = await openSdxlBundle(files.bundleDir, parseSessionOptions(ctx.options), { modelPaths: fused?.modelPaths ?? {} });
+      const overrides = continuous ? await perRowOverrides(files.bundleDir, fused && fusedDir ? { paths: fused.modelPaths, dir: fusedDir } : undefined, sessionOptions) : { modelPaths: fused?.modelPaths ?? {} };
+      bundle = await openSdxlBundle(files.bundleDir, sessionOptions, overrides);
     } catch (err) {
       removeFused();
       throw err;
     }
     try {
+      if (continuous && !bundle.timestepPerRow) throw new Error('its UNet does not take one timestep per row after the per-row rewrite');
       const tokenizer = ClipTokenizer.fromDirectory(bundle.tokenizerDirs[1], { mode: opts.tokenizerMode });
       const tokenizer2 = ClipTokenizer.fromDirectory(bundle.tokenizerDirs[2], { mode: opts.tokenizerMode });
       const report = fused ? { loraFile: files.loraFile!, loraModulesFused: fused.matched, loraModulesUnmatched: fused.unmatched } : undefined;
-      return new SdxlModel(modelId, bundle, tokenizer, tokenizer2, parseSchedulerConfig(bundle.schedulerConfigJson), opts, report, removeFused);
+      const set = continuous ? sdxlRunningSet(modelId, bundle, tokenizer, tokenizer2, opts.mode === 'image-to-image', ctx.maxBatchSize ?? 1) : undefined;
+      return new SdxlModel(modelId, bundle, tokenizer, tokenizer2, parseSchedulerConfig(bundle.schedulerConfigJson), opts, report, removeFused, set);
     } catch (err) {
       await bundle.dispose();
       removeFused();
@@ -207,6 +260,31 @@ export const sdxlStage: Stage = {
     }
   },
 };
+
+/**
+ * Continuous batching needs a UNet that takes one timestep per row: the bundle's UNet rewritten
+ * once into `optimized_model_cache_dir` (default: `<tmp>/orrery-per-row-timestep`) and loaded
+ * through the optimized-model cache (per-row-timestep-unet.ts); a fused UNet is rewritten into its
+ * fused folder (removed with it) and loaded without the cache, as the fused model would be.
+ */
+async function perRowOverrides(bundleDir: string, fused: { paths: Readonly<Record<string, string | undefined>>; dir: string } | undefined, options: SessionOptions): Promise<OpenOverrides> {
+  const fusedUnet = fused?.paths['unet'];
+  if (fused && fusedUnet) return { modelPaths: { ...fused.paths, unet: (await perRowTimestepUnet(fusedUnet, fused.dir)).path } };
+  const cacheDir = options.optimizedModelCacheDir ?? path.join(os.tmpdir(), 'orrery-per-row-timestep');
+  const perRow = await perRowTimestepUnet(inspectSdxlBundle(bundleDir).unet.model, cacheDir);
+  return { modelPaths: fused?.paths ?? {}, cachedModelPaths: { unet: perRow.path } };
+}
+
+/** The running set of a continuous deployment's model, reporting on RUNNING_SET_CHANNEL. */
+function sdxlRunningSet(modelId: string, b: SdxlBundle, tokenizer: ClipTokenizer, tokenizer2: ClipTokenizer, img2img: boolean, capacity: number): RunningSet<SdxlImage> {
+  const step = new SdxlStepModel({
+    encoders: { textEncoder: b.textEncoder, textEncoder2: b.textEncoder2, tokenizer, tokenizer2, forceZerosForEmptyPrompt: b.forceZerosForEmptyPrompt },
+    unet: { session: b.unet, dtype: b.dtype, timestep: b.timestepInput },
+    vae: { decoder: b.vaeDecoder, encoder: b.vaeEncoder, encoderOutput: b.vaeEncoderOutput, dtype: b.dtype, scalingFactor: b.scalingFactor },
+    img2img,
+  });
+  return new RunningSet(step, { capacity, onReport: publishRunningSet(modelId) });
+}
 
 /** A pre-fused folder has its LoRA strength in its weights: a deployment asking for another one is a config error. */
 function checkPrefusedScale(modelId: string, bundleDir: string, asked: unknown): void {
