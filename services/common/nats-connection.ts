@@ -1,30 +1,75 @@
-/** Connecting to NATS with the reconnect policy every Orrery process uses. */
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+/** Connecting to NATS with the reconnect policy, credentials and TLS every Orrery process uses. */
+import { connect, errors as natsErrors, type NatsConnection } from '@nats-io/transport-node';
+import { Counter, type Registry } from 'prom-client';
+import { NatsAuthError } from './errors.js';
+import { natsAuthOptions, natsIdentity } from './nats-auth-options.js';
+import type { NatsSecurityConfig } from './nats-security-config.js';
 import type { Logger } from './logger.js';
+
+export interface NatsConnectOptions {
+  /** `nats.auth` / `nats.tls` of the config; absent: anonymous, plain TCP. */
+  readonly security?: NatsSecurityConfig;
+  /**
+   * Subject prefix of this connection's inboxes (request replies, JetStream deliveries); one per
+   * role (nats-permissions.ts `inboxPrefix`) so a worker's NATS user cannot read a router's.
+   */
+  readonly inboxPrefix?: string;
+  /** Where `orrery_nats_permission_errors_total` is counted (the process's /metrics). */
+  readonly registry?: Registry;
+}
+
+const PERMISSION_ERRORS = 'orrery_nats_permission_errors_total';
+
+function permissionCounter(registry: Registry | undefined): Counter<'operation'> | undefined {
+  if (!registry) return undefined;
+  const existing = registry.getSingleMetric(PERMISSION_ERRORS);
+  if (existing) return existing as Counter<'operation'>;
+  return new Counter({ name: PERMISSION_ERRORS, help: 'Publishes and subscriptions nats-server refused for lack of permission (operation: publish or subscription)', labelNames: ['operation'], registers: [registry] });
+}
 
 /**
  * Connects and keeps reconnecting forever: a NATS restart must never take a router or replica
- * down. Status changes are logged.
+ * down. Refused credentials are different: they fail the start at once with NatsAuthError.
+ * Status changes are logged; a permission violation is logged with its subject and counted.
  */
-export async function connectNats(url: string, name: string, log: Logger): Promise<NatsConnection> {
-  const nc = await connect({
-    servers: url.split(','),
-    name,
-    maxReconnectAttempts: -1,
-    reconnectTimeWait: 250,
-    waitOnFirstConnect: true,
-    pingInterval: 2000,
-    maxPingOut: 2,
-    // Without this, every request() and JetStream call builds Error objects (stack captured) up
-    // front to report where it was made, whether or not it fails: measurable CPU on the hot paths
-    // that make one per item (bulk-job KV reads and writes, acks; the router's batches once used
-    // request() too, before they moved to one inbox subscription). Timeout and no-responders
-    // errors keep their types and messages; only the caller's stack is lost, which no log prints.
-    noAsyncTraces: true,
-  });
+export async function connectNats(url: string, name: string, log: Logger, options: NatsConnectOptions = {}): Promise<NatsConnection> {
+  const security = options.security ?? { auth: {} };
+  const auth = natsAuthOptions(security);
+  const permissionErrors = permissionCounter(options.registry);
+  let nc: NatsConnection;
+  try {
+    nc = await connect({
+      servers: url.split(','),
+      name,
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 250,
+      waitOnFirstConnect: true,
+      pingInterval: 2000,
+      maxPingOut: 2,
+      ...(auth.authenticator ? { authenticator: auth.authenticator } : {}),
+      ...(auth.tls ? { tls: auth.tls } : {}),
+      ...(options.inboxPrefix ? { inboxPrefix: options.inboxPrefix } : {}),
+      // Without this, every request() and JetStream call builds Error objects (stack captured) up
+      // front to report where it was made, whether or not it fails: measurable CPU on the hot paths
+      // that make one per item (bulk-job KV reads and writes, acks; the router's batches once used
+      // request() too, before they moved to one inbox subscription). Timeout and no-responders
+      // errors keep their types and messages; only the caller's stack is lost, which no log prints.
+      noAsyncTraces: true,
+    });
+  } catch (err) {
+    if (err instanceof natsErrors.AuthorizationError || err instanceof natsErrors.UserAuthenticationExpiredError) {
+      throw new NatsAuthError(natsIdentity(security), `the server at ${url} refused the credentials (${(err as Error).message})`, { cause: err });
+    }
+    throw err;
+  }
   void (async () => {
     for await (const s of nc.status()) {
-      if (s.type === 'disconnect' || s.type === 'reconnect' || s.type === 'error') log.info({ nats: s.type }, 'nats status');
+      if (s.type === 'error' && s.error instanceof natsErrors.PermissionViolationError) {
+        permissionErrors?.inc({ operation: s.error.operation });
+        log.error({ nats: 'permission', operation: s.error.operation, subject: s.error.subject, identity: natsIdentity(security) }, `nats permission violation: ${s.error.operation} to ${s.error.subject} refused`);
+      } else if (s.type === 'disconnect' || s.type === 'reconnect' || s.type === 'error') {
+        log.info({ nats: s.type }, 'nats status');
+      }
     }
   })();
   return nc;
