@@ -58,7 +58,7 @@ export async function connectNats(url: string, name: string, log: Logger, option
     });
   } catch (err) {
     if (err instanceof natsErrors.AuthorizationError || err instanceof natsErrors.UserAuthenticationExpiredError) {
-      throw new NatsAuthError(natsIdentity(security), `the server at ${url} refused the credentials (${(err as Error).message})`, { cause: err });
+      throw new NatsAuthError(natsIdentity(security), `the server at ${url} refused the credentials (${err.message})`, { cause: err });
     }
     throw err;
   }

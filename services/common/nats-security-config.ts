@@ -101,3 +101,9 @@ export function applyNatsSecurityEnv(rawNats: Record<string, unknown>, env: Node
   if (tlsSet) out.tls = tls;
   return out;
 }
+
+/** nats.auth / nats.tls from the environment alone, for CLI commands that take no --config. */
+export function natsSecurityFromEnv(env: NodeJS.ProcessEnv): NatsSecurityConfig {
+  const raw = applyNatsSecurityEnv({}, env);
+  return compileNatsSecurity(raw.auth, raw.tls);
+}
