@@ -246,7 +246,7 @@ natsPermissions(prefix) in services/common/nats-permissions.ts (the chart test c
 - name: nats-auth
   secret:
     secretName: {{ include "orrery.natsAuthSecretName" .root }}
-    defaultMode: 0440
+    defaultMode: 288  # 0440: owner and group (fsGroup) may read
     items:
       - key: {{ .role }}-password
         path: password
