@@ -13,14 +13,14 @@ export interface LocalNatsAuth {
   /** nats-server config file with the authorization block. */
   readonly serverConfigFile: string;
   /** Environment of a child of each role. */
-  readonly env: Record<NatsRole, Record<string, string>>;
+  readonly env: Record<NatsRole, { readonly ORRERY_NATS_USER: string; readonly ORRERY_NATS_PASSWORD_FILE: string }>;
 }
 
 /** Writes the credentials and the server config into `dir` (which the cluster removes at stop). */
 export function writeLocalNatsAuth(dir: string, prefix: string): LocalNatsAuth {
   const roles = ['router', 'worker'] as const;
   const passwords = Object.fromEntries(roles.map((r) => [r, randomBytes(24).toString('base64url')])) as Record<NatsRole, string>;
-  const env = {} as Record<NatsRole, Record<string, string>>;
+  const env = {} as LocalNatsAuth['env'];
   for (const role of roles) {
     const file = path.join(dir, `nats-${role}.password`);
     fs.writeFileSync(file, passwords[role], { mode: 0o600 });

@@ -27,46 +27,56 @@ function permissionCounter(registry: Registry | undefined): Counter<'operation'>
   return new Counter({ name: PERMISSION_ERRORS, help: 'Publishes and subscriptions nats-server refused for lack of permission (operation: publish or subscription)', labelNames: ['operation'], registers: [registry] });
 }
 
+const isAuthError = (err: unknown): err is Error => err instanceof natsErrors.AuthorizationError || err instanceof natsErrors.UserAuthenticationExpiredError;
+
 /**
  * Connects and keeps reconnecting forever: a NATS restart must never take a router or replica
- * down. Refused credentials are different: they fail the start at once with NatsAuthError.
- * Status changes are logged; a permission violation is logged with its subject and counted.
+ * down, nor a server that refuses the credentials for a while (during a password rotation the
+ * server may restart before the new password file reaches the pod; the file is read again at
+ * every attempt). Refused credentials at start are different: one first attempt that the server
+ * refuses fails the start at once with NatsAuthError. Status changes are logged; a permission
+ * violation is logged with its subject and counted.
  */
 export async function connectNats(url: string, name: string, log: Logger, options: NatsConnectOptions = {}): Promise<NatsConnection> {
   const security = options.security ?? { auth: {} };
   const auth = natsAuthOptions(security);
   const permissionErrors = permissionCounter(options.registry);
-  let nc: NatsConnection;
-  try {
-    nc = await connect({
-      servers: url.split(','),
-      name,
-      maxReconnectAttempts: -1,
-      reconnectTimeWait: 250,
-      waitOnFirstConnect: true,
-      pingInterval: 2000,
-      maxPingOut: 2,
-      ...(auth.authenticator ? { authenticator: auth.authenticator } : {}),
-      ...(auth.tls ? { tls: auth.tls } : {}),
-      ...(options.inboxPrefix ? { inboxPrefix: options.inboxPrefix } : {}),
-      // Without this, every request() and JetStream call builds Error objects (stack captured) up
-      // front to report where it was made, whether or not it fails: measurable CPU on the hot paths
-      // that make one per item (bulk-job KV reads and writes, acks; the router's batches once used
-      // request() too, before they moved to one inbox subscription). Timeout and no-responders
-      // errors keep their types and messages; only the caller's stack is lost, which no log prints.
-      noAsyncTraces: true,
-    });
-  } catch (err) {
-    if (err instanceof natsErrors.AuthorizationError || err instanceof natsErrors.UserAuthenticationExpiredError) {
-      throw new NatsAuthError(natsIdentity(security), `the server at ${url} refused the credentials (${err.message})`, { cause: err });
-    }
-    throw err;
-  }
+  const common = {
+    servers: url.split(','),
+    name,
+    ...(auth.authenticator ? { authenticator: auth.authenticator } : {}),
+    ...(auth.tls ? { tls: auth.tls } : {}),
+    ...(options.inboxPrefix ? { inboxPrefix: options.inboxPrefix } : {}),
+  };
+  // The first attempt, alone: refused credentials (or none where the server wants some) end the
+  // start here. A server that cannot be reached is left to the connection below, which waits.
+  const probe = await connect({ ...common, reconnect: false, maxReconnectAttempts: 0 }).catch((err: unknown) => {
+    if (isAuthError(err)) throw new NatsAuthError(natsIdentity(security), `the server at ${url} refused the credentials (${err.message})`, { cause: err });
+    return undefined;
+  });
+  await probe?.close();
+  const nc = await connect({
+    ...common,
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: 250,
+    waitOnFirstConnect: true,
+    ignoreAuthErrorAbort: true,
+    pingInterval: 2000,
+    maxPingOut: 2,
+    // Without this, every request() and JetStream call builds Error objects (stack captured) up
+    // front to report where it was made, whether or not it fails: measurable CPU on the hot paths
+    // that make one per item (bulk-job KV reads and writes, acks; the router's batches once used
+    // request() too, before they moved to one inbox subscription). Timeout and no-responders
+    // errors keep their types and messages; only the caller's stack is lost, which no log prints.
+    noAsyncTraces: true,
+  });
   void (async () => {
     for await (const s of nc.status()) {
       if (s.type === 'error' && s.error instanceof natsErrors.PermissionViolationError) {
         permissionErrors?.inc({ operation: s.error.operation });
         log.error({ nats: 'permission', operation: s.error.operation, subject: s.error.subject, identity: natsIdentity(security) }, `nats permission violation: ${s.error.operation} to ${s.error.subject} refused`);
+      } else if (s.type === 'error' && isAuthError(s.error)) {
+        log.error({ nats: 'auth', identity: natsIdentity(security) }, `nats refused the credentials of ${natsIdentity(security)}; retrying (the secret file is read again at every attempt)`);
       } else if (s.type === 'disconnect' || s.type === 'reconnect' || s.type === 'error') {
         log.info({ nats: s.type }, 'nats status');
       }

@@ -21,7 +21,7 @@ import { NatsServerProcess } from '../../services/cli/nats-server-process.js';
 import { NatsAuthError } from '../../services/common/errors.js';
 import { natsAuthOptions } from '../../services/common/nats-auth-options.js';
 import { connectNats } from '../../services/common/nats-connection.js';
-import { inboxPrefix, type NatsRole } from '../../services/common/nats-permissions.js';
+import { inboxPrefix, natsAuthorizationBlock, type NatsRole } from '../../services/common/nats-permissions.js';
 import { compileNatsSecurity, type NatsSecurityConfig } from '../../services/common/nats-security-config.js';
 import { PayloadStore } from '../../services/common/payload-store.js';
 import { subjects } from '../../services/common/subjects.js';
@@ -138,6 +138,39 @@ describe('NATS authorization: wrong credentials and permissions of the worker us
       for (const l of lines.filter((x) => x.nats === 'permission')) assert.equal(l.identity, 'user "worker"');
     } finally {
       await nc.close();
+    }
+  });
+
+  test('a connected process rides out a password rotation: the server restarts with a new password, and the process reconnects once its password file has it', async () => {
+    const { log, lines } = captureLogger();
+    const router = await connectNats(nats.url, 'router', log, { security: security(auth, 'router'), inboxPrefix: inboxPrefix('orrery', 'router') });
+    const worker = await connectNats(nats.url, 'worker', log, { security: security(auth, 'worker'), inboxPrefix: inboxPrefix('orrery', 'worker') });
+    const workerFile = auth.env.worker.ORRERY_NATS_PASSWORD_FILE;
+    const oldPassword = fs.readFileSync(workerFile, 'utf8');
+    try {
+      const routerPassword = fs.readFileSync(auth.env.router.ORRERY_NATS_PASSWORD_FILE, 'utf8');
+      fs.writeFileSync(auth.serverConfigFile, natsAuthorizationBlock('orrery', { router: { user: 'router', password: routerPassword }, worker: { user: 'worker', password: 'rotated-0123456789' } }));
+      await nats.restart();
+      // The worker's file still holds the old password: refused, logged, and tried again.
+      await eventually(() => lines.some((l) => l.nats === 'auth'), 20_000, 'a logged refusal');
+      assert.ok(!worker.isClosed(), 'the connection keeps trying');
+      fs.writeFileSync(workerFile, 'rotated-0123456789');
+      const sub = router.subscribe('orrery.hb.*', { max: 1 });
+      const got = (async () => {
+        for await (const m of sub) return m.string();
+        return '';
+      })();
+      await router.flush();
+      await eventually(async () => {
+        worker.publish('orrery.hb.synthetic', 'after rotation');
+        await worker.flush().catch(() => undefined);
+        return Promise.race([got, new Promise((r) => setTimeout(() => r(''), 200))]);
+      }, 30_000, 'a heartbeat after the rotation');
+      assert.equal(await got, 'after rotation');
+      assert.ok(!lines.some((l) => JSON.stringify(l).includes('rotated-0123456789') || JSON.stringify(l).includes(oldPassword)), 'no password in the logs');
+    } finally {
+      await router.close();
+      await worker.close();
     }
   });
 
