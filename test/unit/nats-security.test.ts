@@ -15,6 +15,7 @@ import { compileConfig } from '../../services/common/config.js';
 import { ConfigError } from '../../services/common/errors.js';
 import { natsAuthorizationBlock, natsPermissions } from '../../services/common/nats-permissions.js';
 import { subjects } from '../../services/common/subjects.js';
+import { repoRoot } from '../support/repo-root.js';
 
 const minimal = (nats: Record<string, unknown>) => ({ nats, deployments: { synthetic: { stage: 'synthetic', models: ['syn-a'] } } });
 
@@ -101,6 +102,27 @@ describe('least-privilege NATS permissions', () => {
       fs.writeFileSync(path.join(dir, 'auth.conf'), block);
       const r = spawnSync('nats-server', ['-c', path.join(dir, 'auth.conf'), '-t'], { encoding: 'utf8' });
       assert.equal(r.status, 0, r.stderr + r.stdout);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('orrery nats-config prints that block for the config\'s prefix from password files, and refuses a role without a credential', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'orrery-nats-config-'));
+    try {
+      const config = path.join(dir, 'c.yaml');
+      fs.writeFileSync(config, toYaml({ nats: { prefix: 'team.a' }, deployments: { synthetic: { stage: 'synthetic', models: ['syn-a'] } } }));
+      fs.writeFileSync(path.join(dir, 'r.pw'), 'router-secret\n');
+      fs.writeFileSync(path.join(dir, 'w.pw'), 'worker-secret\n');
+      const cli = (...args: string[]) => spawnSync(process.execPath, [path.join(repoRoot(), 'bin/orrery.js'), 'nats-config', '--config', config, ...args], { encoding: 'utf8', cwd: dir });
+      const r = cli('--router-password-file', 'r.pw', '--worker-password-file', 'w.pw', '--out', 'auth.conf');
+      assert.equal(r.status, 0, r.stderr);
+      const block = fs.readFileSync(path.join(dir, 'auth.conf'), 'utf8');
+      assert.equal(block, natsAuthorizationBlock('team.a', { router: { user: 'router', password: 'router-secret' }, worker: { user: 'worker', password: 'worker-secret' } }));
+      assert.equal(fs.statSync(path.join(dir, 'auth.conf')).mode & 0o777, 0o600);
+      const bad = cli('--router-password-file', 'r.pw');
+      assert.equal(bad.status, 1);
+      assert.match(bad.stderr, /config --worker-password-file: give either --worker-password-file or --worker-nkey/);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
