@@ -30,6 +30,7 @@ const VALUE_SETS: Record<string, string[]> = {
   'KEDA, two routers, persistent NATS': ['--set', 'autoscaling.mode=keda', '--set', 'autoscaling.keda.prometheus.serverAddress=http://p:9090', '--set', 'router.replicas=2', '--set', 'nats.builtin.persistence.enabled=true'],
   'gRPC mTLS, models prepared by an init container, existing claim': ['--set', 'router.tls.enabled=true', '--set', 'router.tls.secretName=orrery-grpc-tls', '--set', 'router.tls.clientCA=true', '--set-json', 'modelRepository.initArgs=["models","make-tiny","/models/tiny-sdxl"]', '--set', 'modelRepository.existingClaim=models'],
   'NATS auth off': ['--set', 'nats.auth.enabled=false'],
+  'external NATS over TLS with a client certificate': ['--set', 'nats.builtin.enabled=false', '--set', 'nats.url=tls://nats.messaging:4222', '--set', 'nats.tls.enabled=true', '--set', 'nats.tls.secretName=nats-client', '--set', 'nats.tls.clientCert=true'],
 };
 
 const WORKLOAD_KINDS = new Set(['Deployment', 'StatefulSet', 'DaemonSet', 'Job', 'CronJob', 'ReplicaSet', 'Pod']);
@@ -265,6 +266,33 @@ describe('helm/orrery: NATS authorization', () => {
     assert.equal(objs.filter((o) => o.kind === 'Secret').length, 0);
     assert.doesNotMatch(find(objs, 'ConfigMap', 't-orrery-nats-config').data['nats.conf'], /authorization/);
     assert.equal(find(objs, 'Deployment', 't-orrery-router').spec.template.spec.containers[0].env.some((e: Obj) => e.name === 'ORRERY_NATS_USER'), false);
+  });
+});
+
+describe('helm/orrery: TLS to an external NATS', () => {
+  test('mounts the Secret in every Orrery pod and points ORRERY_NATS_TLS_* at ca.crt (and tls.crt/tls.key with clientCert)', () => {
+    const objs: Obj[] = helm.render('--set', 'nats.builtin.enabled=false', '--set', 'nats.url=tls://nats.messaging:4222', '--set', 'nats.tls.enabled=true', '--set', 'nats.tls.secretName=nats-client', '--set', 'nats.tls.clientCert=true');
+    for (const name of ['t-orrery-router', 't-orrery-sdxl-base', 't-orrery-sdxl-img2img', 't-orrery-upscaler']) {
+      const spec = find(objs, 'Deployment', name).spec.template.spec;
+      const env = Object.fromEntries(spec.containers[0].env.map((e: Obj) => [e.name, e.value]));
+      assert.equal(env.ORRERY_NATS_TLS_CA_FILE, '/var/run/secrets/orrery/nats-tls/ca.crt', name);
+      assert.equal(env.ORRERY_NATS_TLS_CERT_FILE, '/var/run/secrets/orrery/nats-tls/tls.crt', name);
+      assert.equal(env.ORRERY_NATS_TLS_KEY_FILE, '/var/run/secrets/orrery/nats-tls/tls.key', name);
+      assert.equal(spec.volumes.find((v: Obj) => v.name === 'nats-tls').secret.secretName, 'nats-client');
+      assert.deepEqual(spec.containers[0].volumeMounts.find((m: Obj) => m.name === 'nats-tls'), { name: 'nats-tls', mountPath: '/var/run/secrets/orrery/nats-tls', readOnly: true });
+    }
+    const caOnly: Obj[] = helm.render('--set', 'nats.builtin.enabled=false', '--set', 'nats.url=tls://n:4222', '--set', 'nats.tls.enabled=true', '--set', 'nats.tls.secretName=s');
+    const env = find(caOnly, 'Deployment', 't-orrery-router').spec.template.spec.containers[0].env.map((e: Obj) => e.name);
+    assert.ok(env.includes('ORRERY_NATS_TLS_CA_FILE') && !env.includes('ORRERY_NATS_TLS_CERT_FILE'));
+  });
+
+  test('refuses nats.tls with the built-in NATS, and without a Secret name', () => {
+    let r = helm.run('template', 't', helm.chart, '--set', 'nats.tls.enabled=true', '--set', 'nats.tls.secretName=s');
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /nats\.tls is for an external NATS/);
+    r = helm.run('template', 't', helm.chart, '--set', 'nats.builtin.enabled=false', '--set', 'nats.url=tls://n:4222', '--set', 'nats.tls.enabled=true');
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /nats\.tls\.secretName is required/);
   });
 });
 

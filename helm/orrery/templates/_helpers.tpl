@@ -230,12 +230,30 @@ natsPermissions(prefix) in services/common/nats-permissions.ts (the chart test c
 - name: ORRERY_NATS_PASSWORD_FILE
   value: /var/run/secrets/orrery/nats/password
 {{- end }}
+{{- if .root.Values.nats.tls.enabled }}
+{{- if .root.Values.nats.builtin.enabled }}
+{{- fail "nats.tls is for an external NATS (nats.builtin.enabled=false): the built-in NATS serves plain TCP inside the namespace" }}
+{{- end }}
+- name: ORRERY_NATS_TLS_CA_FILE
+  value: /var/run/secrets/orrery/nats-tls/ca.crt
+{{- if .root.Values.nats.tls.clientCert }}
+- name: ORRERY_NATS_TLS_CERT_FILE
+  value: /var/run/secrets/orrery/nats-tls/tls.crt
+- name: ORRERY_NATS_TLS_KEY_FILE
+  value: /var/run/secrets/orrery/nats-tls/tls.key
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{- define "orrery.natsAuthVolumeMounts" -}}
 {{- if .Values.nats.auth.enabled }}
 - name: nats-auth
   mountPath: /var/run/secrets/orrery/nats
+  readOnly: true
+{{- end }}
+{{- if .Values.nats.tls.enabled }}
+- name: nats-tls
+  mountPath: /var/run/secrets/orrery/nats-tls
   readOnly: true
 {{- end }}
 {{- end }}
@@ -250,6 +268,12 @@ natsPermissions(prefix) in services/common/nats-permissions.ts (the chart test c
     items:
       - key: {{ .role }}-password
         path: password
+{{- end }}
+{{- if .root.Values.nats.tls.enabled }}
+- name: nats-tls
+  secret:
+    secretName: {{ required "nats.tls.secretName is required with nats.tls.enabled (a Secret with ca.crt, and tls.crt/tls.key with clientCert)" .root.Values.nats.tls.secretName }}
+    defaultMode: 288  # 0440
 {{- end }}
 {{- end }}
 
