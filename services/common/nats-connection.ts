@@ -71,11 +71,16 @@ export async function connectNats(url: string, name: string, log: Logger, option
     noAsyncTraces: true,
   });
   void (async () => {
+    // A refusal is retried every reconnectTimeWait: log the first of a run, not each attempt.
+    let refusedSinceReconnect = false;
     for await (const s of nc.status()) {
+      if (s.type === 'reconnect') refusedSinceReconnect = false;
       if (s.type === 'error' && s.error instanceof natsErrors.PermissionViolationError) {
         permissionErrors?.inc({ operation: s.error.operation });
         log.error({ nats: 'permission', operation: s.error.operation, subject: s.error.subject, identity: natsIdentity(security) }, `nats permission violation: ${s.error.operation} to ${s.error.subject} refused`);
       } else if (s.type === 'error' && isAuthError(s.error)) {
+        if (refusedSinceReconnect) continue;
+        refusedSinceReconnect = true;
         log.error({ nats: 'auth', identity: natsIdentity(security) }, `nats refused the credentials of ${natsIdentity(security)}; retrying (the secret file is read again at every attempt)`);
       } else if (s.type === 'disconnect' || s.type === 'reconnect' || s.type === 'error') {
         log.info({ nats: s.type }, 'nats status');
