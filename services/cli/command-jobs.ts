@@ -6,6 +6,9 @@ import path from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { InvalidArgumentError as BadOption, type Command } from 'commander';
 import { InvalidArgumentError, OrreryError } from '../common/errors.js';
+import { natsAuthOptions } from '../common/nats-auth-options.js';
+import { inboxPrefix } from '../common/nats-permissions.js';
+import { natsSecurityFromEnv } from '../common/nats-security-config.js';
 import { copyJobResults } from '../router/jobs/sinks/copy-results.js';
 import { openSink } from '../router/jobs/sinks/index.js';
 import { JobClient } from './job-client.js';
@@ -240,19 +243,23 @@ Examples:
     .description('Copy a job\'s outputs, manifest.jsonl, job.json and contact-sheet.png from its sink (file, NATS object store or S3) into a folder.')
     .requiredOption('--out <dir>', 'the folder to copy into (created if missing)')
     .option('--nats-url <url>', 'NATS of the cluster, for nats-object:// sinks', 'nats://127.0.0.1:4222')
+    .option('--nats-prefix <prefix>', 'the cluster\'s nats.prefix (its NATS users\' inboxes are under it)', 'orrery')
     .addHelpText('after', `
 Files already in the folder with the same size and SHA-256 are skipped, so an interrupted copy
 continues where it stopped. s3:// sinks take their endpoint, region and credentials from the
-environment (AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY).
+environment (AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY); a NATS with
+authorization takes the router user's credentials and TLS from ORRERY_NATS_USER,
+ORRERY_NATS_PASSWORD_FILE (or ORRERY_NATS_TOKEN_FILE, ORRERY_NATS_NKEY_SEED_FILE,
+ORRERY_NATS_CREDS_FILE), ORRERY_NATS_TLS_CA_FILE, ORRERY_NATS_TLS_CERT_FILE, ORRERY_NATS_TLS_KEY_FILE.
 
 Examples:
   orrery jobs results j-0123abcd --out ./planets
   orrery jobs results j-0123abcd --out ./planets --nats-url nats://nats.orrery:4222`)
-    .action(async (jobId: string, o: { addr: string; out: string; natsUrl: string }) => {
+    .action(async (jobId: string, o: { addr: string; out: string; natsUrl: string; natsPrefix: string }) => {
       const job = await withClient(o.addr, (c) => c.get(jobId));
       if (!job.output_uri) throw new OrreryError('ORRERY_ERR_INTERNAL', `job ${jobId} has no output_uri`);
       let nc: NatsConnection | undefined;
-      if (job.output_uri.startsWith('nats-object://')) nc = await connect({ servers: o.natsUrl, name: 'orrery-jobs-results' });
+      if (job.output_uri.startsWith('nats-object://')) nc = await connect({ servers: o.natsUrl, name: 'orrery-jobs-results', ...natsAuthOptions(natsSecurityFromEnv(process.env)), inboxPrefix: inboxPrefix(o.natsPrefix, 'router') });
       const sink = await openSink(job.output_uri, { nc, env: process.env });
       const tty = Boolean(process.stdout.isTTY);
       let lastLineMs = 0;

@@ -1,6 +1,7 @@
 /** `orrery serve-local`, `orrery router` and `orrery worker`: the long-running commands. */
 import { Option, type Command } from 'commander';
 import { SCALE_TARGETS, type ScaleTargetKind } from '../common/config.js';
+import { ConfigError } from '../common/errors.js';
 import { createLogger } from '../common/logger.js';
 import { Router } from '../router/router.js';
 import { Replica } from '../worker/replica.js';
@@ -52,11 +53,13 @@ export function registerServeCommands(program: Command): void {
     .option('--replicas <name=n>', 'replicas of a deployment (repeatable), e.g. --replicas synthetic=2', collect, [])
     .option('--model-repository <dir>', 'model repository directory (default: the config\'s model_repository)')
     .option('--quiet', 'do not show the processes\' logs')
+    .option('--nats-auth', 'run nats-server with authorization: throwaway router and worker users with least-privilege permissions (not with --nats-url)')
     .addHelpText('after', '\nPrints one line `ready grpc=HOST:PORT metrics=URL` when it can serve. Ctrl-C drains and stops everything.')
-    .action(async (opts: { config?: string; grpcPort?: number; natsUrl?: string; replicas: string[]; modelRepository?: string; quiet?: boolean }) => {
+    .action(async (opts: { config?: string; grpcPort?: number; natsUrl?: string; replicas: string[]; modelRepository?: string; quiet?: boolean; natsAuth?: boolean }) => {
+      if (opts.natsAuth && opts.natsUrl) throw new ConfigError('--nats-auth', 'applies to the nats-server serve-local starts, not to --nats-url');
       const loaded = loadConfig(opts.config, { natsUrl: opts.natsUrl, modelRepository: opts.modelRepository, replicas: parseReplicaCounts(opts.replicas) });
       for (const line of await prepareLocalModels(loaded.config)) process.stderr.write(`orrery: made ${line}\n`);
-      const cluster = await LocalCluster.start({ loaded, natsUrl: opts.natsUrl, grpcPort: opts.grpcPort, logs: opts.quiet ? 'ignore' : 'inherit' });
+      const cluster = await LocalCluster.start({ loaded, natsUrl: opts.natsUrl, grpcPort: opts.grpcPort, logs: opts.quiet ? 'ignore' : 'inherit', natsAuth: opts.natsAuth });
       onShutdown(() => cluster.stop());
       process.stdout.write(`ready grpc=${cluster.grpcAddress} metrics=${cluster.metricsUrl}\n`);
     });

@@ -8,6 +8,7 @@ import { parse as parseYaml } from 'yaml';
 import { compileConfig, type ClusterConfig } from '../common/config.js';
 import { ConfigError } from '../common/errors.js';
 import { packageRoot } from '../common/package-root.js';
+import { applyNatsSecurityEnv } from '../common/nats-security-config.js';
 
 function isMapping(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -34,7 +35,11 @@ export interface ConfigOverrides {
   replicas?: Record<string, number>;
 }
 
-/** Loads, applies overrides and validates. `ORRERY_NATS_URL` overrides nats.url (for Kubernetes). */
+/**
+ * Loads, applies overrides and validates. `ORRERY_NATS_URL` overrides nats.url (for Kubernetes);
+ * `ORRERY_NATS_USER`, `ORRERY_NATS_PASSWORD_FILE`, … override nats.auth and nats.tls
+ * (nats-security-config.ts `NATS_SECURITY_ENV`).
+ */
 export function loadConfig(file: string | undefined, overrides: ConfigOverrides = {}, env: NodeJS.ProcessEnv = process.env): LoadedConfig {
   const source = file ?? DEFAULT_CONFIG_PATH();
   let text: string;
@@ -53,6 +58,7 @@ export function loadConfig(file: string | undefined, overrides: ConfigOverrides 
   const r = structuredClone(raw) as Record<string, unknown>;
   const natsUrl = overrides.natsUrl ?? env.ORRERY_NATS_URL;
   if (natsUrl) r.nats = { ...asMapping(r.nats), url: natsUrl };
+  r.nats = applyNatsSecurityEnv(asMapping(r.nats), env);
   if (overrides.modelRepository) r.model_repository = overrides.modelRepository;
   const deployments = asMapping(r.deployments);
   for (const [name, n] of Object.entries(overrides.replicas ?? {})) {

@@ -20,6 +20,10 @@ import { decodeScaleMessage, encodeScaleMessage, scaleSubject, type ScaleRequest
 import { checkHealth, healthClient } from './client.js';
 import { asMapping, type LoadedConfig } from './load-config.js';
 import { NatsServerProcess, freePort } from './nats-server-process.js';
+import { writeLocalNatsAuth, type LocalNatsAuth } from './local-nats-auth.js';
+import { natsAuthOptions } from '../common/nats-auth-options.js';
+import { compileNatsSecurity } from '../common/nats-security-config.js';
+import { inboxPrefix, type NatsRole } from '../common/nats-permissions.js';
 
 export interface LocalClusterOptions {
   readonly loaded: LoadedConfig;
@@ -35,6 +39,11 @@ export interface LocalClusterOptions {
   readonly restartRouter?: boolean;
   /** Extra environment for the children. */
   readonly env?: NodeJS.ProcessEnv;
+  /**
+   * Run the started nats-server with authorization: throwaway router and worker users with
+   * least-privilege permissions (local-nats-auth.ts). Ignored with `natsUrl`.
+   */
+  readonly natsAuth?: boolean;
   readonly readyTimeoutMs?: number;
 }
 
@@ -113,8 +122,12 @@ export class LocalCluster {
     return c;
   }
 
-  private get env(): NodeJS.ProcessEnv {
-    return this.options.env ?? {};
+  /** serve-local --nats-auth's credentials (undefined: NATS as configured). */
+  private natsAuth: LocalNatsAuth | undefined;
+
+  /** The environment of a child of `role`: the options' plus its NATS identity under --nats-auth. */
+  private env(role: NatsRole): NodeJS.ProcessEnv {
+    return { ...this.options.env, ...this.natsAuth?.env[role] };
   }
 
   private get timeoutMs(): number {
@@ -123,15 +136,16 @@ export class LocalCluster {
 
   private async startInner(): Promise<void> {
     const { loaded } = this.options;
+    this.tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'orrery-local-'));
     if (this.options.natsUrl) this.natsUrl = this.options.natsUrl;
     else {
-      this.nats = await NatsServerProcess.start();
+      if (this.options.natsAuth) this.natsAuth = writeLocalNatsAuth(this.tmpDir, loaded.config.nats.prefix);
+      this.nats = await NatsServerProcess.start({ configFile: this.natsAuth?.serverConfigFile });
       this.natsUrl = this.nats.url;
     }
     const raw = structuredClone(loaded.raw);
     raw.nats = { ...asMapping(raw.nats), url: this.natsUrl };
     this.config = (await import('../common/config.js')).compileConfig(raw);
-    this.tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'orrery-local-'));
     this.configFile = path.join(this.tmpDir, 'config.yaml');
     fs.writeFileSync(this.configFile, toYaml(raw));
 
@@ -143,7 +157,7 @@ export class LocalCluster {
     const grpcPort = this.options.grpcPort ?? this.config.router.grpcPort;
     const routerArgs = ['router', '--config', this.configFile, '--grpc-port', String(grpcPort === 0 ? await freePort() : grpcPort), '--metrics-port', '0'];
     if (autoscaled.length > 0) routerArgs.push('--scale-target', 'local');
-    const r = await spawnReady(routerArgs, this.options.logs, this.env, this.timeoutMs);
+    const r = await spawnReady(routerArgs, this.options.logs, this.env('router'), this.timeoutMs);
     this.grpcAddress = r.fields.grpc!;
     this.metricsUrl = r.fields.metrics!;
     // A restarted router listens where this one did: clients and scrapers keep their addresses.
@@ -180,7 +194,7 @@ export class LocalCluster {
       await new Promise((r) => setTimeout(r, Math.min(250 * 2 ** (attempt - 1), 5000)));
       if (this.stopping) return;
       try {
-        const r = await spawnReady(this.routerArgs, this.options.logs, this.env, this.timeoutMs);
+        const r = await spawnReady(this.routerArgs, this.options.logs, this.env('router'), this.timeoutMs);
         this.routerRestarts++;
         this.watchRouter(r.child);
         return;
@@ -192,7 +206,7 @@ export class LocalCluster {
 
   /** Starts one more replica of `deployment` and resolves when it is running. */
   async addReplica(deployment: string): Promise<ReplicaProcess> {
-    const { child, fields } = await spawnReady(['worker', '--deployment', deployment, '--config', this.configFile, '--metrics-port', '0'], this.options.logs, this.env, this.timeoutMs);
+    const { child, fields } = await spawnReady(['worker', '--deployment', deployment, '--config', this.configFile, '--metrics-port', '0'], this.options.logs, this.env('worker'), this.timeoutMs);
     const rp: ReplicaProcess = { deployment, id: fields.replica!, child, metricsUrl: fields.metrics!, stopping: false };
     this.replicas.push(rp);
     child.once('exit', (code, signal) => {
@@ -217,7 +231,11 @@ export class LocalCluster {
 
   /** Answers the router's scale requests (scale target `local`, services/router/scale-targets/local.ts). */
   private async listenForScale(): Promise<void> {
-    this.scaleConnection = await connect({ servers: this.natsUrl, name: 'orrery-serve-local', maxReconnectAttempts: -1, reconnectTimeWait: 250 });
+    // The supervisor answers scale requests as the router's NATS user (nats-permissions.ts).
+    const routerEnv = this.env('router');
+    const security = this.natsAuth ? compileNatsSecurity({ user: routerEnv.ORRERY_NATS_USER, password_file: routerEnv.ORRERY_NATS_PASSWORD_FILE }, undefined) : this.config.nats;
+    const auth = natsAuthOptions(security);
+    this.scaleConnection = await connect({ servers: this.natsUrl, name: 'orrery-serve-local', maxReconnectAttempts: -1, reconnectTimeWait: 250, ...auth, inboxPrefix: inboxPrefix(this.config.nats.prefix, 'router') });
     this.scaleConnection.subscribe(scaleSubject(this.config.nats.prefix, '*'), {
       callback: (err, msg) => {
         if (err) return;

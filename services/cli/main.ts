@@ -6,6 +6,7 @@ import { registerDemoCommand } from './command-demo.js';
 import { registerGenerateCommand } from './command-generate.js';
 import { registerJobsCommand } from './command-jobs.js';
 import { registerModelsCommand } from './command-models.js';
+import { registerNatsConfigCommand } from './command-nats-config.js';
 import { registerServeCommands } from './commands-serve.js';
 
 const program = new Command()
@@ -26,6 +27,7 @@ registerGenerateCommand(program);
 registerModelsCommand(program);
 registerJobsCommand(program);
 registerDemoCommand(program);
+registerNatsConfigCommand(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   // Readable errors for people: the coded message, no stack, unless it is a bug.

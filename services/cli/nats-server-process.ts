@@ -33,16 +33,21 @@ export class NatsServerProcess {
     readonly port: number,
     readonly storeDir: string,
     private readonly ownsStore: boolean,
+    private readonly configFile: string | undefined,
   ) {}
 
   get url(): string {
     return `nats://127.0.0.1:${this.port}`;
   }
 
-  /** Starts nats-server and resolves once it accepts connections. */
-  static async start(options: { port?: number; storeDir?: string } = {}): Promise<NatsServerProcess> {
+  /**
+   * Starts nats-server and resolves once it accepts connections. `configFile` (e.g. an
+   * authorization or tls block) is read by the server; the port, store and JetStream flags given
+   * here win over it.
+   */
+  static async start(options: { port?: number; storeDir?: string; configFile?: string } = {}): Promise<NatsServerProcess> {
     const storeDir = options.storeDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'orrery-nats-'));
-    const s = new NatsServerProcess(options.port ?? (await freePort()), storeDir, !options.storeDir);
+    const s = new NatsServerProcess(options.port ?? (await freePort()), storeDir, !options.storeDir, options.configFile);
     await s.spawn();
     return s;
   }
@@ -52,7 +57,7 @@ export class NatsServerProcess {
     // ends — even by SIGKILL — the pipe closes, `read` returns, and the shell stops nats-server,
     // so no server outlives the cluster that started it.
     const script = 'nats-server "$@" & pid=$!; trap \'kill $pid; wait $pid; exit 0\' TERM; read _; kill $pid; wait $pid';
-    const args = ['-a', '127.0.0.1', '-p', String(this.port), '-js', '-sd', this.storeDir];
+    const args = [...(this.configFile ? ['-c', this.configFile] : []), '-a', '127.0.0.1', '-p', String(this.port), '-js', '-sd', this.storeDir];
     const child = spawn('/bin/sh', ['-c', script.replace('nats-server', findNatsServer()), 'sh', ...args], { stdio: ['pipe', 'ignore', 'pipe'] });
     this.child = child;
     let stderr = '';

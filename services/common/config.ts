@@ -7,6 +7,7 @@ import { parse as parseYaml } from 'yaml';
 import { parseModelId } from './model-id.js';
 import { ConfigError } from './errors.js';
 import { compileQcOptions, type QcOptions } from './qc-config.js';
+import { compileNatsSecurity, type NatsSecurityConfig } from './nats-security-config.js';
 
 /** Options of one deployment (a separately scaled group of identical replicas). */
 export interface DeploymentConfig {
@@ -117,7 +118,8 @@ export interface PipelineConfig {
 }
 
 export interface ClusterConfig {
-  readonly nats: { readonly url: string; readonly prefix: string };
+  /** `nats.auth`/`nats.tls` (services/common/nats-security-config.ts): credentials and TLS, from files. */
+  readonly nats: { readonly url: string; readonly prefix: string } & NatsSecurityConfig;
   readonly router: {
     readonly grpcPort: number;
     readonly metricsPort: number;
@@ -394,7 +396,7 @@ export function compileConfig(raw: unknown): ClusterConfig {
   if (!isObj(raw)) throw new ConfigError('(root)', 'must be a mapping');
   checkKeys(raw, ['nats', 'router', 'autoscaler', 'worker', 'jobs', 'max_inline_payload_bytes', 'model_repository', 'deployments', 'pipelines', 'default_pipeline'], '');
   const nats = section(raw, 'nats', '');
-  checkKeys(nats, ['url', 'prefix'], 'nats');
+  checkKeys(nats, ['url', 'prefix', 'auth', 'tls'], 'nats');
   const prefix = str(nats, 'prefix', 'nats', 'orrery');
   if (!/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(prefix)) throw new ConfigError('nats.prefix', 'must be NATS subject tokens (letters, digits, _ and -) joined by dots');
   const router = section(raw, 'router', '');
@@ -422,7 +424,7 @@ export function compileConfig(raw: unknown): ClusterConfig {
   if (!pipelines[defaultPipeline]) throw new ConfigError('default_pipeline', `unknown pipeline "${defaultPipeline}"`);
 
   return deepFreeze({
-    nats: { url: str(nats, 'url', 'nats', 'nats://127.0.0.1:4222'), prefix },
+    nats: { url: str(nats, 'url', 'nats', 'nats://127.0.0.1:4222'), prefix, ...compileNatsSecurity(nats.auth, nats.tls) },
     router: {
       grpcPort: int(router, 'grpc_port', 'router', 50051, 0, 65535),
       metricsPort: int(router, 'metrics_port', 'router', 9464, 0, 65535),

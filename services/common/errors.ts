@@ -24,6 +24,7 @@ export const ERROR_CODES = {
   ORRERY_ERR_JOB_STATE: GrpcStatus.FAILED_PRECONDITION,
   ORRERY_ERR_UNIMPLEMENTED: GrpcStatus.UNIMPLEMENTED,
   ORRERY_ERR_QC_FAILED: GrpcStatus.FAILED_PRECONDITION,
+  ORRERY_ERR_NATS_AUTH: GrpcStatus.UNAVAILABLE,
   ORRERY_ERR_INTERNAL: GrpcStatus.INTERNAL,
 } as const;
 
@@ -100,6 +101,17 @@ export class ConfigError extends OrreryError {
   constructor(key: string, why: string) {
     super('ORRERY_ERR_CONFIG', `config ${key}: ${why}`);
     this.key = key;
+  }
+}
+
+/**
+ * nats-server refused this process's credentials (or TLS could not be set up): a process
+ * exits with it at start instead of retrying forever. Names the identity and the config keys,
+ * never a secret.
+ */
+export class NatsAuthError extends OrreryError {
+  constructor(identity: string, why: string, options?: { cause?: unknown }) {
+    super('ORRERY_ERR_NATS_AUTH', `NATS authorization failed for ${identity}: ${why} (check nats.auth and nats.tls, or ORRERY_NATS_USER, ORRERY_NATS_PASSWORD_FILE, ...)`, options);
   }
 }
 

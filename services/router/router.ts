@@ -13,6 +13,7 @@ import { NoReplicaError, OrreryError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import { startMetricsServer, type MetricsServer } from '../common/metrics-server.js';
 import { connectNats } from '../common/nats-connection.js';
+import { inboxPrefix } from '../common/nats-permissions.js';
 import { PayloadStore } from '../common/payload-store.js';
 import { subjects, type Subjects } from '../common/subjects.js';
 import { imageServiceDefinition, reflectionDefinition } from '../common/grpc-protos.js';
@@ -92,7 +93,7 @@ export class Router {
 
   private async startInner(): Promise<void> {
     const { config, log } = this.options;
-    this.nc = await connectNats(config.nats.url, 'orrery-router', log);
+    this.nc = await connectNats(config.nats.url, 'orrery-router', log, { security: config.nats, inboxPrefix: inboxPrefix(config.nats.prefix, 'router'), registry: this.metrics.registry });
     const payloads = new PayloadStore(this.nc, { bucket: this.subjects.payloadBucket, maxInlineBytes: config.maxInlinePayloadBytes });
     const dispatcher = new BatchDispatcher(this.nc, this.subjects, randomUUID(), payloads, log, { maxBatchWaitMs: 3_600_000 });
     this.dispatcher = dispatcher;

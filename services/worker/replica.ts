@@ -12,6 +12,7 @@ import { ConfigError, OrreryError, toWire } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import { startMetricsServer, type MetricsServer } from '../common/metrics-server.js';
 import { connectNats } from '../common/nats-connection.js';
+import { inboxPrefix } from '../common/nats-permissions.js';
 import { PayloadStore } from '../common/payload-store.js';
 import { encodeQcVerdict } from '../common/qc-verdict.js';
 import { subjects, type Subjects } from '../common/subjects.js';
@@ -141,7 +142,7 @@ export class Replica {
       void this.close();
     });
     await this.preload();
-    this.nc = await connectNats(config.nats.url, `orrery-${this.id}`, log);
+    this.nc = await connectNats(config.nats.url, `orrery-${this.id}`, log, { security: config.nats, inboxPrefix: inboxPrefix(config.nats.prefix, 'worker'), registry: this.metrics.registry });
     this.payloads = new PayloadStore(this.nc, { bucket: this.subjects.payloadBucket, maxInlineBytes: config.maxInlinePayloadBytes });
     this.subs.push(
       this.nc.subscribe(this.subjects.batch(this.id), { callback: (err, msg) => void (err ? undefined : this.onBatch(msg)) }),

@@ -134,6 +134,11 @@ that every Kubernetes deployment exists in the config and outlives the worker dr
 {{- $router := deepCopy (default dict $cfg.router) }}
 {{- $_ := set $router "grpc_port" (int .Values.router.grpcPort) }}
 {{- $_ := set $router "metrics_port" (int .Values.router.metricsPort) }}
+{{- if .Values.router.tls.enabled }}
+{{- $tls := dict "cert_file" "/var/run/secrets/orrery/tls/tls.crt" "key_file" "/var/run/secrets/orrery/tls/tls.key" }}
+{{- if .Values.router.tls.clientCA }}{{ $_ := set $tls "client_ca_file" "/var/run/secrets/orrery/tls/ca.crt" }}{{ end }}
+{{- $_ := set $router "tls" $tls }}
+{{- end }}
 {{- $_ := set $cfg "router" $router }}
 {{- $worker := deepCopy (default dict $cfg.worker) }}
 {{- $_ := set $worker "metrics_port" (int (include "orrery.workerMetricsPort" .)) }}
@@ -192,4 +197,98 @@ that every Kubernetes deployment exists in the config and outlives the worker dr
   readOnly: true
 - name: tmp
   mountPath: /tmp
+{{- end }}
+
+{{/* The Secret holding the NATS passwords (keys router-password, worker-password). */}}
+{{- define "orrery.natsAuthSecretName" -}}
+{{- default (printf "%s-nats-auth" (include "orrery.fullname" .)) .Values.nats.auth.existingSecret }}
+{{- end }}
+
+{{/*
+The NATS subject permissions of the router and worker users, as JSON. They must equal
+natsPermissions(prefix) in services/common/nats-permissions.ts (the chart test compares them).
+*/}}
+{{- define "orrery.natsPermissions" -}}
+{{- $p := default "orrery" (dig "nats" "prefix" "" (default dict .Values.config)) }}
+{{- $bucket := printf "%s_payloads" (replace "." "_" $p) }}
+{{- $s := printf "OBJ_%s" $bucket }}
+{{- $router := dict
+  "publish" (list (printf "%s.replica.*.batch" $p) (printf "%s.replica.*.cancel" $p) (printf "%s.hb-request" $p) (printf "%s.scale.*" $p) (printf "%s.jobs.>" $p) "$JS.API.>" "$JS.ACK.>" "$JS.FC.>" "$KV.>" "$O.>")
+  "subscribe" (list (printf "%s.hb.*" $p) (printf "%s.router.*.>" $p) (printf "%s.scale.*" $p) (printf "_INBOX.%s.router.>" $p)) }}
+{{- $streamApi := list (printf "$JS.API.STREAM.INFO.%s" $s) (printf "$JS.API.STREAM.CREATE.%s" $s) (printf "$JS.API.STREAM.PURGE.%s" $s) (printf "$JS.API.STREAM.MSG.GET.%s" $s) (printf "$JS.API.STREAM.MSG.DELETE.%s" $s) (printf "$JS.API.DIRECT.GET.%s" $s) (printf "$JS.API.DIRECT.GET.%s.>" $s) (printf "$JS.API.CONSUMER.CREATE.%s" $s) (printf "$JS.API.CONSUMER.CREATE.%s.>" $s) (printf "$JS.API.CONSUMER.INFO.%s.>" $s) (printf "$JS.API.CONSUMER.DELETE.%s.>" $s) (printf "$JS.API.CONSUMER.MSG.NEXT.%s.>" $s) (printf "$JS.FC.%s.>" $s) }}
+{{- $worker := dict
+  "publish" (concat (list (printf "%s.hb.*" $p) (printf "%s.router.*.reply.>" $p) (printf "%s.router.*.progress.>" $p) "$JS.API.INFO") $streamApi (list (printf "$O.%s.>" $bucket)))
+  "subscribe" (list (printf "%s.replica.*.batch" $p) (printf "%s.replica.*.cancel" $p) (printf "%s.hb-request" $p) (printf "_INBOX.%s.worker.>" $p)) }}
+{{- toJson (dict "router" $router "worker" $worker) }}
+{{- end }}
+
+{{/* NATS credentials of a role's container: (dict "root" $ "role" "router"|"worker"). */}}
+{{- define "orrery.natsAuthEnv" -}}
+{{- if .root.Values.nats.auth.enabled }}
+- name: ORRERY_NATS_USER
+  value: {{ get .root.Values.nats.auth (printf "%sUser" .role) | quote }}
+- name: ORRERY_NATS_PASSWORD_FILE
+  value: /var/run/secrets/orrery/nats/password
+{{- end }}
+{{- if .root.Values.nats.tls.enabled }}
+{{- if .root.Values.nats.builtin.enabled }}
+{{- fail "nats.tls is for an external NATS (nats.builtin.enabled=false): the built-in NATS serves plain TCP inside the namespace" }}
+{{- end }}
+- name: ORRERY_NATS_TLS_CA_FILE
+  value: /var/run/secrets/orrery/nats-tls/ca.crt
+{{- if .root.Values.nats.tls.clientCert }}
+- name: ORRERY_NATS_TLS_CERT_FILE
+  value: /var/run/secrets/orrery/nats-tls/tls.crt
+- name: ORRERY_NATS_TLS_KEY_FILE
+  value: /var/run/secrets/orrery/nats-tls/tls.key
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "orrery.natsAuthVolumeMounts" -}}
+{{- if .Values.nats.auth.enabled }}
+- name: nats-auth
+  mountPath: /var/run/secrets/orrery/nats
+  readOnly: true
+{{- end }}
+{{- if .Values.nats.tls.enabled }}
+- name: nats-tls
+  mountPath: /var/run/secrets/orrery/nats-tls
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{/* Only the role's own password is mounted: (dict "root" $ "role" "router"|"worker"). */}}
+{{- define "orrery.natsAuthVolume" -}}
+{{- if .root.Values.nats.auth.enabled }}
+- name: nats-auth
+  secret:
+    secretName: {{ include "orrery.natsAuthSecretName" .root }}
+    defaultMode: 288  # 0440: owner and group (fsGroup) may read
+    items:
+      - key: {{ .role }}-password
+        path: password
+{{- end }}
+{{- if .root.Values.nats.tls.enabled }}
+- name: nats-tls
+  secret:
+    secretName: {{ required "nats.tls.secretName is required with nats.tls.enabled (a Secret with ca.crt, and tls.crt/tls.key with clientCert)" .root.Values.nats.tls.secretName }}
+    defaultMode: 288  # 0440
+{{- end }}
+{{- end }}
+
+{{/*
+The generated Secret's data: the passwords it already holds (`lookup`, so an upgrade keeps them;
+empty under `helm template`), else new random 32-character ones.
+*/}}
+{{- define "orrery.natsAuthPasswords" -}}
+{{- $live := lookup "v1" "Secret" .Release.Namespace (include "orrery.natsAuthSecretName" .) }}
+{{- $data := default dict (and $live $live.data) }}
+router-password: {{ default (randAlphaNum 32 | b64enc) (get $data "router-password") }}
+worker-password: {{ default (randAlphaNum 32 | b64enc) (get $data "worker-password") }}
+{{- end }}
+
+{{/* A list of subjects as a nats-server config array of quoted strings (toJson would escape ">"). */}}
+{{- define "orrery.natsList" -}}
+[{{ range $i, $x := . }}{{ if $i }}, {{ end }}"{{ $x }}"{{ end }}]
 {{- end }}
