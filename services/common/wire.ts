@@ -37,6 +37,12 @@ export interface Heartbeat {
   replicaId: string; deployment: string; state: string; loadedModels: string[]; inFlightBatches: string[];
   inFlightItems: number; maxOngoingBatches: number; maxModelsPerReplica: number; seq: number;
   intervalMs: number; loadingModel: string;
+  /**
+   * Continuous batching (worker.proto): images a step can hold (0 = request-level), stepping now,
+   * waiting to join. Decoded heartbeats always carry them (0 when unset); a replica of a
+   * request-level deployment may leave them out.
+   */
+  runningSetCapacity?: number; runningSetOccupied?: number; runningSetWaiting?: number;
 }
 
 export interface Codec<T> {
