@@ -13,7 +13,7 @@ import { delta, scrape } from '../lib/prometheus.js';
 import { round, summarize } from '../lib/stats.js';
 import type { Check, Table } from '../lib/types.js';
 import { CB, deployment, fullStepMs, modelOptions, type Mode } from './setup.js';
-import { simulateContinuous, simulateRequestLevel } from './step-model.js';
+import { H200_STEP_COST, simulateContinuous, simulateRequestLevel, stepCostMs } from './step-model.js';
 
 interface Point {
   mode: Mode;
@@ -32,6 +32,40 @@ interface Point {
 }
 
 const name = (mode: Mode, replicas: number) => `${mode === 'continuous' ? 'cont' : 'req'}-${replicas}`;
+
+/** Hours of arrivals the models run on for the expected figures (steady-state percentiles). */
+const MODEL_HOURS = 4;
+
+/**
+ * The expected figures on an H200 (unscaled step costs, no transport): both models on
+ * `MODEL_HOURS` of seeded Poisson arrivals per point — what the measured table should approach.
+ */
+export function expectedTable(): Table {
+  const stepMs = (rows: number) => stepCostMs(H200_STEP_COST, rows);
+  const capacity = (CB.maxBatch * 1000) / (CB.steps * stepMs(2 * CB.maxBatch));
+  const rows: Array<Array<string | number>> = [];
+  for (const replicas of CB.replicaCounts) {
+    for (const load of CB.loads) {
+      const durationMs = MODEL_HOURS * 3_600_000;
+      const arrivals = poissonArrivals(load * capacity * replicas, durationMs, 7 + replicas);
+      const o = { steps: CB.steps, maxBatch: CB.maxBatch, replicas, stepMs, waitMs: CB.batchWaitTimeoutMs };
+      const req = simulateRequestLevel(arrivals, o);
+      const cont = simulateContinuous(arrivals, o);
+      const r = summarize(req.latencies);
+      const c = summarize(cont.latencies);
+      rows.push([
+        replicas, `${load * 100}%`, round(load * capacity * replicas), round(r.p50), round(r.p99), round(c.p50), round(c.p99), `${round(100 * (1 - c.p50 / r.p50))} %`,
+        round(arrivals.length / (req.lastDoneMs / 1000)), round(arrivals.length / (cont.lastDoneMs / 1000)),
+      ]);
+    }
+  }
+  return {
+    title: `Expected on an H200 (models, no transport): ${MODEL_HOURS} h of Poisson arrivals per point, ${CB.steps} steps, max_batch_size ${CB.maxBatch}`,
+    columns: ['replicas', 'load', 'offered/s', 'request-level p50 ms', 'request-level p99 ms', 'continuous p50 ms', 'continuous p99 ms', 'p50 lower by', 'request-level images/s', 'continuous images/s'],
+    rows,
+    note: `bench/continuous-batching/step-model.ts with issue 12's calibration unscaled (79 ms + 7.6 ms per row up to 8 rows, 270 ms at 16; rows = 2 × images): one replica makes ${round(capacity)} images/s with a full set. Images/s = arrivals ÷ time the last one finished (every arrival is served at these loads, so it follows the offered rate).`,
+  };
+}
 
 export async function loadPart(): Promise<{ checks: Check[]; tables: Table[]; notes: string[]; data: Record<string, unknown> }> {
   const deployments: Record<string, object> = {};
@@ -94,7 +128,7 @@ export async function loadPart(): Promise<{ checks: Check[]; tables: Table[]; no
         pass: cont95.throughputPerS >= req95.throughputPerS, note: `${cont95.throughputPerS}/s vs ${req95.throughputPerS}/s of ${cont95.offeredPerS}/s offered`,
       });
     }
-    const tables: Table[] = [{
+    const tables: Table[] = [expectedTable(), {
       title: `Time to image and throughput, Poisson arrivals, ${CB.steps} steps (step cost × ${CB.stepTimeScale})`,
       columns: ['batching', 'replicas', 'load', 'offered/s', 'throughput/s', 'answered / sent', 'p50 ms', 'p99 ms', 'images per batch', 'model p50 / p99 ms', 'failures (gRPC code: n)'],
       rows: points.map((p) => [

@@ -166,9 +166,11 @@ export class DeploymentScheduler {
    */
   private pumpByRoom(): void {
     const opts = { maxBatchSize: this.config.maxBatchSize, affinityWaitMs: this.deps.affinityWaitMs, spillBacklogBatches: this.config.spillBacklogBatches };
-    while (this.queue.length > 0) {
+    for (;;) {
       const now = this.deps.now();
       const views = this.deps.registry.serving(this.config.name).map((r) => r.roomView(this.config.maxBatchSize));
+      this.deps.metrics.runningSetRoom(this.config.name, views.reduce((n, v) => n + v.room, 0));
+      if (this.queue.length === 0) return;
       const d = decideByRoom(this.queue, views, opts, now, this.deps.rng);
       if (d.kind === 'idle') return;
       if (d.kind === 'wait') return this.armTimer(d.untilMs, now);

@@ -13,7 +13,7 @@ import { compileConfig } from '../../services/common/config.js';
 import { createLogger } from '../../services/common/logger.js';
 import { Router } from '../../services/router/router.js';
 import { RunningSetReplica } from '../support/running-set-replica.js';
-import { eventually } from './harness.js';
+import { eventually, metricSum } from './harness.js';
 
 describe('continuous batching: dispatch by room', () => {
   let nats: NatsServerProcess;
@@ -80,5 +80,7 @@ describe('continuous batching: dispatch by room', () => {
     }
     // Each reply is the image its replica made for that request.
     for (const rep of replies) assert.match(new TextDecoder().decode(rep.images[0]!.data), /^r[12]:/);
+    // With the work done, the router sees both sets empty again: room for 2 × 3 images.
+    await eventually(async () => (await metricSum(router.metricsUrl, 'orrery_running_set_room_images', { deployment: 'cont' })) === 6, 10_000, 'the room gauge to show two empty sets');
   });
 });
