@@ -228,6 +228,7 @@ export class ReplicaHandle {
     const { room, onlineRoom } = replicaRoom({
       capacity: hb.runningSetCapacity ?? 0,
       heldItems: (hb.runningSetOccupied ?? 0) + (hb.runningSetWaiting ?? 0),
+      inFlightItems: hb.inFlightItems,
       releasedItems: this.releasedItems,
       unreportedItems: unreported,
       outstandingItems: outstanding,

@@ -30,6 +30,12 @@ export interface RoomInputs {
   readonly capacity: number;
   /** `running_set_occupied` + `running_set_waiting` of the last heartbeat. */
   readonly heldItems: number;
+  /**
+   * `in_flight_items` of the last heartbeat: images of every batch the replica holds (all
+   * routers'), including images it has received but not yet counted in its running set (on their
+   * way to the executor thread) and finished images of batches not answered yet.
+   */
+  readonly inFlightItems: number;
   /** Images of batches that heartbeat listed whose replies have arrived since (they left the replica). */
   readonly releasedItems: number;
   /** Images of this router's batches in flight that the heartbeat did not list (sent after it, or not yet sent). */
@@ -43,7 +49,11 @@ export interface RoomInputs {
 
 /**
  * Room of one replica (the contract of issue 12): capacity − occupied − waiting − images sent
- * that no heartbeat has reported yet. Two corrections keep it current between heartbeats:
+ * that no heartbeat has reported yet, where occupied + waiting is never taken below the images of
+ * the batches the heartbeat lists (`inFlightItems`): a replica lists a batch as soon as it
+ * receives it, before its images reach the running set's counts, and a router that trusted the
+ * counts alone would send a second set's worth meanwhile (seen with real replicas). Two more
+ * corrections keep it current between heartbeats:
  * images of listed batches that have been answered since no longer count (else a replica would
  * look full for up to a heartbeat interval after every finished batch), and a replica reporting
  * no running set (capacity 0: an older replica, or one still starting) gets `defaultCapacity`
@@ -56,7 +66,7 @@ export interface RoomInputs {
 export function replicaRoom(r: RoomInputs): { room: number; onlineRoom: number } {
   const capacity = r.capacity > 0 ? r.capacity : r.defaultCapacity;
   const load = r.capacity > 0
-    ? Math.max(0, r.heldItems - r.releasedItems) + r.unreportedItems
+    ? Math.max(0, Math.max(r.heldItems, r.inFlightItems) - r.releasedItems) + r.unreportedItems
     : r.outstandingItems;
   const room = Math.max(0, capacity - load);
   return { room, onlineRoom: Math.max(room, capacity - r.outstandingOnlineItems) };

@@ -37,6 +37,13 @@ describe('ReplicaHandle.roomView (continuous batching)', () => {
     assert.equal(r.roomView(4).room, 0);
   });
 
+  test('counts a listed batch whose images the replica has not yet put in its running set', () => {
+    const r = new ReplicaHandle(hb(1), 0);
+    send(r, 'b1', 3);
+    r.observe(hb(2, { inFlightBatches: ['b1'], inFlightItems: 3, runningSetOccupied: 0, runningSetWaiting: 0 }), 10);
+    assert.equal(r.roomView(4).room, 1);
+  });
+
   test('gives the room of an answered batch back at once, without waiting for the next heartbeat', () => {
     const r = new ReplicaHandle(hb(1), 0);
     const a = send(r, 'b1', 2);

@@ -21,7 +21,7 @@ function dispatched(d: RoomDecision): Extract<RoomDecision, { kind: 'dispatch' }
 }
 
 describe('replicaRoom', () => {
-  const base: RoomInputs = { capacity: 4, heldItems: 0, releasedItems: 0, unreportedItems: 0, outstandingItems: 0, outstandingOnlineItems: 0, defaultCapacity: 4 };
+  const base: RoomInputs = { capacity: 4, heldItems: 0, inFlightItems: 0, releasedItems: 0, unreportedItems: 0, outstandingItems: 0, outstandingOnlineItems: 0, defaultCapacity: 4 };
 
   test('is capacity − occupied − waiting − images sent that no heartbeat reported', () => {
     assert.deepEqual(replicaRoom({ ...base, capacity: 8, heldItems: 3, unreportedItems: 2, outstandingItems: 5 }), { room: 3, onlineRoom: 8 });
@@ -31,6 +31,13 @@ describe('replicaRoom', () => {
     assert.equal(replicaRoom({ ...base, heldItems: 4, releasedItems: 3, outstandingItems: 1 }).room, 3);
     // More released than the heartbeat held (another router's count went down meanwhile): never negative load.
     assert.equal(replicaRoom({ ...base, heldItems: 1, releasedItems: 3 }).room, 4);
+  });
+
+  test('counts the images of listed batches that have not reached the running set\'s counts yet', () => {
+    // The replica lists 3 images' batches, but its set says 0 occupied, 0 waiting: they are on their way in.
+    assert.equal(replicaRoom({ ...base, heldItems: 0, inFlightItems: 3, outstandingItems: 3 }).room, 1);
+    // Once answered, they are given back.
+    assert.equal(replicaRoom({ ...base, heldItems: 0, inFlightItems: 3, releasedItems: 3 }).room, 4);
   });
 
   test('is never negative, even when the replica holds more than it can step', () => {
