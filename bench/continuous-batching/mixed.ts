@@ -15,7 +15,7 @@ import { mulberry32 } from '../../services/models/demo-models.js';
 import { benchConfig, startBenchCluster } from '../lib/bench-cluster.js';
 import { round, summarize, type Summary } from '../lib/stats.js';
 import type { Check, Table } from '../lib/types.js';
-import { CB, deployment, fullStepMs, type Mode } from './setup.js';
+import { aloneStepMs, CB, deployment, fullStepMs, type Mode } from './setup.js';
 
 const PROBES = Number(process.env.BENCH_CB_PROBES ?? 12);
 
@@ -72,18 +72,20 @@ export async function mixedPart(): Promise<{ checks: Check[]; tables: Table[]; n
     }
     const cont = rows.find((r) => r.mode === 'continuous')!;
     const req = rows.find((r) => r.mode === 'request')!;
-    const waitMs = (r: { idle: Summary; busy: Summary }) => r.busy.max - r.idle.p50;
+    // Beside bulk work the image's own first step runs in a full set; on the idle replica, alone.
+    const ownStepExtraMs = fullStepMs() - aloneStepMs();
+    const waitMs = (r: { idle: Summary; busy: Summary }, q: 'p50' | 'max') => r.busy[q] - r.idle.p50 - ownStepExtraMs;
     const checks: Check[] = [{
-      name: 'Online image beside bulk work (continuous): longest extra wait before its first step',
-      measured: round(waitMs(cont)), unit: 'ms', target: `≤ one UNet call over a full set (${round(fullStepMs())} ms) + transport`,
-      pass: waitMs(cont) <= fullStepMs(),
-      note: `slowest first step ${round(cont.busy.max)} ms beside bulk work, ${round(cont.idle.p50)} ms (p50) on the idle replica, which holds the transport and the image's own first step; request-level batching: ${round(waitMs(req))} ms`,
+      name: 'Online image beside bulk work (continuous): longest wait before its first step, transport excluded',
+      measured: round(waitMs(cont, 'max')), unit: 'ms', target: `≤ one UNet call over a full set (${round(fullStepMs())} ms)`,
+      pass: waitMs(cont, 'max') <= fullStepMs(),
+      note: `p50 ${round(waitMs(cont, 'p50'))} ms; request-level batching: max ${round(waitMs(req, 'max'))} ms, p50 ${round(waitMs(req, 'p50'))} ms`,
     }];
     const tables: Table[] = [{
       title: `Online image beside bulk images on one replica: time from sending to its first step done (${PROBES} GenerateStream requests, one at a time)`,
-      columns: ['batching', 'idle p50 / max ms', 'beside bulk p50 / max ms', 'extra wait (max − idle p50) ms', 'bulk items done meanwhile'],
-      rows: rows.map((r) => [r.mode, `${round(r.idle.p50)} / ${round(r.idle.max)}`, `${round(r.busy.p50)} / ${round(r.busy.max)}`, round(waitMs(r)), r.bulkDone]),
-      note: `Each probe waits a seeded random pause of up to one image time (${round(CB.steps * fullStepMs())} ms) after the previous one ends, so it lands at a random point of the bulk work. One UNet call over a full set: ${round(fullStepMs())} ms (H200 calibration × ${CB.stepTimeScale}).`,
+      columns: ['batching', 'idle p50 / max ms', 'beside bulk p50 / max ms', 'wait before the first step p50 / max ms', 'bulk items done meanwhile'],
+      rows: rows.map((r) => [r.mode, `${round(r.idle.p50)} / ${round(r.idle.max)}`, `${round(r.busy.p50)} / ${round(r.busy.max)}`, `${round(waitMs(r, 'p50'))} / ${round(waitMs(r, 'max'))}`, r.bulkDone]),
+      note: `Each probe waits a seeded random pause of up to one image time (${round(CB.steps * fullStepMs())} ms) after the previous one ends, so it lands at a random point of the bulk work. Wait before the first step = time to the first progress event beside bulk work − the idle replica's p50 (transport and one step alone, ${round(aloneStepMs())} ms) − what the image's own first step costs more in a full set (${round(ownStepExtraMs)} ms). One UNet call over a full set: ${round(fullStepMs())} ms (H200 calibration × ${CB.stepTimeScale}).`,
     }];
     ok = true;
     return { checks, tables, notes: [], data: { rows } };

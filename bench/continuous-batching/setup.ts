@@ -32,6 +32,8 @@ export const CB = {
 
 /** One UNet call over a full running set (ms, scaled). */
 export const fullStepMs = (): number => stepMs(2 * CB.maxBatch);
+/** One UNet call over one image (ms, scaled). */
+export const aloneStepMs = (): number => stepMs(2);
 
 /** The step-model options of bench/continuous-batching/step-model.ts for one replica. */
 export const modelOptions = (): StepModelOptions => ({ steps: CB.steps, maxBatch: CB.maxBatch, replicas: 1, stepMs, waitMs: CB.batchWaitTimeoutMs });
