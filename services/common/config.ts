@@ -45,16 +45,22 @@ export interface DeploymentConfig {
   /** Defaults applied to requests that leave these unset. */
   readonly defaultSteps: number;
   readonly defaultGuidanceScale: number;
-  /**
-   * `batching`: `request` (default; a batch runs all its steps) or `continuous` (step-level: images
-   * join and leave the model's running set at every step; only stages that step: sdxl, synthetic).
-   */
-  readonly batching: 'request' | 'continuous';
   /** Stage-specific options (cost model, model repository paths, ...), passed to the stage as is. */
   readonly options: Readonly<Record<string, unknown>>;
   /** Load-based replica count (Ray Serve's autoscaling_config); absent: a fixed `replicas`. */
   readonly autoscaling?: AutoscalingConfig;
+  /**
+   * `batching` (default `request`): `request` forms whole batches that run all their steps
+   * together; `continuous` (stages that step: sdxl, synthetic) lets images join and leave a
+   * replica's running set at every step, and the router sends work whenever a replica has room.
+   */
+  readonly batching: Batching;
 }
+
+/** How a deployment batches images: whole batches, or step-level (docs/configuration.md). */
+export type Batching = 'request' | 'continuous';
+/** Stages whose replicas run a step loop, so they can batch continuously. */
+export const STEPPING_STAGES: readonly string[] = ['sdxl', 'synthetic'];
 
 /**
  * Autoscaling of one deployment, with Ray Serve's semantics and defaults (key `autoscaling` of a
@@ -228,19 +234,8 @@ function section(obj: Obj, key: string, path: string): Obj {
 
 const DEPLOYMENT_KEYS = [
   'stage', 'models', 'replicas', 'max_batch_size', 'batch_wait_timeout_ms', 'max_ongoing_batches',
-  'max_queued_requests', 'max_models_per_replica', 'preload_models', 'max_model_bytes_per_replica', 'affinity_wait_ms', 'spill_backlog_batches', 'default_steps', 'default_guidance_scale', 'options', 'autoscaling',
-  'batching',
+  'max_queued_requests', 'max_models_per_replica', 'preload_models', 'max_model_bytes_per_replica', 'affinity_wait_ms', 'spill_backlog_batches', 'default_steps', 'default_guidance_scale', 'options', 'autoscaling', 'batching',
 ] as const;
-
-/** Stages whose work goes in steps, so images can join and leave between them (`batching: continuous`). */
-const STEPPING_STAGES: readonly string[] = ['sdxl', 'synthetic'];
-
-function compileBatching(raw: Obj, stage: string, path: string): DeploymentConfig['batching'] {
-  const v = raw.batching ?? 'request';
-  if (v !== 'request' && v !== 'continuous') throw new ConfigError(`${path}.batching`, `must be request or continuous, got ${JSON.stringify(v)}`);
-  if (v === 'continuous' && !STEPPING_STAGES.includes(stage)) throw new ConfigError(`${path}.batching`, `continuous needs a stage that steps (${STEPPING_STAGES.join(', ')}); stage ${stage} runs whole batches`);
-  return v;
-}
 
 const AUTOSCALING_KEYS = [
   'min_replicas', 'max_replicas', 'initial_replicas', 'target_ongoing_requests', 'upscale_delay_s', 'downscale_delay_s',
@@ -315,6 +310,9 @@ function compileDeployment(name: string, raw: unknown): DeploymentConfig {
   const autoscaling = raw.autoscaling === undefined ? undefined : compileAutoscaling(name, raw.autoscaling);
   // An autoscaled deployment starts with initial_replicas; a second count would contradict it.
   if (autoscaling && raw.replicas !== undefined) throw new ConfigError(`${path}.replicas`, 'conflicts with autoscaling: set autoscaling.initial_replicas instead');
+  const batching = str(raw, 'batching', path, 'request');
+  if (batching !== 'request' && batching !== 'continuous') throw new ConfigError(`${path}.batching`, `must be request or continuous, got ${JSON.stringify(batching)}`);
+  if (batching === 'continuous' && !STEPPING_STAGES.includes(stage)) throw new ConfigError(`${path}.batching`, `continuous needs a stage that steps (${STEPPING_STAGES.join(', ')}); stage ${stage} runs whole batches`);
   return {
     name,
     stage,
@@ -331,9 +329,9 @@ function compileDeployment(name: string, raw: unknown): DeploymentConfig {
     spillBacklogBatches: int(raw, 'spill_backlog_batches', path, 3, 1, 1000),
     defaultSteps: int(raw, 'default_steps', path, 30, 1, 1000),
     defaultGuidanceScale: num(raw, 'default_guidance_scale', path, 5, 0),
-    batching: compileBatching(raw, stage, path),
     options: structuredClone(section(raw, 'options', path)),
     ...(autoscaling ? { autoscaling } : {}),
+    batching,
   };
 }
 

@@ -45,7 +45,7 @@ export type BatchDecision =
   | { kind: 'idle' };
 
 /** Queue items sharing one batch key; `indexes` are queue positions in arrival order. */
-interface Group {
+export interface Group {
   readonly key: string;
   readonly modelId: string;
   readonly indexes: number[];
@@ -64,7 +64,8 @@ interface Candidate {
   readonly spill: boolean;
 }
 
-function groupByKey(queue: readonly QueuedItem[]): Group[] {
+/** The queue's groups, in the order their first items appear (room-policy.ts shares it). */
+export function groupByKey(queue: readonly QueuedItem[]): Group[] {
   const byKey = new Map<string, { key: string; modelId: string; indexes: number[]; headEnqueuedAtMs: number; online: boolean }>();
   queue.forEach((item, index) => {
     const online = item.priority !== 'bulk';

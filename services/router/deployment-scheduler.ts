@@ -10,6 +10,7 @@ import type { Logger } from '../common/logger.js';
 import type { BatchDispatcher, BatchOutcome } from './batch-dispatcher.js';
 import type { ReplicaHandle, BatchSlot } from './replica-handle.js';
 import { decideBatch, type QueuedItem } from './batch-policy.js';
+import { decideByRoom } from './room-policy.js';
 import { BatchTimings } from './batch-timings.js';
 import type { ReplicaView } from './replica-picker.js';
 import type { ReplicaRegistry } from './replica-registry.js';
@@ -135,6 +136,7 @@ export class DeploymentScheduler {
 
   /** Forms and sends batches while the policy says so; arms a timer when it says wait. */
   pump(): void {
+    if (this.config.batching === 'continuous') return this.pumpByRoom();
     for (;;) {
       if (this.queue.length === 0) return;
       const now = this.deps.now();
@@ -152,16 +154,42 @@ export class DeploymentScheduler {
         return;
       }
       if (this.shedDoomed(d.key, d.indexes, now)) continue;
-      const replica = this.deps.registry.get(d.replicaId)!;
-      const take = new Set(d.indexes);
-      const units = this.queue.filter((_, i) => take.has(i));
-      this.queue = this.queue.filter((_, i) => !take.has(i));
-      const toIdle = replica.ongoingBatches === 0;
-      const slot = replica.begin(d.modelId, units.length, this.timings.runExpectedMs(d.key, units.length) ?? Number.NaN, now);
-      this.deps.metrics.batchDispatched(this.config.name, units.length, d.affinity);
-      for (const u of units) this.deps.metrics.queueWait(this.config.name, (now - u.enqueuedAtMs) / 1000, u.priority);
-      void this.run(replica, slot, d.key, units, toIdle);
+      this.dispatch(d, now, (n) => this.timings.runExpectedMs(d.key, n) ?? Number.NaN);
     }
+  }
+
+  /**
+   * Continuous batching (room-policy.ts): sends queued images to replicas with room in their
+   * running sets, at once and however few, until no replica has room or nothing is queued. No
+   * batch-forming wait, no slot limit, no deadline shedding: the replica's step loop acts on
+   * deadlines at the next step.
+   */
+  private pumpByRoom(): void {
+    const opts = { maxBatchSize: this.config.maxBatchSize, affinityWaitMs: this.deps.affinityWaitMs, spillBacklogBatches: this.config.spillBacklogBatches };
+    for (;;) {
+      const now = this.deps.now();
+      const views = this.deps.registry.serving(this.config.name).map((r) => r.roomView(this.config.maxBatchSize));
+      this.deps.metrics.runningSetRoom(this.config.name, views.reduce((n, v) => n + v.room, 0));
+      if (this.queue.length === 0) return;
+      const d = decideByRoom(this.queue, views, opts, now, this.deps.rng);
+      if (d.kind === 'idle') return;
+      if (d.kind === 'wait') return this.armTimer(d.untilMs, now);
+      this.dispatch(d, now, () => Number.NaN);
+    }
+  }
+
+  /** Takes a decision's units off the queue, puts their batch on its replica and sends it. */
+  private dispatch(d: { replicaId: string; key: string; modelId: string; indexes: readonly number[]; affinity: 'hit' | 'miss' }, now: number, expectedMs: (n: number) => number): void {
+    const replica = this.deps.registry.get(d.replicaId)!;
+    const take = new Set(d.indexes);
+    const units = this.queue.filter((_, i) => take.has(i));
+    this.queue = this.queue.filter((_, i) => !take.has(i));
+    const toIdle = replica.ongoingBatches === 0;
+    const online = units.filter((u) => u.priority === 'online').length;
+    const slot = replica.begin(d.modelId, units.length, expectedMs(units.length), now, online);
+    this.deps.metrics.batchDispatched(this.config.name, units.length, d.affinity);
+    for (const u of units) this.deps.metrics.queueWait(this.config.name, (now - u.enqueuedAtMs) / 1000, u.priority);
+    void this.run(replica, slot, d.key, units, toIdle);
   }
 
   /**
@@ -220,7 +248,8 @@ export class DeploymentScheduler {
     const outcome = await this.deps.dispatcher.send(replica, slot, units, attempt);
     const roundTripMs = this.deps.now() - startedMs;
     replica.end(slot, this.deps.now());
-    if (outcome.kind === 'replied' && !outcome.error) {
+    // A continuous batch's run time depends on the running set it joined: it says nothing of its key.
+    if (outcome.kind === 'replied' && !outcome.error && this.config.batching === 'request') {
       const runMs = outcome.runSeconds * 1000;
       // Only a batch that had the replica to itself measures the transport: others also waited for the device.
       this.timings.record(key, units.length, runMs, toIdle ? roundTripMs - runMs - outcome.loadSeconds * 1000 : undefined);

@@ -7,6 +7,7 @@
  */
 import type { Heartbeat } from '../common/wire.js';
 import type { ReplicaView } from './replica-picker.js';
+import { replicaRoom, type RoomView } from './room-policy.js';
 
 /** How a batch in flight ended: the reply's bytes, or why there will be none. */
 export type BatchSettlement =
@@ -33,6 +34,8 @@ export class BatchSlot {
     readonly items: number,
     /** Expected run time (ms, BatchTimings), NaN when nothing is known. */
     readonly expectedMs: number,
+    /** Online images among `items` (continuous batching: online room, room-policy.ts). */
+    readonly onlineItems = 0,
   ) {}
 
   /** How the batch ended, once it has. */
@@ -67,10 +70,15 @@ export class ReplicaHandle {
    * new batch would wait.
    */
   private busyUntilMs = Number.NaN;
+  /** Batches the last heartbeat listed (continuous batching: their images are in its running-set counts). */
+  private listed: ReadonlySet<string>;
+  /** Images of listed batches answered since the last heartbeat: they have left its running set. */
+  private releasedItems = 0;
 
   constructor(heartbeat: Heartbeat, nowMs: number) {
     this.hb = heartbeat;
     this.lastSeen = nowMs;
+    this.listed = new Set(heartbeat.inFlightBatches);
   }
 
   get id(): string {
@@ -107,6 +115,8 @@ export class ReplicaHandle {
     if (hb.seq < this.hb.seq) return false;
     this.hb = hb;
     this.lastSeen = nowMs;
+    this.listed = new Set(hb.inFlightBatches);
+    this.releasedItems = 0;
     this.detectLostBatches(hb, nowMs);
     return true;
   }
@@ -116,9 +126,9 @@ export class ReplicaHandle {
     return nowMs - this.lastSeen > timeoutIntervals * Math.max(this.hb.intervalMs, 1);
   }
 
-  /** Puts a batch on the replica (the scheduler, when it dispatches). */
-  begin(modelId: string, items: number, expectedMs: number, nowMs: number): BatchSlot {
-    const slot = new BatchSlot(modelId, items, expectedMs);
+  /** Puts a batch on the replica (the scheduler, when it dispatches); `onlineItems` of its `items` are online. */
+  begin(modelId: string, items: number, expectedMs: number, nowMs: number, onlineItems = 0): BatchSlot {
+    const slot = new BatchSlot(modelId, items, expectedMs, onlineItems);
     this.busyUntilMs = (this.slots.size === 0 ? nowMs : Math.max(nowMs, this.busyUntilMs)) + expectedMs;
     this.slots.add(slot);
     return slot;
@@ -127,6 +137,7 @@ export class ReplicaHandle {
   /** Takes a batch off the replica (its outcome is known): the replica works on what is left. */
   end(slot: BatchSlot, nowMs: number): void {
     if (!this.slots.delete(slot)) return;
+    if (this.listed.has(slot.batchId)) this.releasedItems += slot.items;
     this.busyUntilMs = nowMs;
     for (const s of this.slots) this.busyUntilMs += s.expectedMs;
   }
@@ -194,5 +205,36 @@ export class ReplicaHandle {
       maxOngoingBatches: hb.maxOngoingBatches || defaultMaxOngoingBatches, inFlightItems: items,
       ...(partialFromMs !== undefined ? { partialFromMs } : {}),
     };
+  }
+
+  /**
+   * The replica as the room policy sees it (continuous batching, room-policy.ts): its running-set
+   * counts from the last heartbeat, corrected by this router's batches sent or answered since.
+   * `defaultCapacity` (max_batch_size) stands in for a heartbeat that reports no running set.
+   */
+  roomView(defaultCapacity: number): RoomView {
+    const hb = this.hb;
+    const models = new Set(hb.loadedModels);
+    if (hb.loadingModel) models.add(hb.loadingModel);
+    let outstanding = 0;
+    let online = 0;
+    let unreported = 0;
+    for (const s of this.slots) {
+      models.add(s.modelId);
+      outstanding += s.items;
+      online += s.onlineItems;
+      if (!this.listed.has(s.batchId)) unreported += s.items;
+    }
+    const { room, onlineRoom } = replicaRoom({
+      capacity: hb.runningSetCapacity ?? 0,
+      heldItems: (hb.runningSetOccupied ?? 0) + (hb.runningSetWaiting ?? 0),
+      inFlightItems: hb.inFlightItems,
+      releasedItems: this.releasedItems,
+      unreportedItems: unreported,
+      outstandingItems: outstanding,
+      outstandingOnlineItems: online,
+      defaultCapacity,
+    });
+    return { id: this.id, loadedModels: [...models], room, onlineRoom };
   }
 }

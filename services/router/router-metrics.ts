@@ -27,6 +27,7 @@ export class RouterMetrics {
   readonly queueDepth = new Gauge({ name: 'orrery_queue_depth', help: 'Images waiting in the deployment queue', labelNames: ['deployment'], registers: [this.registry] });
   readonly replicas = new Gauge({ name: 'orrery_replicas', help: 'Replicas seen by the router, by state', labelNames: ['deployment', 'state'], registers: [this.registry] });
   readonly inFlight = new Gauge({ name: 'orrery_in_flight_images', help: 'Images in batches sent and not yet answered', labelNames: ['deployment'], registers: [this.registry] });
+  private readonly room = new Gauge({ name: 'orrery_running_set_room_images', help: 'Continuous batching: images the deployment\'s replicas can take now (running-set capacity − occupied − waiting − sent and not yet reported, summed over replicas), as this router last saw it', labelNames: ['deployment'], registers: [this.registry] });
 
   private readonly jobs = new Gauge({ name: 'orrery_jobs', help: 'Bulk jobs this router knows, by state', labelNames: ['state'], registers: [this.registry] });
   private readonly jobItems = new Counter({ name: 'orrery_job_items_total', help: 'Bulk job item outcomes committed by this router (succeeded, failed, cancelled; retried: an attempt failed and the item waits to retry)', labelNames: ['outcome'], registers: [this.registry] });
@@ -57,6 +58,9 @@ export class RouterMetrics {
   }
   batchRetried(deployment: string, reason: string, n: number): void {
     if (n > 0) this.retries.inc({ deployment, reason }, n);
+  }
+  runningSetRoom(deployment: string, images: number): void {
+    this.room.set({ deployment }, images);
   }
   shed(deployment: string, n: number): void {
     this.shedImages.inc({ deployment }, n);

@@ -67,6 +67,8 @@ describe('Grafana dashboards against a real Prometheus scraping a local cluster 
       up: { stage: 'synthetic', models: ['u'], replicas: 1, max_batch_size: 4, options: { fixed_ms: 10 } },
       // A real image stage behind a quality gate, for the QC panel (its noise fails every check).
       tex: { stage: 'texture', models: ['texture'], replicas: 1, max_batch_size: 4 },
+      // Continuous batching (the running-set panels): a bulk job fills the set, online requests preempt it.
+      cont: { stage: 'synthetic', models: ['c'], replicas: 1, max_batch_size: 4, batching: 'continuous', default_steps: 10, options: { step_time_scale: 0.05 } },
     }, {
       pipelines: {
         'two-stage': { stages: [{ deployment: 'gen' }, { deployment: 'up', model: 'u' }] },
@@ -95,6 +97,7 @@ describe('Grafana dashboards against a real Prometheus scraping a local cluster 
     // A bulk job beside the online load, for the jobs panels (and bulk images per deployment).
     jobs = new JobClient(c.cluster.grpcAddress);
     await jobs.submit({ name: 'dashboards', template: { pipeline: 'gen', model_id: 'm-a', seed: '7' }, grid: { colors: ['red', 'blue'], atmospheres: ['haze', 'storms'], seeds_per_prompt: 2000 }, output_uri: `file://${path.join(c.dir, 'job-out')}` });
+    await jobs.submit({ name: 'dashboards-cont', template: { pipeline: 'cont', seed: '7' }, grid: { colors: ['red', 'blue'], atmospheres: ['haze', 'storms'], seeds_per_prompt: 2000 }, output_uri: `file://${path.join(c.dir, 'job-out-cont')}` });
     // Load: both pipelines, rotating models, and a few bad requests (errors by code).
     load = (async () => {
       let i = 0;
@@ -104,6 +107,7 @@ describe('Grafana dashboards against a real Prometheus scraping a local cluster 
           const req = n % 11 === 5
             ? { pipeline: 'gen', model_id: 'no-such-model', prompt: 'x' }
             : k === 5 ? { pipeline: 'gated', prompt: `p${n}`, seed: String(n), width: 128, height: 64 }
+              : k === 4 ? { pipeline: 'cont', prompt: `p${n}`, seed: String(n) }
               : { pipeline: k % 2 ? 'two-stage' : 'gen', model_id: ['m-a', 'm-b', 'm-c'][n % 3], prompt: `p${n}`, seed: String(n), num_images: 1 + (n % 3) };
           await generate(c.client, req, 20_000).catch(() => undefined);
         }
@@ -133,7 +137,7 @@ describe('Grafana dashboards against a real Prometheus scraping a local cluster 
   test('there is at least one dashboard, each with panels of every kind the issue asks for', () => {
     assert.ok(dashboards.length >= 1);
     const titles = dashboards.flatMap((d) => d.dash.panels.map((p) => p.title.toLowerCase())).join(' | ');
-    for (const want of ['images/s per deployment', 'images/s per pipeline', 'p50 / p95 / p99', 'queue depth', 'queue wait', 'batch size distribution', 'desired vs ready', 'model loads and evictions', 'errors/s by code', 'online vs bulk', 'jobs by state', 'job items/s and failures', 'job progress', 'qc rejection rate']) {
+    for (const want of ['images/s per deployment', 'images/s per pipeline', 'p50 / p95 / p99', 'queue depth', 'queue wait', 'batch size distribution', 'desired vs ready', 'model loads and evictions', 'errors/s by code', 'online vs bulk', 'jobs by state', 'job items/s and failures', 'job progress', 'qc rejection rate', 'running-set occupancy', 'preemptions']) {
       assert.ok(titles.includes(want), `a panel for "${want}" in: ${titles}`);
     }
   });

@@ -94,6 +94,7 @@ describe('compileConfig: defaults', () => {
       defaultGuidanceScale: 5,
       batching: 'request',
       options: {},
+      batching: 'request',
     });
   });
 
@@ -187,6 +188,17 @@ describe('compileConfig: errors name the key', () => {
     rejects(minimal({ deployments: { synthetic: { stage: 'synthetic', models: ['a'], preload_models: 'a' } } }), 'deployments.synthetic.preload_models', /must be a list/));
   test('rejects more preload models than a replica may hold', () =>
     rejects(minimal({ deployments: { synthetic: { stage: 'synthetic', models: ['a', 'b', 'c'], max_models_per_replica: 2, preload_models: ['a', 'b', 'c'] } } }), 'deployments.synthetic.preload_models', /lists 3 models but max_models_per_replica is 2/));
+  test('reads batching: continuous for the stages that step (sdxl, synthetic)', () => {
+    for (const stage of ['sdxl', 'synthetic']) {
+      const c = compileConfig({ deployments: { d: { stage, models: ['m'], batching: 'continuous' } } });
+      assert.equal(c.deployments.d!.batching, 'continuous');
+    }
+    assert.equal(compileConfig({ deployments: { d: { stage: 'upscaler', models: ['m'], batching: 'request' } } }).deployments.d!.batching, 'request');
+  });
+  test('rejects batching: continuous for a stage that runs whole batches, naming the key', () =>
+    rejects({ deployments: { up: { stage: 'upscaler', models: ['m'], batching: 'continuous' } } }, 'deployments.up.batching', /needs a stage that steps \(sdxl, synthetic\); stage upscaler/));
+  test('rejects an unknown batching mode, naming the key', () =>
+    rejects(minimal({ deployments: { synthetic: { stage: 'synthetic', models: ['m'], batching: 'iteration' } } }), 'deployments.synthetic.batching', /must be request or continuous, got "iteration"/));
   test('rejects a fractional replica count', () => rejects(minimal({ deployments: { synthetic: { stage: 'synthetic', models: ['m'], replicas: 1.5 } } }), 'deployments.synthetic.replicas'));
   test('rejects a string where a number belongs', () => rejects(minimal({ deployments: { synthetic: { stage: 'synthetic', models: ['m'], max_queued_requests: '10' } } }), 'deployments.synthetic.max_queued_requests'));
   test('rejects a negative batch wait', () => rejects(minimal({ deployments: { synthetic: { stage: 'synthetic', models: ['m'], batch_wait_timeout_ms: -1 } } }), 'deployments.synthetic.batch_wait_timeout_ms', /number ≥ 0/));

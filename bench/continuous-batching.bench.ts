@@ -1,0 +1,35 @@
+/**
+ * Step-level continuous batching (issue 12) against request-level batching, on real processes
+ * (nats-server, router, synthetic replicas with the per-step cost model calibrated on an H200):
+ * 1. `load`: Poisson arrivals at 50/80/95 % of capacity, 30 steps, one and four replicas — p50/p99
+ *    time to image and throughput, both modes on the same seeded arrivals, beside discrete-event
+ *    models of both (bench/continuous-batching/step-model.ts). Targets: p50 ≥ 25 % lower at
+ *    50–80 % load; throughput not lower at 95 %.
+ * 2. `mixed`: an online image's wait before its first step while bulk images fill the replica —
+ *    target: at most one UNet call + transport.
+ * `BENCH_PARTS=load` or `mixed` runs one part; BENCH_CB_STEP_SCALE (0.25) scales the step costs,
+ * BENCH_CB_RUN_S (60) is the arrival time per load point.
+ */
+import { loadPart } from './continuous-batching/load.js';
+import { mixedPart } from './continuous-batching/mixed.js';
+import type { BenchResult } from './lib/types.js';
+
+const PARTS = { load: loadPart, mixed: mixedPart };
+
+export async function run(): Promise<BenchResult> {
+  const wanted = process.env.BENCH_PARTS?.split(',') ?? Object.keys(PARTS);
+  const results = [];
+  for (const [name, part] of Object.entries(PARTS)) {
+    if (!wanted.includes(name)) continue;
+    process.stdout.write(`  part: ${name}\n`);
+    results.push([name, await part()] as const);
+  }
+  return {
+    name: 'continuous-batching',
+    title: 'Continuous (step-level) batching vs request-level batching',
+    checks: results.flatMap(([, r]) => r.checks),
+    tables: results.flatMap(([, r]) => r.tables),
+    notes: results.flatMap(([, r]) => r.notes),
+    data: Object.fromEntries(results.map(([name, r]) => [name, r.data])),
+  };
+}

@@ -1,0 +1,56 @@
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+
+import { H200_STEP_COST, simulateContinuous, simulateRequestLevel, stepCostMs, type StepModelOptions } from '../../bench/continuous-batching/step-model.js';
+
+/** Three steps of 10 ms whatever the rows, one replica, sets of up to 4, no batch wait. */
+const flat: StepModelOptions = { steps: 3, maxBatch: 4, replicas: 1, stepMs: () => 10, waitMs: 0 };
+
+describe('stepCostMs', () => {
+  test('follows issue 12\'s calibration: 79 ms + 7.6 ms per row up to 8 rows, 270 ms at 16', () => {
+    for (const rows of [1, 2, 4, 8]) assert.ok(Math.abs(stepCostMs(H200_STEP_COST, rows) - (79 + 7.6 * rows)) < 1e-9, `${rows} rows`);
+    assert.ok(Math.abs(stepCostMs(H200_STEP_COST, 12) - (139.8 + 270) / 2) < 1e-9);
+    assert.equal(stepCostMs(H200_STEP_COST, 16), 270);
+  });
+});
+
+describe('simulateRequestLevel', () => {
+  test('runs every step of a batch before the next batch starts', () => {
+    // The second image arrives during the first one's batch and waits for all of it.
+    const r = simulateRequestLevel([0, 15], flat);
+    assert.deepEqual(r.latencies, [30, 45]);
+    assert.equal(r.lastDoneMs, 60);
+  });
+
+  test('costs a batch steps × stepMs(2 × images)', () => {
+    const r = simulateRequestLevel([0, 0], { ...flat, stepMs: (rows) => rows });
+    assert.deepEqual(r.latencies, [12, 12]);
+  });
+});
+
+describe('simulateContinuous', () => {
+  test('lets an image join at the next step boundary while another is stepping', () => {
+    // The second image joins at 20 (the first one's second step ends) and takes three steps.
+    const r = simulateContinuous([0, 15], flat);
+    assert.deepEqual(r.latencies, [30, 35]);
+    assert.equal(r.lastDoneMs, 50);
+  });
+
+  test('prices each step by the rows of the images in the set', () => {
+    // Alone for one step (2 rows), then together (4 rows) until the first leaves, then alone again.
+    const r = simulateContinuous([0, 1], { ...flat, stepMs: (rows) => rows });
+    // Steps: [0,2) {a}; [2,6) {a,b}; [6,10) {a,b} → a done at 10; [10,12) {b} → b done at 12.
+    assert.deepEqual(r.latencies, [10, 11]);
+  });
+
+  test('holds at most maxBatch images in a set; the rest wait their turn', () => {
+    const r = simulateContinuous([0, 0, 0], { ...flat, maxBatch: 1, steps: 2 });
+    assert.deepEqual(r.latencies, [20, 40, 60]);
+  });
+
+  test('puts queued images on the replica with the most room', () => {
+    const r = simulateContinuous([0, 0], { ...flat, replicas: 2, stepMs: (rows) => rows * 5 });
+    // Each alone on its own replica: 3 steps of 2 rows.
+    assert.deepEqual(r.latencies, [30, 30]);
+  });
+});
