@@ -92,7 +92,6 @@ describe('compileConfig: defaults', () => {
       spillBacklogBatches: 3,
       defaultSteps: 30,
       defaultGuidanceScale: 5,
-      batching: 'request',
       options: {},
       batching: 'request',
     });
@@ -267,17 +266,3 @@ describe('parseConfig', () => {
   });
 });
 
-describe('batching', () => {
-  test('defaults to request; continuous is accepted for the stages that step', () => {
-    assert.equal(compileConfig(minimal()).deployments.synthetic!.batching, 'request');
-    for (const stage of ['synthetic', 'sdxl']) {
-      const c = compileConfig({ deployments: { d: { stage, models: ['m'], batching: 'continuous' } } });
-      assert.equal(c.deployments.d!.batching, 'continuous');
-    }
-  });
-
-  test('refuses continuous for a stage that runs whole batches, and unknown modes, naming the key', () => {
-    rejects({ deployments: { up: { stage: 'upscaler', models: ['m'], batching: 'continuous' } } }, 'deployments.up.batching', /stage that steps/);
-    rejects({ deployments: { d: { stage: 'synthetic', models: ['m'], batching: 'step' } } }, 'deployments.d.batching', /request or continuous/);
-  });
-});
