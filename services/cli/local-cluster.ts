@@ -12,6 +12,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
+import * as grpc from '@grpc/grpc-js';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { stringify as toYaml } from 'yaml';
 import type { ClusterConfig } from '../common/config.js';
@@ -36,6 +37,12 @@ export interface LocalClusterOptions {
   /** Extra environment for the children. */
   readonly env?: NodeJS.ProcessEnv;
   readonly readyTimeoutMs?: number;
+  /**
+   * How the readiness probe (gRPC health) connects. Default: plaintext, or for a router with
+   * router.tls, TLS without checking the certificate (the probe sends no secret); a router with
+   * client_auth: required needs credentials with a client certificate here.
+   */
+  readonly probeCredentials?: grpc.ChannelCredentials;
 }
 
 export interface ReplicaProcess {
@@ -283,7 +290,7 @@ export class LocalCluster {
 
   /** Resolves when every deployment with replicas reports SERVING through gRPC health. */
   async waitServing(): Promise<void> {
-    const health = healthClient(this.grpcAddress);
+    const health = healthClient(this.grpcAddress, this.options.probeCredentials ?? (this.config.router.tls ? grpc.credentials.createSsl(null, null, null, { rejectUnauthorized: false }) : undefined));
     try {
       const deadline = Date.now() + this.timeoutMs;
       const wanted = Object.values(this.config.deployments).filter((d) => d.replicas > 0).map((d) => d.name);

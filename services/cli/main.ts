@@ -7,6 +7,7 @@ import { registerGenerateCommand } from './command-generate.js';
 import { registerJobsCommand } from './command-jobs.js';
 import { registerModelsCommand } from './command-models.js';
 import { registerServeCommands } from './commands-serve.js';
+import { registerTokensCommand } from './command-tokens.js';
 
 const program = new Command()
   .name('orrery')
@@ -26,6 +27,7 @@ registerGenerateCommand(program);
 registerModelsCommand(program);
 registerJobsCommand(program);
 registerDemoCommand(program);
+registerTokensCommand(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   // Readable errors for people: the coded message, no stack, unless it is a bug.

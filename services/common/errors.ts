@@ -23,6 +23,8 @@ export const ERROR_CODES = {
   ORRERY_ERR_JOB_NOT_FOUND: GrpcStatus.NOT_FOUND,
   ORRERY_ERR_JOB_STATE: GrpcStatus.FAILED_PRECONDITION,
   ORRERY_ERR_UNIMPLEMENTED: GrpcStatus.UNIMPLEMENTED,
+  ORRERY_ERR_UNAUTHENTICATED: GrpcStatus.UNAUTHENTICATED,
+  ORRERY_ERR_PERMISSION_DENIED: GrpcStatus.PERMISSION_DENIED,
   ORRERY_ERR_INTERNAL: GrpcStatus.INTERNAL,
 } as const;
 
@@ -99,6 +101,24 @@ export class ConfigError extends OrreryError {
   constructor(key: string, why: string) {
     super('ORRERY_ERR_CONFIG', `config ${key}: ${why}`);
     this.key = key;
+  }
+}
+
+/** A gRPC call without valid credentials (no bearer token, an unknown one, a malformed header). */
+export class UnauthenticatedError extends OrreryError {
+  constructor(why: string) {
+    super('ORRERY_ERR_UNAUTHENTICATED', why);
+  }
+}
+
+/** An authenticated gRPC client whose rights do not include the one a method needs; names both. */
+export class PermissionDeniedError extends OrreryError {
+  readonly client: string;
+  readonly right: string;
+  constructor(client: string, right: string, method: string, has: readonly string[]) {
+    super('ORRERY_ERR_PERMISSION_DENIED', `client "${client}" lacks the right "${right}" that ${method} needs (it has: ${has.join(', ') || 'none'})`);
+    this.client = client;
+    this.right = right;
   }
 }
 
