@@ -7,7 +7,7 @@
 import fs from 'node:fs/promises';
 import * as grpc from '@grpc/grpc-js';
 import type { GrpcAuthConfig } from '../common/grpc-security-config.js';
-import { ConfigError, OrreryError } from '../common/errors.js';
+import { ConfigError, type OrreryError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import { authorize, isPublicMethod } from './grpc-rights.js';
 import type { GrpcSecurityMetrics } from './grpc-security-metrics.js';

@@ -64,8 +64,8 @@ function listServices(router: Router, token?: string): Promise<string[]> {
   const c = new Reflection(router.grpcAddress, channelCredentials({ tlsCa: ca.cert, ...(token ? { tokenFile: tokenFile(dir, 'reflection', token) } : {}) }));
   return new Promise<string[]>((resolve, reject) => {
     const call = (c as unknown as { ServerReflectionInfo(): grpc.ClientDuplexStream<object, { list_services_response?: { service: Array<{ name: string }> } }> }).ServerReflectionInfo();
-    call.on('data', (res) => {
-      resolve(res.list_services_response?.service.map((s: { name: string }) => s.name) ?? []);
+    call.on('data', (res: { list_services_response?: { service: Array<{ name: string }> } }) => {
+      resolve(res.list_services_response?.service.map((s) => s.name) ?? []);
       call.end();
     });
     call.on('error', reject);

@@ -19,7 +19,7 @@ function openssl(args: string[]): void {
     execFileSync('openssl', args, { stdio: ['ignore', 'ignore', 'pipe'] });
   } catch (err) {
     const e = err as { code?: string; stderr?: Buffer };
-    throw new Error(e.code === 'ENOENT' ? 'the TLS tests need the openssl CLI (Debian: apt-get install openssl)' : `openssl ${args[0]} failed: ${e.stderr?.toString() ?? String(err)}`);
+    throw new Error(e.code === 'ENOENT' ? 'the TLS tests need the openssl CLI (Debian: apt-get install openssl)' : `openssl ${args[0]} failed: ${e.stderr?.toString() ?? String(err)}`, { cause: err });
   }
 }
 
@@ -46,4 +46,3 @@ export function makeCert(dir: string, name: string, ca: PemPair, options: { cn: 
   openssl(['x509', '-req', '-in', csr, '-CA', ca.cert, '-CAkey', ca.key, '-CAcreateserial', '-out', pair.cert, '-days', '2', '-extfile', ext]);
   return pair;
 }
-
