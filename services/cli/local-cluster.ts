@@ -37,12 +37,6 @@ export interface LocalClusterOptions {
   /** Extra environment for the children. */
   readonly env?: NodeJS.ProcessEnv;
   readonly readyTimeoutMs?: number;
-  /**
-   * How the readiness probe (gRPC health) connects. Default: plaintext, or for a router with
-   * router.tls, TLS without checking the certificate (the probe sends no secret); a router with
-   * client_auth: required needs credentials with a client certificate here.
-   */
-  readonly probeCredentials?: grpc.ChannelCredentials;
 }
 
 export interface ReplicaProcess {
@@ -288,9 +282,14 @@ export class LocalCluster {
     return exited;
   }
 
-  /** Resolves when every deployment with replicas reports SERVING through gRPC health. */
+  /**
+   * Resolves when every deployment with replicas reports SERVING through gRPC health. A router
+   * with router.tls is probed over TLS without checking its certificate: the probe sends no
+   * secret (health needs no token), and serve-local has no CA to check against. A router with
+   * client_auth: required refuses the probe, which has no client certificate.
+   */
   async waitServing(): Promise<void> {
-    const health = healthClient(this.grpcAddress, this.options.probeCredentials ?? (this.config.router.tls ? grpc.credentials.createSsl(null, null, null, { rejectUnauthorized: false }) : undefined));
+    const health = healthClient(this.grpcAddress, this.config.router.tls ? grpc.credentials.createSsl(null, null, null, { rejectUnauthorized: false }) : undefined);
     try {
       const deadline = Date.now() + this.timeoutMs;
       const wanted = Object.values(this.config.deployments).filter((d) => d.replicas > 0).map((d) => d.name);

@@ -14,6 +14,7 @@ import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { imageServiceClient } from '../../services/cli/client.js';
 import { NatsServerProcess } from '../../services/cli/nats-server-process.js';
+import { ConfigError } from '../../services/common/errors.js';
 import type { Router } from '../../services/router/router.js';
 import { makeCa, makeCert, type PemPair } from '../support/tls-certs.js';
 import { eventually, grpcError, metricSum } from './harness.js';
@@ -85,6 +86,25 @@ describe('gRPC TLS (router.tls, client_auth none)', () => {
   test('the certificate expiry is exported as a metric', async () => {
     const notAfter = Date.parse(new X509Certificate(fs.readFileSync(server.cert)).validTo) / 1000;
     assert.equal(await metricSum(router.metricsUrl, 'orrery_grpc_tls_certificate_expiry_timestamp_seconds'), notAfter);
+  });
+});
+
+describe('gRPC TLS files that cannot serve', () => {
+  const refusedWith = async (tls: Record<string, unknown>, key: string, why: RegExp) => {
+    await assert.rejects(startSecureRouter(nats, { tls }), (err: unknown) => {
+      assert.ok(err instanceof ConfigError, String(err));
+      assert.equal(err.key, key);
+      assert.match(err.message, why);
+      return true;
+    });
+  };
+
+  test('a missing certificate file stops the router at start, naming the key and the file', async () => {
+    await refusedWith({ cert_file: path.join(dir, 'absent.crt'), key_file: server.key }, 'router.tls.cert_file', /cannot read .*absent\.crt/);
+  });
+
+  test('a key that does not match the certificate stops the router at start', async () => {
+    await refusedWith({ cert_file: server.cert, key_file: client.key }, 'router.tls', /do not make a TLS context: .*key values mismatch/);
   });
 });
 
