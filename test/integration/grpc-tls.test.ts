@@ -154,16 +154,20 @@ describe('gRPC mTLS (client_auth optional)', () => {
   });
   after(() => router?.stop(1000));
 
-  test('a client without a certificate gets through as anonymous; one with a certificate under its name', async () => {
+  test('a client without a certificate gets through as anonymous, one from another CA too (unverified counts as none), one from the CA under its name', async () => {
     const anonymous = securedClient(router.grpcAddress, { tlsCa: ca.cert });
+    const stranger = securedClient(router.grpcAddress, { tlsCa: ca.cert, tlsCert: strangerClient.cert, tlsKey: strangerClient.key });
     const named = securedClient(router.grpcAddress, { tlsCa: ca.cert, tlsCert: client.cert, tlsKey: client.key });
     try {
       await unary(anonymous, 'ListModels');
+      await unary(stranger, 'ListModels');
       await unary(named, 'ListModels');
-      assert.equal(await metricSum(router.metricsUrl, 'orrery_grpc_client_calls_total', { client: 'anonymous', method: 'ListModels', code: 'OK' }), 1);
+      assert.equal(await metricSum(router.metricsUrl, 'orrery_grpc_client_calls_total', { client: 'anonymous', method: 'ListModels', code: 'OK' }), 2);
+      assert.equal(await metricSum(router.metricsUrl, 'orrery_grpc_client_calls_total', { client: 'stranger', method: 'ListModels' }), 0);
       assert.equal(await metricSum(router.metricsUrl, 'orrery_grpc_client_calls_total', { client: 'batch-team', method: 'ListModels', code: 'OK' }), 1);
     } finally {
       anonymous.close();
+      stranger.close();
       named.close();
     }
   });
