@@ -52,19 +52,20 @@ const CHANNEL_OPTIONS = { 'grpc.max_receive_message_length': 256 * 1024 * 1024, 
 /**
  * An ImageService client. `options` are added to the channel's (grpc-js shares one connection
  * between clients with equal options: a distinct option keeps a client on its own connection).
+ * `credentials`: TLS and a bearer token for a secured router (grpc-credentials.ts); default plaintext.
  */
-export function imageServiceClient(address: string, options: grpc.ChannelOptions = {}): ImageServiceClient {
+export function imageServiceClient(address: string, options: grpc.ChannelOptions = {}, credentials = grpc.credentials.createInsecure()): ImageServiceClient {
   const ImageService = imageServiceDefinition();
-  return new ImageService(address, grpc.credentials.createInsecure(), { ...CHANNEL_OPTIONS, ...options }) as unknown as ImageServiceClient;
+  return new ImageService(address, credentials, { ...CHANNEL_OPTIONS, ...options }) as unknown as ImageServiceClient;
 }
 
 export interface HealthClient extends grpc.Client {
   Check(req: { service: string }, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: { status: string }) => void): void;
 }
 
-export function healthClient(address: string): HealthClient {
+export function healthClient(address: string, credentials = grpc.credentials.createInsecure()): HealthClient {
   const Health = healthServiceDefinition();
-  return new Health(address, grpc.credentials.createInsecure()) as unknown as HealthClient;
+  return new Health(address, credentials) as unknown as HealthClient;
 }
 
 /** Generate as a promise. `deadlineMs` is relative. */

@@ -3,8 +3,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { imageServiceClient, type GenerateEvent, type ImageMessage } from './client.js';
+import { CLIENT_SECURITY_HELP, addClientSecurityOptions, channelCredentials, type ClientSecurityFlags } from './grpc-credentials.js';
 
-export interface GenerateOptions {
+export interface GenerateOptions extends ClientSecurityFlags {
   addr: string; prompt?: string; color?: string; atmosphere?: string; moons?: string; sky?: string; extra: string[];
   negative?: string; count: number; requests: number; seed?: string; steps?: number; guidance?: number; width?: number; height?: number;
   aspect?: string; model?: string; pipeline?: string; format: string; out: string; timeoutMs: number; initImage?: string; strength?: number; quiet?: boolean;
@@ -59,7 +60,7 @@ function streamOne(client: ReturnType<typeof imageServiceClient>, req: object, t
 }
 
 export function registerGenerateCommand(program: Command): void {
-  program
+  addClientSecurityOptions(program
     .command('generate')
     .description('Ask a running Orrery cluster for images and write them to a folder.')
     .option('--addr <host:port>', 'router gRPC address', '127.0.0.1:50051')
@@ -85,7 +86,8 @@ export function registerGenerateCommand(program: Command): void {
     .option('--format <fmt>', 'png, webp or jpeg', 'png')
     .option('--out <dir>', 'output folder', './out')
     .option('--timeout-ms <n>', 'give up after this long', int, 600_000)
-    .option('--quiet', 'no progress output')
+    .option('--quiet', 'no progress output'))
+    .addHelpText('after', CLIENT_SECURITY_HELP)
     .action(async (o: GenerateOptions) => {
       const { files, seconds, qc } = await generateToFolder(o);
       process.stdout.write(`${files.length} images in ${seconds.toFixed(2)} s (${(files.length / seconds).toFixed(2)} images/s) written to ${path.resolve(o.out)}\n`);
@@ -101,7 +103,7 @@ export function registerGenerateCommand(program: Command): void {
 export async function generateToFolder(o: GenerateOptions): Promise<{ files: string[]; seconds: number; qc: Record<string, string> }> {
   if (!['png', 'webp', 'jpeg'].includes(o.format)) throw new Error(`--format must be png, webp or jpeg, not ${o.format}`);
   fs.mkdirSync(o.out, { recursive: true });
-  const client = imageServiceClient(o.addr);
+  const client = imageServiceClient(o.addr, {}, channelCredentials(o));
   const total = o.requests * o.count;
   let done = 0;
   const status = (line: string) => {

@@ -11,6 +11,7 @@ import { inboxPrefix } from '../common/nats-permissions.js';
 import { natsSecurityFromEnv } from '../common/nats-security-config.js';
 import { copyJobResults } from '../router/jobs/sinks/copy-results.js';
 import { openSink } from '../router/jobs/sinks/index.js';
+import { CLIENT_SECURITY_HELP, addClientSecurityOptions, channelCredentials, type ClientSecurityFlags } from './grpc-credentials.js';
 import { JobClient } from './job-client.js';
 import { jobDetails, jobsTable, outputLines, progressLine, timestampMs, type JobMessage } from './job-format.js';
 import { prepareSubmission, sendSubmission, type SubmitFlags } from './job-submit.js';
@@ -31,14 +32,17 @@ const num = (v: string): number => {
   return n;
 };
 
-const client = (addr: string): JobClient =>
-  new JobClient(addr, {
-    onRetry: (err, attempt, delayMs) => process.stderr.write(`orrery: router at ${addr} unreachable (${err.details || err.message}); retry ${attempt} in ${(delayMs / 1000).toFixed(1)} s\n`),
-  });
+/** The router address and the TLS and token flags every jobs subcommand has. */
+type RouterFlags = ClientSecurityFlags & { addr: string };
 
-/** Runs `fn` with a client for `addr`, closing it afterwards. */
-async function withClient<T>(addr: string, fn: (c: JobClient) => Promise<T>): Promise<T> {
-  const c = client(addr);
+const client = (o: RouterFlags): JobClient =>
+  new JobClient(o.addr, {
+    onRetry: (err, attempt, delayMs) => process.stderr.write(`orrery: router at ${o.addr} unreachable (${err.details || err.message}); retry ${attempt} in ${(delayMs / 1000).toFixed(1)} s\n`),
+  }, channelCredentials(o));
+
+/** Runs `fn` with a client for the router of `o`, closing it afterwards. */
+async function withClient<T>(o: RouterFlags, fn: (c: JobClient) => Promise<T>): Promise<T> {
+  const c = client(o);
   try {
     return await fn(c);
   } finally {
@@ -52,7 +56,8 @@ async function watchAndExit(c: JobClient, jobId: string, plainIntervalMs?: numbe
   process.exitCode = exitStatusOf(final);
 }
 
-const addrOption = (cmd: Command): Command => cmd.option('--addr <host:port>', 'router gRPC address', DEFAULT_ADDR);
+/** --addr and the TLS and token flags (grpc-credentials.ts). */
+const addrOption = (cmd: Command): Command => addClientSecurityOptions(cmd.option('--addr <host:port>', 'router gRPC address', DEFAULT_ADDR));
 
 export function registerJobsCommand(program: Command): void {
   const jobs = program
@@ -68,7 +73,8 @@ Examples:
   orrery jobs list
   orrery jobs watch j-0123abcd
   orrery jobs retry j-0123abcd --watch
-  orrery jobs results j-0123abcd --out ./planets`);
+  orrery jobs results j-0123abcd --out ./planets
+${CLIENT_SECURITY_HELP}`);
 
   addrOption(jobs.command('submit <file>'))
     .description('Submit a job from a YAML job file (template + grid or items) or a JSONL item file (one item a line).')
@@ -117,14 +123,14 @@ Examples:
   orrery jobs submit deploy/jobs/planet-grid.yaml --watch
   orrery jobs submit items.jsonl --pipeline planet-ultrawide --aspect 21:9 --steps 30 --name batch-7
   orrery jobs submit deploy/jobs/demo-grid.yaml --dry-run`)
-    .action(async (file: string, o: SubmitFlags & { addr: string; watch?: boolean; dryRun?: boolean }) => {
+    .action(async (file: string, o: SubmitFlags & RouterFlags & { watch?: boolean; dryRun?: boolean }) => {
       const s = await prepareSubmission(file, o);
       if (o.dryRun) {
         process.stdout.write(`${file}: ${s.description}\njob_key: ${s.header.job_key}\n${JSON.stringify({ ...s.header, ...(s.grid ? { grid: s.grid } : {}) }, null, 2)}\n`);
         return;
       }
       const startedMs = Date.now();
-      await withClient(o.addr, async (c) => {
+      await withClient(o, async (c) => {
         let sent = 0;
         const job = await sendSubmission(c, s, {
           onCreated: (j) => process.stdout.write(`job ${j.job_id}: sending ${s.jsonl ? `the items of ${file}` : 'the items'} in chunks of up to 1000 (the job holds ${j.total} so far)\n`),
@@ -157,8 +163,8 @@ Ctrl-C stops watching; the job keeps running. A router restart is ridden out (th
 Examples:
   orrery jobs watch j-0123abcd
   orrery jobs watch j-0123abcd --addr router.orrery:50051 | tee job.log`)
-    .action(async (jobId: string, o: { addr: string; interval: number }) => {
-      await withClient(o.addr, (c) => watchAndExit(c, jobId, o.interval * 1000));
+    .action(async (jobId: string, o: RouterFlags & { interval: number }) => {
+      await withClient(o, (c) => watchAndExit(c, jobId, o.interval * 1000));
     });
 
   addrOption(jobs.command('list'))
@@ -167,9 +173,9 @@ Examples:
     .option('--limit <n>', 'at most this many jobs', int(1), 50)
     .option('--json', 'one Job message a line, as JSON')
     .addHelpText('after', '\nExamples:\n  orrery jobs list\n  orrery jobs list --state in_progress --limit 10')
-    .action(async (o: { addr: string; state?: string; limit: number; json?: boolean }) => {
+    .action(async (o: RouterFlags & { state?: string; limit: number; json?: boolean }) => {
       const found: JobMessage[] = [];
-      await withClient(o.addr, async (c) => {
+      await withClient(o, async (c) => {
         let token = '';
         do {
           const page = await c.list({ page_size: Math.min(1000, o.limit - found.length), page_token: token, state: o.state ?? '' });
@@ -186,8 +192,8 @@ Examples:
     .description('Show one job: state, counts, rate, times, where its outputs are.')
     .option('--json', 'the Job message as JSON (uint64 counts as strings)')
     .addHelpText('after', '\nExamples:\n  orrery jobs get j-0123abcd\n  orrery jobs get j-0123abcd --json | jq .state')
-    .action(async (jobId: string, o: { addr: string; json?: boolean }) => {
-      const job = await withClient(o.addr, (c) => c.get(jobId));
+    .action(async (jobId: string, o: RouterFlags & { json?: boolean }) => {
+      const job = await withClient(o, (c) => c.get(jobId));
       if (o.json) process.stdout.write(`${JSON.stringify(job, null, 2)}\n`);
       else for (const line of [...jobDetails(job), ...outputLines(job)]) process.stdout.write(`${line}\n`);
     });
@@ -198,9 +204,9 @@ Examples:
     .option('--limit <n>', 'at most this many items', int(1), 100)
     .option('--json', 'one JobItemResult a line, as JSON')
     .addHelpText('after', '\nExamples:\n  orrery jobs items j-0123abcd --state failed\n  orrery jobs items j-0123abcd --limit 1000000 --json > items.jsonl')
-    .action(async (jobId: string, o: { addr: string; state?: string; limit: number; json?: boolean }) => {
+    .action(async (jobId: string, o: RouterFlags & { state?: string; limit: number; json?: boolean }) => {
       if (o.state && !ITEM_STATES.includes(o.state)) throw new InvalidArgumentError('--state', `must be one of ${ITEM_STATES.join(', ')}, not ${o.state}`);
-      await withClient(o.addr, async (c) => {
+      await withClient(o, async (c) => {
         let token = '';
         let shown = 0;
         do {
@@ -222,8 +228,8 @@ Examples:
   addrOption(jobs.command('cancel <job-id>'))
     .description('Cancel a job: queued items end cancelled; results already written stay, with the manifest.')
     .addHelpText('after', '\nExamples:\n  orrery jobs cancel j-0123abcd\n  orrery jobs retry j-0123abcd     runs the cancelled and failed items later')
-    .action(async (jobId: string, o: { addr: string }) => {
-      const job = await withClient(o.addr, (c) => c.cancel(jobId));
+    .action(async (jobId: string, o: RouterFlags) => {
+      const job = await withClient(o, (c) => c.cancel(jobId));
       process.stdout.write(`${progressLine(job)}\n`);
     });
 
@@ -231,8 +237,8 @@ Examples:
     .description('Run a job\'s failed and cancelled items again (only those), into the same outputs.')
     .option('--watch', 'follow the job until it ends')
     .addHelpText('after', '\nExamples:\n  orrery jobs items j-0123abcd --state failed     why they failed\n  orrery jobs retry j-0123abcd --watch')
-    .action(async (jobId: string, o: { addr: string; watch?: boolean }) => {
-      await withClient(o.addr, async (c) => {
+    .action(async (jobId: string, o: RouterFlags & { watch?: boolean }) => {
+      await withClient(o, async (c) => {
         const job = await c.retryJob(jobId);
         process.stdout.write(`${progressLine(job)}\n`);
         if (o.watch) await watchAndExit(c, job.job_id);
@@ -255,8 +261,8 @@ ORRERY_NATS_CREDS_FILE), ORRERY_NATS_TLS_CA_FILE, ORRERY_NATS_TLS_CERT_FILE, ORR
 Examples:
   orrery jobs results j-0123abcd --out ./planets
   orrery jobs results j-0123abcd --out ./planets --nats-url nats://nats.orrery:4222`)
-    .action(async (jobId: string, o: { addr: string; out: string; natsUrl: string; natsPrefix: string }) => {
-      const job = await withClient(o.addr, (c) => c.get(jobId));
+    .action(async (jobId: string, o: RouterFlags & { out: string; natsUrl: string; natsPrefix: string }) => {
+      const job = await withClient(o, (c) => c.get(jobId));
       if (!job.output_uri) throw new OrreryError('ORRERY_ERR_INTERNAL', `job ${jobId} has no output_uri`);
       let nc: NatsConnection | undefined;
       if (job.output_uri.startsWith('nats-object://')) nc = await connect({ servers: o.natsUrl, name: 'orrery-jobs-results', ...natsAuthOptions(natsSecurityFromEnv(process.env)), inboxPrefix: inboxPrefix(o.natsPrefix, 'router') });

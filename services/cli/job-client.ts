@@ -67,8 +67,9 @@ export async function withRetry<T>(call: () => Promise<T>, options: RetryOptions
 export class JobClient {
   private readonly c: JobMethods;
 
-  constructor(readonly address: string, private readonly retry: RetryOptions = {}) {
-    this.c = imageServiceClient(address) as unknown as JobMethods;
+  /** `credentials`: TLS and a bearer token for a secured router (grpc-credentials.ts); default plaintext. */
+  constructor(readonly address: string, private readonly retry: RetryOptions = {}, credentials = grpc.credentials.createInsecure()) {
+    this.c = imageServiceClient(address, {}, credentials) as unknown as JobMethods;
   }
 
   private unary<Res>(method: Unary<object, Res>, req: object, timeoutMs = 60_000): Promise<Res> {

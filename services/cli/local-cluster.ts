@@ -12,6 +12,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
+import * as grpc from '@grpc/grpc-js';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { stringify as toYaml } from 'yaml';
 import type { ClusterConfig } from '../common/config.js';
@@ -299,9 +300,14 @@ export class LocalCluster {
     return exited;
   }
 
-  /** Resolves when every deployment with replicas reports SERVING through gRPC health. */
+  /**
+   * Resolves when every deployment with replicas reports SERVING through gRPC health. A router
+   * with router.tls is probed over TLS without checking its certificate: the probe sends no
+   * secret (health needs no token), and serve-local has no CA to check against. A router with
+   * client_auth: required refuses the probe, which has no client certificate.
+   */
   async waitServing(): Promise<void> {
-    const health = healthClient(this.grpcAddress);
+    const health = healthClient(this.grpcAddress, this.config.router.tls ? grpc.credentials.createSsl(null, null, null, { rejectUnauthorized: false }) : undefined);
     try {
       const deadline = Date.now() + this.timeoutMs;
       const wanted = Object.values(this.config.deployments).filter((d) => d.replicas > 0).map((d) => d.name);

@@ -8,6 +8,7 @@ import { registerJobsCommand } from './command-jobs.js';
 import { registerModelsCommand } from './command-models.js';
 import { registerNatsConfigCommand } from './command-nats-config.js';
 import { registerServeCommands } from './commands-serve.js';
+import { registerTokensCommand } from './command-tokens.js';
 
 const program = new Command()
   .name('orrery')
@@ -28,6 +29,7 @@ registerModelsCommand(program);
 registerJobsCommand(program);
 registerDemoCommand(program);
 registerNatsConfigCommand(program);
+registerTokensCommand(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   // Readable errors for people: the coded message, no stack, unless it is a bug.

@@ -8,6 +8,7 @@ import { parseModelId } from './model-id.js';
 import { ConfigError } from './errors.js';
 import { compileQcOptions, type QcOptions } from './qc-config.js';
 import { compileNatsSecurity, type NatsSecurityConfig } from './nats-security-config.js';
+import { compileGrpcSecurity, GRPC_SECURITY_KEYS, type GrpcSecurityConfig } from './grpc-security-config.js';
 
 /** Options of one deployment (a separately scaled group of identical replicas). */
 export interface DeploymentConfig {
@@ -126,7 +127,8 @@ export interface PipelineConfig {
 export interface ClusterConfig {
   /** `nats.auth`/`nats.tls` (services/common/nats-security-config.ts): credentials and TLS, from files. */
   readonly nats: { readonly url: string; readonly prefix: string } & NatsSecurityConfig;
-  readonly router: {
+  /** `router.tls`, `router.auth` and `router.reflection` are in grpc-security-config.ts. */
+  readonly router: GrpcSecurityConfig & {
     readonly grpcPort: number;
     readonly metricsPort: number;
     /** Heartbeats older than this many intervals drop the replica. */
@@ -398,7 +400,7 @@ export function compileConfig(raw: unknown): ClusterConfig {
   const prefix = str(nats, 'prefix', 'nats', 'orrery');
   if (!/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(prefix)) throw new ConfigError('nats.prefix', 'must be NATS subject tokens (letters, digits, _ and -) joined by dots');
   const router = section(raw, 'router', '');
-  checkKeys(router, ['grpc_port', 'metrics_port', 'replica_timeout_intervals', 'max_request_bytes_in_flight'], 'router');
+  checkKeys(router, ['grpc_port', 'metrics_port', 'replica_timeout_intervals', 'max_request_bytes_in_flight', ...GRPC_SECURITY_KEYS], 'router');
   const autoscaler = section(raw, 'autoscaler', '');
   checkKeys(autoscaler, ['scale_target', 'interval_ms', 'kubernetes_namespace'], 'autoscaler');
   const scaleTarget = str(autoscaler, 'scale_target', 'autoscaler', 'none') as ScaleTargetKind;
@@ -429,6 +431,7 @@ export function compileConfig(raw: unknown): ClusterConfig {
       replicaTimeoutIntervals: int(router, 'replica_timeout_intervals', 'router', 3, 2, 100),
       // At least 1 MiB: below that even small img2img requests would queue behind each other.
       maxRequestBytesInFlight: int(router, 'max_request_bytes_in_flight', 'router', 512 * 1024 * 1024, 1024 * 1024),
+      ...compileGrpcSecurity(router),
     },
     autoscaler: {
       scaleTarget,

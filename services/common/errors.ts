@@ -25,6 +25,8 @@ export const ERROR_CODES = {
   ORRERY_ERR_UNIMPLEMENTED: GrpcStatus.UNIMPLEMENTED,
   ORRERY_ERR_QC_FAILED: GrpcStatus.FAILED_PRECONDITION,
   ORRERY_ERR_NATS_AUTH: GrpcStatus.UNAVAILABLE,
+  ORRERY_ERR_UNAUTHENTICATED: GrpcStatus.UNAUTHENTICATED,
+  ORRERY_ERR_PERMISSION_DENIED: GrpcStatus.PERMISSION_DENIED,
   ORRERY_ERR_INTERNAL: GrpcStatus.INTERNAL,
 } as const;
 
@@ -112,6 +114,24 @@ export class ConfigError extends OrreryError {
 export class NatsAuthError extends OrreryError {
   constructor(identity: string, why: string, options?: { cause?: unknown }) {
     super('ORRERY_ERR_NATS_AUTH', `NATS authorization failed for ${identity}: ${why} (check nats.auth and nats.tls, or ORRERY_NATS_USER, ORRERY_NATS_PASSWORD_FILE, ...)`, options);
+  }
+}
+
+/** A gRPC call without valid credentials (no bearer token, an unknown one, a malformed header). */
+export class UnauthenticatedError extends OrreryError {
+  constructor(why: string) {
+    super('ORRERY_ERR_UNAUTHENTICATED', why);
+  }
+}
+
+/** An authenticated gRPC client whose rights do not include the one a method needs; names both. */
+export class PermissionDeniedError extends OrreryError {
+  readonly client: string;
+  readonly right: string;
+  constructor(client: string, right: string, method: string, has: readonly string[]) {
+    super('ORRERY_ERR_PERMISSION_DENIED', `client "${client}" lacks the right "${right}" that ${method} needs (it has: ${has.join(', ') || 'none'})`);
+    this.client = client;
+    this.right = right;
   }
 }
 

@@ -22,6 +22,7 @@ import { parseModelId } from '../common/model-id.js';
 import { Autoscaler } from './autoscaler.js';
 import { BatchDispatcher } from './batch-dispatcher.js';
 import { DeploymentScheduler } from './deployment-scheduler.js';
+import { GrpcSecurity } from './grpc-security.js';
 import { imageService } from './image-service.js';
 import { JobManager } from './jobs/job-manager.js';
 import { PipelineRunner } from './pipeline-runner.js';
@@ -64,6 +65,7 @@ export class Router {
   private dispatcher: BatchDispatcher | undefined;
   private autoscaler: Autoscaler | undefined;
   private jobs: JobManager | undefined;
+  private security: GrpcSecurity | undefined;
   grpcAddress = '';
 
   private constructor(private readonly options: RouterOptions) {
@@ -127,16 +129,19 @@ export class Router {
     if (config.jobs.enabled) this.jobs = await JobManager.start({ nc: this.nc, config, runner, metrics: this.metrics, log, routerId: randomUUID() });
     // Channelz off: nothing here serves it, and its per-call accounting cost ~4 % of the router's
     // CPU per request (bench/results/core-serving.md, throughput).
-    this.server = new grpc.Server({ 'grpc.max_receive_message_length': 80 * 1024 * 1024, 'grpc.max_send_message_length': 256 * 1024 * 1024, 'grpc.enable_channelz': 0 });
+    // TLS, mTLS and bearer tokens (docs/security-grpc.md); the interceptor runs only when one is configured.
+    const security = await GrpcSecurity.start(config.router, this.metrics.registry, log);
+    this.security = security;
+    this.server = new grpc.Server({ 'grpc.max_receive_message_length': 80 * 1024 * 1024, 'grpc.max_send_message_length': 256 * 1024 * 1024, 'grpc.enable_channelz': 0, interceptors: security.interceptors });
     this.server.addService(imageServiceDefinition().service, imageService({
       runner, metrics: this.metrics, log, listModels: () => this.listModels(), defaultPipeline: config.defaultPipeline, maxRequestBytesInFlight: config.router.maxRequestBytesInFlight,
       ...(this.jobs ? { jobs: this.jobs } : {}),
     }));
     this.health.addToServer(this.server);
-    new ReflectionService(reflectionDefinition()).addToServer(this.server);
+    if (config.router.reflection) new ReflectionService(reflectionDefinition()).addToServer(this.server);
     const host = this.options.grpcHost ?? '0.0.0.0';
     const port = await new Promise<number>((resolve, reject) =>
-      this.server.bindAsync(`${host}:${this.options.grpcPort ?? config.router.grpcPort}`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+      this.server.bindAsync(`${host}:${this.options.grpcPort ?? config.router.grpcPort}`, security.credentials, (err, p) => (err ? reject(err) : resolve(p))),
     );
     this.grpcAddress = `${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`;
     this.metricsServer = await startMetricsServer(this.metrics.registry, this.options.metricsPort ?? config.router.metricsPort, host, () => this.stateValue === 'running');
@@ -262,6 +267,7 @@ export class Router {
       });
     }
     clearInterval(this.tick);
+    this.security?.close();
     await this.autoscaler?.stop();
     for (const s of this.schedulers.values()) s.close();
     this.dispatcher?.close();

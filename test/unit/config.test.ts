@@ -73,7 +73,7 @@ describe('compileConfig: defaults', () => {
   test('fills every documented default for a config naming only one deployment', () => {
     const c = compileConfig(minimal());
     assert.deepEqual(c.nats, { url: 'nats://127.0.0.1:4222', prefix: 'orrery', auth: {} });
-    assert.deepEqual(c.router, { grpcPort: 50051, metricsPort: 9464, replicaTimeoutIntervals: 3, maxRequestBytesInFlight: 536_870_912 });
+    assert.deepEqual(c.router, { grpcPort: 50051, metricsPort: 9464, replicaTimeoutIntervals: 3, maxRequestBytesInFlight: 536_870_912, reflection: true });
     assert.deepEqual(c.worker, { heartbeatIntervalMs: 1000, metricsPort: 0, drainTimeoutMs: 60_000 });
     assert.equal(c.maxInlinePayloadBytes, 524_288);
     assert.equal(c.modelRepository, './models');
