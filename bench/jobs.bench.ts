@@ -13,6 +13,9 @@
  *    answers again and until it finishes items again; 0 items lost, 0 written twice.
  * 4. Online Generate p50/p99 on the cost model at 30 % load, idle vs with a saturating job —
  *    target: online p99 ≤ idle p99 + one full batch time (120 ms).
+ *
+ * `BENCH_JOBS_PARTS=online` (a comma list of throughput, online, resume, grid) runs only some parts
+ * (while working on one; the results file then holds only those).
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -31,6 +34,10 @@ const FULL_BATCH_MS = COST.fixed_ms + COST.per_item_ms * MAX_BATCH;
 const CAPACITY_PER_REPLICA = (MAX_BATCH * 1000) / FULL_BATCH_MS;
 const GRID_ITEMS = Number(process.env.BENCH_JOBS_GRID_ITEMS ?? 1_000_000);
 const GRID_MAX_S = Number(process.env.BENCH_JOBS_GRID_MAX_S ?? 3600);
+
+const PARTS = process.env.BENCH_JOBS_PARTS?.split(',');
+/** Whether part `name` runs (BENCH_JOBS_PARTS). */
+const wanted = (name: 'throughput' | 'online' | 'resume' | 'grid'): boolean => !PARTS || PARTS.includes(name);
 
 const num = (v: string | number | undefined): number => Number(v ?? 0);
 
@@ -135,7 +142,7 @@ export async function run(): Promise<BenchResult> {
 
   // --- 1. throughput ---
   const throughputRows: Array<Array<string | number>> = [];
-  for (const [mode, options, replicas, items] of [['zero-cost', {}, 1, 4000], ['cost-model', COST, 2, 4000]] as const) {
+  for (const [mode, options, replicas, items] of wanted('throughput') ? [['zero-cost', {}, 1, 4000], ['cost-model', COST, 2, 4000]] as const : []) {
     const b = await startBenchCluster(benchConfig({
       gpu: { stage: 'synthetic', models: ['gpu'], replicas, max_batch_size: MAX_BATCH, batch_wait_timeout_ms: 20, max_ongoing_batches: 2, max_queued_requests: 10_000, options },
     }));
@@ -158,7 +165,7 @@ export async function run(): Promise<BenchResult> {
       await b.stop();
     }
   }
-  tables.push({
+  if (wanted('throughput')) tables.push({
     title: 'Throughput: a job vs the same images through Generate',
     columns: ['replicas', 'n', 'items', 'job items/s (10–90 %)', 'job items/s (whole run)', 'Generate images/s (closed loop)', 'ideal batched capacity', 'job / ideal'],
     rows: throughputRows,
@@ -166,7 +173,7 @@ export async function run(): Promise<BenchResult> {
   });
 
   // --- 4. online latency with and without a saturating job ---
-  {
+  if (wanted('online')) {
     const b = await startBenchCluster(benchConfig({
       gpu: { stage: 'synthetic', models: ['gpu'], replicas: 1, max_batch_size: MAX_BATCH, batch_wait_timeout_ms: 20, max_ongoing_batches: 2, max_queued_requests: 10_000, options: COST },
     }));
@@ -200,7 +207,7 @@ export async function run(): Promise<BenchResult> {
   }
 
   // --- 3. resume after kill -9 of the router ---
-  {
+  if (wanted('resume')) {
     const b = await startBenchCluster(benchConfig({
       gpu: { stage: 'synthetic', models: ['gpu'], replicas: 2, max_batch_size: MAX_BATCH, batch_wait_timeout_ms: 20, max_ongoing_batches: 2, options: COST },
     }));
@@ -251,7 +258,7 @@ export async function run(): Promise<BenchResult> {
   }
 
   // --- 2. a large grid to completion on zero-cost replicas ---
-  {
+  if (wanted('grid')) {
     const b = await startBenchCluster(benchConfig({
       zero: { stage: 'synthetic', models: ['zero'], replicas: 2, max_batch_size: 32, batch_wait_timeout_ms: 5, max_ongoing_batches: 2, max_queued_requests: 100_000 },
     }));

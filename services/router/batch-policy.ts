@@ -44,14 +44,20 @@ export type BatchDecision =
   /** Nothing to do until the queue or replicas change. */
   | { kind: 'idle' };
 
-/** Queue items sharing one batch key; `indexes` are queue positions in arrival order. */
+/**
+ * Queue items sharing one batch key and priority; `indexes` are queue positions in arrival order.
+ * A key with online and bulk items makes two groups: the online one carries the bulk items as
+ * `fill`, which ride along only on an idle replica (see decideBatch).
+ */
 export interface Group {
   readonly key: string;
   readonly modelId: string;
   readonly indexes: number[];
   readonly headEnqueuedAtMs: number;
-  /** Holds at least one online item. */
+  /** Holds online items (else bulk items only). */
   readonly online: boolean;
+  /** For an online group: the bulk items of its key, which may fill its batch on an idle replica. */
+  readonly fill: number[];
 }
 
 /** A group with its placement and the earliest time its batch may leave. */
@@ -64,18 +70,18 @@ interface Candidate {
   readonly spill: boolean;
 }
 
-/** The queue's groups, in the order their first items appear (room-policy.ts shares it). */
+/** The queue's groups: online groups first, then bulk ones, each in the order its first item appears (room-policy.ts shares it). */
 export function groupByKey(queue: readonly QueuedItem[]): Group[] {
-  const byKey = new Map<string, { key: string; modelId: string; indexes: number[]; headEnqueuedAtMs: number; online: boolean }>();
+  const online = new Map<string, Group>();
+  const bulk = new Map<string, Group>();
   queue.forEach((item, index) => {
-    const online = item.priority !== 'bulk';
-    const group = byKey.get(item.key);
-    if (group) {
-      group.indexes.push(index);
-      group.online ||= online;
-    } else byKey.set(item.key, { key: item.key, modelId: item.modelId, indexes: [index], headEnqueuedAtMs: item.enqueuedAtMs, online });
+    const groups = item.priority === 'bulk' ? bulk : online;
+    const group = groups.get(item.key);
+    if (group) group.indexes.push(index);
+    else groups.set(item.key, { key: item.key, modelId: item.modelId, indexes: [index], headEnqueuedAtMs: item.enqueuedAtMs, online: groups === online, fill: [] });
   });
-  return [...byKey.values()];
+  for (const g of online.values()) g.fill.push(...(bulk.get(g.key)?.indexes ?? []));
+  return [...online.values(), ...bulk.values()];
 }
 
 /**
@@ -83,11 +89,11 @@ export function groupByKey(queue: readonly QueuedItem[]): Group[] {
  * waited `batchWaitTimeoutMs`. If that wait would reach the earliest deadline in the batch, the
  * batch leaves now — waiting for company must never cost a request its deadline.
  */
-function readyAtMs(group: Group, queue: readonly QueuedItem[], opts: BatchPolicyOptions, nowMs: number): number {
-  if (group.indexes.length >= opts.maxBatchSize) return nowMs;
+function readyAtMs(group: Group, indexes: readonly number[], queue: readonly QueuedItem[], opts: BatchPolicyOptions, nowMs: number): number {
+  if (indexes.length >= opts.maxBatchSize) return nowMs;
   const timerAtMs = group.headEnqueuedAtMs + opts.batchWaitTimeoutMs;
   let earliestDeadlineMs = Number.POSITIVE_INFINITY;
-  for (const i of group.indexes) {
+  for (const i of indexes) {
     const deadlineMs = queue[i]!.deadlineMs;
     if (deadlineMs > 0) earliestDeadlineMs = Math.min(earliestDeadlineMs, deadlineMs);
   }
@@ -115,6 +121,31 @@ function compareCandidates(a: Candidate, b: Candidate): number {
 }
 
 /**
+ * The replicas as a group holding online work sees them: a replica with a bulk-only batch in
+ * flight has one slot more (the *priority slot*) and no prefetch hold (it would wait for the bulk
+ * batches too), so online work reaches it at once and its device lock runs it ahead of every
+ * waiting bulk batch (device-lock.ts) — a saturating bulk job never makes an online request wait
+ * behind more than the batch running now.
+ */
+function onlineViews(replicas: readonly ReplicaView[]): readonly ReplicaView[] {
+  return replicas.map((r) => {
+    if ((r.onlineBatches ?? r.ongoingBatches) >= r.ongoingBatches) return r;
+    const { partialFromMs: _hold, ...rest } = r;
+    return { ...rest, maxOngoingBatches: r.maxOngoingBatches + 1 };
+  });
+}
+
+/** Busy replicas whose spare slot is not open to partial batches yet, when it opens, and the views without them. */
+function prefetchViews(replicas: readonly ReplicaView[], nowMs: number): { partialOpensMs: number; partialViews: readonly ReplicaView[] } {
+  let partialOpensMs = Number.POSITIVE_INFINITY;
+  for (const r of replicas) {
+    if (hasFreeSlot(r) && r.partialFromMs !== undefined && r.partialFromMs > nowMs) partialOpensMs = Math.min(partialOpensMs, r.partialFromMs);
+  }
+  const partialViews = Number.isFinite(partialOpensMs) ? replicas.map((r) => (r.partialFromMs !== undefined && r.partialFromMs > nowMs ? { ...r, ongoingBatches: r.maxOngoingBatches } : r)) : replicas;
+  return { partialOpensMs, partialViews };
+}
+
+/**
  * Decide the next batch.
  *
  * - Empty queue, or no replica with a free slot (including no replicas at all) → `idle`. Under
@@ -125,9 +156,13 @@ function compareCandidates(a: Candidate, b: Candidate): number {
  *   replicas holding the model, busy or not) — the holders cannot absorb it soon. A model held
  *   nowhere always "spills".
  *   Otherwise a group whose holders are all busy gets `wait-affinity` and is skipped.
- * - **Online first**: groups holding an online item are tried before groups of bulk items only,
- *   and the caller queues online items ahead of bulk ones, so a batch's oldest items — the ones
- *   taken — are online ones; bulk items fill the rest of a batch of their key.
+ * - **Online first**: the online items of a key form one group and its bulk items another; online
+ *   groups are tried first. Bulk items fill the rest of an online batch only when it goes to an
+ *   idle replica (behind a running batch they would add a second batch time to the online
+ *   items' wait); otherwise online batches hold online items only. A replica with a bulk batch in
+ *   flight has a priority slot for online work (see onlineViews), and its device lock runs
+ *   the online batch next: an online request so waits at most one batch time more than on an
+ *   idle cluster — the batch running ahead of it, or the bulk items riding along, never both.
  * - Within each of those two sets, groups are tried in order: overdue groups (oldest item waited ≥ `affinityWaitMs`) oldest first,
  *   so no group starves; then groups with a hit on a free replica, largest first (keeps a mixed
  *   stream from reloading models back and forth); then the rest, oldest first (FIFO).
@@ -140,6 +175,9 @@ function compareCandidates(a: Candidate, b: Candidate): number {
  *   where later requests can still join it, or goes to a replica that can start it sooner. So
  *   a second slot hides the round trip between batches without splitting the queue into small
  *   batches.
+ * - **Reserved slots.** While an online group waits for a replica (its batch is not ready yet, or
+ *   held by prefetch timing), bulk groups are not placed on that replica: a bulk batch taking the
+ *   slot would run before the online batch.
  * - If no group is ready → `wait` until the earliest time one becomes ready, a skipped group
  *   would spill (`oldest.enqueuedAtMs + affinityWaitMs`) or a busy replica's spare slot opens to
  *   partial batches. `untilMs` is always > `nowMs`.
@@ -155,33 +193,42 @@ export function decideBatch(
   nowMs: number,
   rng: () => number,
 ): BatchDecision {
-  if (queue.length === 0 || !replicas.some(hasFreeSlot)) {
+  const online = onlineViews(replicas);
+  const anyOnline = queue.some((item) => item.priority !== 'bulk');
+  if (queue.length === 0 || !(anyOnline ? online : replicas).some(hasFreeSlot)) {
     return { kind: 'idle' };
   }
 
   const candidates: Candidate[] = groupByKey(queue).map((group) => {
+    const views = group.online ? online : replicas;
     const overdue = nowMs - group.headEnqueuedAtMs >= opts.affinityWaitMs;
-    const holders = replicas.filter((r) => holdsModel(r, group.modelId)).length;
-    const spill = overdue || group.indexes.length > opts.maxBatchSize * holders * (opts.spillBacklogBatches ?? 1);
-    return { group, overdue, spill, placement: placeBatch(group.modelId, replicas, spill, rng) };
+    const holders = views.filter((r) => holdsModel(r, group.modelId)).length;
+    const spill = overdue || group.indexes.length + group.fill.length > opts.maxBatchSize * holders * (opts.spillBacklogBatches ?? 1);
+    return { group, overdue, spill, placement: placeBatch(group.modelId, views, spill, rng) };
   });
   candidates.sort(compareCandidates);
 
   let untilMs = Number.POSITIVE_INFINITY;
-  // Busy replicas whose spare slot is not open to partial batches yet, and when it opens.
-  let partialOpensMs = Number.POSITIVE_INFINITY;
-  for (const r of replicas) {
-    if (hasFreeSlot(r) && r.partialFromMs !== undefined && r.partialFromMs > nowMs) partialOpensMs = Math.min(partialOpensMs, r.partialFromMs);
-  }
-  const partialViews = Number.isFinite(partialOpensMs) ? replicas.map((r) => (r.partialFromMs !== undefined && r.partialFromMs > nowMs ? { ...r, ongoingBatches: r.maxOngoingBatches } : r)) : replicas;
+  const prefetch = { online: prefetchViews(online, nowMs), bulk: prefetchViews(replicas, nowMs) };
+  // Replicas an online group waits for (its batch is not ready, or held for prefetch timing):
+  // bulk batches may not take their slots meanwhile, or the online batch would queue behind them.
+  const reserved = new Set<string>();
+  const unreserved = (views: readonly ReplicaView[]) => (reserved.size === 0 ? views : views.filter((r) => !reserved.has(r.id)));
+  const reserve = (p: Placement) => {
+    if (p.kind === 'hit' || p.kind === 'miss') reserved.add(p.replica.id);
+  };
   for (const c of candidates) {
     const { group } = c;
-    let placement = c.placement;
+    const { partialOpensMs, partialViews } = group.online ? prefetch.online : prefetch.bulk;
+    // Online groups come first, so every reservation is known when bulk groups are placed.
+    let placement = !group.online && reserved.size > 0 ? placeBatch(group.modelId, unreserved(replicas), c.spill, rng) : c.placement;
     if (placement.kind !== 'wait-affinity' && placement.kind !== 'none' && group.indexes.length < opts.maxBatchSize && placement.replica.partialFromMs !== undefined && placement.replica.partialFromMs > nowMs) {
       // A partial batch for a replica still busy: it would sit there while more requests could
       // join it. Place it among the replicas that can start it soon, or keep it queued.
-      placement = placeBatch(group.modelId, partialViews, c.spill, rng);
+      const held = placement;
+      placement = placeBatch(group.modelId, group.online ? partialViews : unreserved(partialViews), c.spill, rng);
       if (placement.kind === 'none' || placement.kind === 'wait-affinity') {
+        if (group.online) reserve(held);
         untilMs = Math.min(untilMs, partialOpensMs);
         continue;
       }
@@ -191,10 +238,14 @@ export function decideBatch(
       untilMs = Math.min(untilMs, group.headEnqueuedAtMs + opts.affinityWaitMs);
       continue;
     }
-    // 'none' cannot happen here (a free replica exists); guard for the type checker.
+    // 'none': only the priority slot is free and this group is bulk.
     if (placement.kind === 'none') continue;
-    const readyMs = readyAtMs(group, queue, opts, nowMs);
+    // Bulk items ride along in an online batch only on an idle replica: behind a running batch
+    // they would lengthen the online items' wait by a second batch time.
+    const indexes = placement.replica.ongoingBatches === 0 ? [...group.indexes, ...group.fill] : group.indexes;
+    const readyMs = readyAtMs(group, indexes, queue, opts, nowMs);
     if (readyMs > nowMs) {
+      if (group.online) reserve(placement);
       untilMs = Math.min(untilMs, readyMs);
       continue;
     }
@@ -203,7 +254,7 @@ export function decideBatch(
       replicaId: placement.replica.id,
       key: group.key,
       modelId: group.modelId,
-      indexes: group.indexes.slice(0, opts.maxBatchSize),
+      indexes: indexes.slice(0, opts.maxBatchSize).sort((a, b) => a - b),
       affinity: placement.kind,
     };
   }

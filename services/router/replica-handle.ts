@@ -38,6 +38,11 @@ export class BatchSlot {
     readonly onlineItems = 0,
   ) {}
 
+  /** Holds online work (work-item.ts Priority); false: bulk items only. */
+  get online(): boolean {
+    return this.onlineItems > 0;
+  }
+
   /** How the batch ended, once it has. */
   get settlement(): BatchSettlement | undefined {
     return this.ended;
@@ -195,14 +200,16 @@ export class ReplicaHandle {
     const models = new Set(hb.loadedModels);
     if (hb.loadingModel) models.add(hb.loadingModel);
     let items = 0;
+    let online = 0;
     for (const s of this.slots) {
       models.add(s.modelId);
       items += s.items;
+      if (s.online) online++;
     }
     const partialFromMs = this.slots.size > 0 && Number.isFinite(this.busyUntilMs) ? this.busyUntilMs - overheadMs : undefined;
     return {
       id: this.id, loadedModels: [...models], ongoingBatches: this.slots.size,
-      maxOngoingBatches: hb.maxOngoingBatches || defaultMaxOngoingBatches, inFlightItems: items,
+      maxOngoingBatches: hb.maxOngoingBatches || defaultMaxOngoingBatches, inFlightItems: items, onlineBatches: online,
       ...(partialFromMs !== undefined ? { partialFromMs } : {}),
     };
   }

@@ -15,6 +15,8 @@ export interface ReplicaView {
   readonly maxOngoingBatches: number;
   /** Images in those ongoing batches. */
   readonly inFlightItems: number;
+  /** Those ongoing batches that hold online work (absent: treat every batch as online). */
+  readonly onlineBatches?: number;
   /**
    * For a busy replica with a spare slot: the earliest time (ms) a *partial* batch may take that
    * slot — when the replica is expected to finish its batches, less one transport overhead

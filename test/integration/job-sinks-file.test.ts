@@ -11,7 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import { SinkUnavailableError } from '../../services/common/errors.js';
 import { FileSink } from '../../services/router/jobs/sinks/file-sink.js';
 import { openSink } from '../../services/router/jobs/sinks/index.js';
-import { assertCopiesResults, bytes, fillJob, names, sha } from './job-sinks-support.js';
+import { assertCopiesResults, assertPutStream, bytes, fillJob, names, sha } from './job-sinks-support.js';
 
 describe('file:// job sink', () => {
   let root: string;
@@ -31,6 +31,15 @@ describe('file:// job sink', () => {
     assert.equal(await sink.get('missing.png'), undefined);
     assert.deepEqual(await names(sink), ['a.png', 'b.webp']);
     await sink.close();
+  });
+
+  test('putStream writes a large object from chunks (as the finalizer writes manifest.jsonl); a failing source leaves none', async () => {
+    const sink = await openSink(`file://${root}/stream`, { env: {} });
+    try {
+      await assertPutStream(sink, 3, 256 * 1024);
+    } finally {
+      await sink.close();
+    }
   });
 
   test('writing a name twice leaves one file with the last content and no temp files', async () => {

@@ -11,7 +11,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { NatsServerProcess } from '../../services/cli/nats-server-process.js';
 import { SinkUnavailableError } from '../../services/common/errors.js';
 import { openSink } from '../../services/router/jobs/sinks/index.js';
-import { assertCopiesResults, bytes, fillJob, names, sha } from './job-sinks-support.js';
+import { assertCopiesResults, assertPutStream, bytes, fillJob, names, sha } from './job-sinks-support.js';
 
 describe('nats-object:// job sink', () => {
   let nats: NatsServerProcess;
@@ -47,6 +47,15 @@ describe('nats-object:// job sink', () => {
     assert.equal(sha((await sink.get('a.png'))!), sha(data));
     await sink.close();
     assert.equal(nc.isClosed(), false, 'close() leaves the shared connection open');
+  });
+
+  test('putStream writes a large object from chunks (as the finalizer writes manifest.jsonl); a failing source leaves none', async () => {
+    const sink = await openSink('nats-object://orrery_jobs/jobs/stream', { nc, env: {} });
+    try {
+      await assertPutStream(sink, 5, 256 * 1024);
+    } finally {
+      await sink.close();
+    }
   });
 
   test('writing a name twice leaves one object with the last content', async () => {

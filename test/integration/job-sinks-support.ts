@@ -55,3 +55,31 @@ export async function assertCopiesResults(sink: JobSink, files: Map<string, Uint
   assert.deepEqual([repaired.files, repaired.skipped], [2, files.size - 2]);
   assert.equal(sha(fs.readFileSync(path.join(outDir, 'item-1.png'))), sha(files.get('item-1.png')!));
 }
+
+/** `n` chunks of `size` bytes, each a different byte pattern, made as they are read. */
+async function* chunks(n: number, size: number): AsyncGenerator<Uint8Array> {
+  for (let i = 0; i < n; i++) yield new Uint8Array(size).map((_, k) => (k * 31 + i * 7) & 0xff);
+}
+
+/**
+ * putStream writes an object of `n` × `size` bytes from chunks (size and SHA-256 reported, read
+ * back whole); a failing source rejects with its own error, not the sink's, and leaves no object.
+ */
+export async function assertPutStream(sink: JobSink, n: number, size: number): Promise<void> {
+  const parts: Uint8Array[] = [];
+  for await (const c of chunks(n, size)) parts.push(c);
+  const whole = Buffer.concat(parts);
+  const put = await sink.putStream('manifest.jsonl', chunks(n, size), 'application/x-ndjson');
+  assert.deepEqual(put, { bytes: n * size, sha256: sha(whole) });
+  const back = await sink.get('manifest.jsonl');
+  assert.equal(back?.byteLength, n * size);
+  assert.equal(sha(back), sha(whole));
+
+  const stop = new Error('the source stopped');
+  async function* failing(): AsyncGenerator<Uint8Array> {
+    yield* chunks(2, size);
+    throw stop;
+  }
+  await assert.rejects(sink.putStream('partial.jsonl', failing(), 'application/x-ndjson'), (err) => err === stop);
+  assert.equal(await sink.get('partial.jsonl'), undefined, 'an abandoned stream leaves no object');
+}

@@ -13,9 +13,9 @@ import { loadConfig } from '../../services/cli/load-config.js';
 import { createLogger } from '../../services/common/logger.js';
 import { Router } from '../../services/router/router.js';
 import { metricSum, sleep, startCluster, type TestCluster } from './harness.js';
-import { grid, isFinal, jobsTestConfig, rpc, sinkContents, SYNTHETIC, waitJob } from './jobs-harness.js';
+import { grid, isFinal, jobsTestConfig, rpc, sinkContents, slowSynthetic, submitJob, waitJob } from './jobs-harness.js';
 
-const SLOW = { ...SYNTHETIC, options: { ...SYNTHETIC.options, per_item_ms: 10 } };
+const SLOW = slowSynthetic(10);
 
 describe('bulk jobs: durability', () => {
   let c: TestCluster;
@@ -35,7 +35,7 @@ describe('bulk jobs: durability', () => {
     await c?.stop();
   });
 
-  const submit = (client: ImageServiceClient, req: object) => rpc(client, 'SubmitJob', { template: { pipeline: 'synthetic', model_id: 'syn-a', width: 64, height: 64 }, ...req });
+  const submit = (client: ImageServiceClient, req: object) => submitJob(client, req);
 
   test('two routers run one job together: both run items, every item once', async () => {
     const dir = path.join(out, 'two-routers');

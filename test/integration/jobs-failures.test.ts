@@ -9,10 +9,10 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { startCluster, type TestCluster } from './harness.js';
-import { grid, isFinal, jobsTestConfig, rpc, sinkContents, SYNTHETIC, waitJob } from './jobs-harness.js';
+import { grid, isFinal, type JobMsg, jobsTestConfig, rpc, sinkContents, slowSynthetic, submitJob, waitJob } from './jobs-harness.js';
 
 /** Slower items, so a cancel or a kill lands mid-job: ~64 items/s on the one replica. */
-const SLOW = { ...SYNTHETIC, options: { ...SYNTHETIC.options, per_item_ms: 12 } };
+const SLOW = slowSynthetic(12);
 
 describe('bulk jobs: failures', () => {
   let c: TestCluster;
@@ -23,7 +23,7 @@ describe('bulk jobs: failures', () => {
   });
   after(() => c?.stop());
 
-  const submit = (req: object, model = 'syn-a') => rpc(c.client, 'SubmitJob', { template: { pipeline: 'synthetic', model_id: model, width: 64, height: 64 }, ...req });
+  const submit = (req: object, model?: string) => submitJob(c.client, req, model);
 
   test('cancel keeps the results already written; RetryJob then runs only the cancelled items, into the same outputs', async () => {
     const dir = path.join(out, 'cancel');
@@ -42,8 +42,13 @@ describe('bulk jobs: failures', () => {
     assert.equal((first.jobJson!.counts as { cancelled: number }).cancelled, Number(cancelled.cancelled));
     const mtimes = new Map(first.outputs.map((n) => [n, fs.statSync(path.join(dir, n)).mtimeMs]));
 
-    const retried = await rpc(c.client, 'RetryJob', { job_id: job.job_id });
+    const retried = await rpc<JobMsg>(c.client, 'RetryJob', { job_id: job.job_id });
     assert.equal(retried.state, 'in_progress');
+    // The reply shows the retry in effect: what succeeded stays, what was cancelled is queued again.
+    assert.equal(Number(retried.succeeded), succeeded);
+    assert.equal(Number(retried.queued), 120 - succeeded);
+    assert.equal(Number(retried.cancelled), 0);
+    assert.equal(Number(retried.failed), 0);
     const done = await waitJob(c.client, job.job_id, isFinal, 60_000);
     assert.equal(done.state, 'completed', JSON.stringify(done));
     assert.equal(done.succeeded, '120');

@@ -17,6 +17,11 @@ export const SYNTHETIC = {
 /** Job timings short enough for tests: a dead router's items run elsewhere after ~2 s. */
 export const FAST_JOBS = { ack_wait_s: 2, min_ack_wait_s: 2, max_ack_wait_s: 10, retry_backoff_ms: 50, sink_check_interval_s: 0.3, queued_window: 20 };
 
+/** SYNTHETIC with `perItemMs` per item (so a cancel or a kill lands mid-job) and `over` (e.g. replicas). */
+export function slowSynthetic(perItemMs: number, over: Record<string, unknown> = {}): Record<string, unknown> {
+  return { ...SYNTHETIC, ...over, options: { ...SYNTHETIC.options, per_item_ms: perItemMs } };
+}
+
 export function jobsTestConfig(jobs: Record<string, unknown> = {}, deployment: Record<string, unknown> = SYNTHETIC): Record<string, unknown> {
   return testConfig({ synthetic: deployment }, { jobs: { ...FAST_JOBS, ...jobs } });
 }
@@ -24,6 +29,11 @@ export function jobsTestConfig(jobs: Record<string, unknown> = {}, deployment: R
 export interface JobMsg {
   job_id: string; state: string; total: string; done: string; failed: string; succeeded: string; queued: string; running: string; cancelled: string;
   attempts: string; items_per_second: number; eta_seconds: number; output_uri: string; job_key: string; message: string; max_attempts: number;
+}
+
+/** SubmitJob with the tests' template (64×64 synthetic images of `model`) and `req`. */
+export function submitJob(client: ImageServiceClient, req: object, model = 'syn-a'): Promise<JobMsg> {
+  return rpc(client, 'SubmitJob', { template: { pipeline: 'synthetic', model_id: model, width: 64, height: 64 }, ...req });
 }
 
 /** Calls a unary job RPC. */

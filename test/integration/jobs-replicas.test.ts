@@ -8,9 +8,9 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { startCluster, type TestCluster } from './harness.js';
-import { grid, isFinal, jobsTestConfig, rpc, sinkContents, SYNTHETIC, waitJob } from './jobs-harness.js';
+import { grid, isFinal, jobsTestConfig, rpc, sinkContents, slowSynthetic, submitJob, waitJob } from './jobs-harness.js';
 
-const TWO = { ...SYNTHETIC, replicas: 2, options: { ...SYNTHETIC.options, per_item_ms: 15 } };
+const TWO = slowSynthetic(15, { replicas: 2 });
 
 describe('bulk jobs: replicas dying', () => {
   let c: TestCluster;
@@ -21,7 +21,7 @@ describe('bulk jobs: replicas dying', () => {
   });
   after(() => c?.stop());
 
-  const submit = (req: object, model = 'syn-a') => rpc(c.client, 'SubmitJob', { template: { pipeline: 'synthetic', model_id: model, width: 64, height: 64 }, ...req });
+  const submit = (req: object, model?: string) => submitJob(c.client, req, model);
 
   test('SIGKILL of a replica mid-batch: the job completes with every item once', async () => {
     const dir = path.join(out, 'replica-kill');

@@ -331,3 +331,59 @@ describe('decideBatch: online before bulk', () => {
     assert.equal(d.indexes.length, 4);
   });
 });
+
+describe('decideBatch: the priority slot', () => {
+  const full = (id: string, onlineBatches: number, over: Partial<ReplicaView> = {}): ReplicaView => ({ ...replica(id, ['a'], 2, 2), onlineBatches, ...over });
+
+  test('an online batch goes to a replica whose slots are all taken by bulk batches', () => {
+    const d = dispatched(decideBatch(items('a', 4, 0), [full('r1', 0)], opts, 10, lcg(1)));
+    assert.equal(d.replicaId, 'r1');
+  });
+
+  test('an online batch goes to a replica holding an online and a bulk batch (ahead of the bulk one on its device)', () => {
+    assert.equal(dispatched(decideBatch(items('a', 4, 0), [full('r1', 1)], opts, 10, lcg(1))).replicaId, 'r1');
+  });
+
+  test('no priority slot on a replica whose batches all hold online work, and none for bulk work', () => {
+    assert.deepEqual(decideBatch(items('a', 4, 0), [full('r1', 2)], opts, 10, lcg(1)), { kind: 'idle' });
+    const bulk = Array.from({ length: 4 }, () => item('a', 0, { priority: 'bulk' }));
+    assert.deepEqual(decideBatch(bulk, [full('r1', 0)], opts, 10, lcg(1)), { kind: 'idle' });
+  });
+
+  test('a partial online batch is not held back for a replica busy with bulk work until it is nearly free', () => {
+    const r = full('r1', 0, { partialFromMs: 5000 });
+    const d = dispatched(decideBatch([item('a', 0)], [r], opts, 100, lcg(1)));
+    assert.deepEqual(d.indexes, [0]);
+  });
+});
+
+describe('decideBatch: bulk work never goes ahead of waiting online work', () => {
+  const bulk = (n: number, at: number) => Array.from({ length: n }, () => item('a', at, { priority: 'bulk' }));
+
+  test('an online batch for a busy replica holds online items only (bulk items would lengthen it)', () => {
+    const busy: ReplicaView = { ...replica('r1', ['a'], 1, 2), onlineBatches: 0 };
+    const d = dispatched(decideBatch([item('a', 0), item('a', 0), ...bulk(6, 0)], [busy], opts, 100, lcg(1)));
+    assert.deepEqual(d.indexes, [0, 1]);
+  });
+
+  test('a full bulk batch does not take the slot an online batch waits for (batch_wait_timeout_ms)', () => {
+    const free: ReplicaView = { ...replica('r1', ['a'], 1, 2), onlineBatches: 1 };
+    const queue = [item('a', 90), ...bulk(4, 0)];
+    assert.deepEqual(decideBatch(queue, [free], opts, 100, lcg(1)), { kind: 'wait', untilMs: 140 });
+    assert.deepEqual(dispatched(decideBatch(queue, [free], opts, 140, lcg(1))).indexes, [0]);
+  });
+
+  test('a full bulk batch does not take the slot an online batch is held back from by prefetch timing', () => {
+    const holding: ReplicaView = { ...replica('r1', ['a'], 1, 2), onlineBatches: 1, partialFromMs: 300 };
+    const queue = [item('a', 0), ...bulk(4, 0)];
+    assert.deepEqual(decideBatch(queue, [holding], opts, 100, lcg(1)), { kind: 'wait', untilMs: 300 });
+  });
+
+  test('bulk work still takes a replica that no online work waits for', () => {
+    const r1: ReplicaView = { ...replica('r1', ['a'], 1, 2), onlineBatches: 1, partialFromMs: 300 };
+    const r2: ReplicaView = { ...replica('r2', ['a'], 1, 2), onlineBatches: 1, partialFromMs: 300 };
+    const queue = [item('a', 0), ...bulk(4, 0)];
+    const d = dispatched(decideBatch(queue, [r1, r2], opts, 100, lcg(1)));
+    assert.deepEqual(d.indexes, [1, 2, 3, 4]);
+  });
+});

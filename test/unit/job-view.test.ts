@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { ackWaitFor, retryBackoffMs, shouldUpdateAckWait } from '../../services/router/jobs/ack-wait-policy.js';
 import type { ItemRecord, JobRecord } from '../../services/router/jobs/job-store.js';
-import { JobView } from '../../services/router/jobs/job-view.js';
+import { countsAfterRetry, JobView } from '../../services/router/jobs/job-view.js';
 
 const job = (over: Partial<JobRecord> = {}): JobRecord => ({
   id: 'j1', jobKey: '', name: '', state: 'in_progress', outputUri: 'file:///tmp/x', total: 10, itemsFollow: false, cursor: 10, generation: 0,
@@ -53,6 +53,13 @@ describe('job view', () => {
     v.apply(9_999_999, rec('succeeded', 1, 0), 0);
     assert.equal(v.counts(job({ total: 10_000_000 })).succeeded, 1);
     assert.equal((v as unknown as { statePages: Map<number, Uint8Array> }).statePages.size, 1);
+  });
+});
+
+describe('counts after RetryJob', () => {
+  test('failed and cancelled items count as queued again; successes and attempts stay', () => {
+    const c = countsAfterRetry({ total: 10, queued: 0, running: 0, succeeded: 6, failed: 3, cancelled: 1, attempts: 14 });
+    assert.deepEqual(c, { total: 10, queued: 4, running: 0, succeeded: 6, failed: 0, cancelled: 0, attempts: 14 });
   });
 });
 

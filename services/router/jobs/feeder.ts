@@ -8,12 +8,12 @@
  * 10^7-item grid is never materialized: submit cost and router memory do not depend on its size.
  *
  * RetryJob's requeue lives here too: every item of the job that did not succeed gets a queued
- * record of the new generation and a message, checked against KV item by item (so a lagging view
- * can never requeue a success).
+ * record of the new generation and a message, decided on its KV record read in pages and written
+ * by compare-and-set (so a lagging view can never requeue a success).
  */
 import type { Logger } from '../../common/logger.js';
 import type { JobManager, LiveJob } from './job-manager.js';
-import { FINAL_ITEM_STATES, isConflict, type ItemRecord } from './job-store.js';
+import { FINAL_ITEM_STATES, isConflict, type ItemRecord, type Versioned } from './job-store.js';
 
 /** Most items one feeder step publishes (keeps a step short; the next tick continues). */
 const MAX_STEP = 2000;
@@ -41,7 +41,10 @@ export async function feedJob(m: JobManager, live: LiveJob, log: Logger): Promis
 
 /**
  * Requeues every item that did not succeed for generation `generation` (RetryJob), then clears
- * retryPending. Items never published (past the cursor) need nothing: the feeder publishes them.
+ * retryPending. Item records are read in pages (JobStore.itemRecords, not one KV get per item);
+ * published items with no record at all (a cancelled job's purged messages) are found with a
+ * bitmap of the indices seen (cursor / 8 bytes). Items never published (past the cursor) need
+ * nothing: the feeder publishes them.
  */
 export async function requeueRetry(m: JobManager, live: LiveJob, log: Logger): Promise<void> {
   const r = live.rec.value;
@@ -52,13 +55,15 @@ export async function requeueRetry(m: JobManager, live: LiveJob, log: Logger): P
     await publishRange(m, r.id, gen, batch);
     batch.length = 0;
   };
-  for (let index = 0; index < r.cursor; index++) {
-    if (live.view?.stateOf(index) === 'succeeded') continue;
-    const cur = await m.store.getItem(r.id, index);
-    if (cur?.value.state === 'succeeded') continue;
-    if (cur && cur.value.gen >= gen && !FINAL_ITEM_STATES.includes(cur.value.state)) {
-      batch.push(index); // requeued by an earlier, interrupted pass
-    } else {
+  const seen = new Uint8Array(Math.ceil(r.cursor / 8));
+  /** Queues item `index` of the new generation over its record `cur` (undefined: none), unless it succeeded. */
+  const requeue = async (index: number, cur: Versioned<ItemRecord> | undefined): Promise<void> => {
+    for (;;) {
+      if (cur?.value.state === 'succeeded') return;
+      if (cur && cur.value.gen >= gen && !FINAL_ITEM_STATES.includes(cur.value.state)) {
+        batch.push(index); // requeued by an earlier, interrupted pass
+        return;
+      }
       const prev = cur?.value;
       const rec: ItemRecord = {
         state: 'queued', customId: prev?.customId ?? '', gen, attempts: 0, totalAttempts: prev?.totalAttempts ?? 0, seed: prev?.seed ?? '',
@@ -66,14 +71,24 @@ export async function requeueRetry(m: JobManager, live: LiveJob, log: Logger): P
       };
       try {
         await m.store.casItem(r.id, index, rec, cur?.revision ?? 0);
+        batch.push(index);
+        requeued++;
+        return;
       } catch (err) {
         if (!isConflict(err)) throw err;
-        index--; // re-read and decide again
-        continue;
+        cur = await m.store.getItem(r.id, index); // changed meanwhile: decide again
       }
-      batch.push(index);
-      requeued++;
     }
+  };
+  for await (const cur of m.store.itemRecords(r.id)) {
+    if (cur.index >= r.cursor) continue;
+    seen[cur.index >> 3]! |= 1 << (cur.index & 7);
+    await requeue(cur.index, cur);
+    if (batch.length >= 512) await flush();
+  }
+  for (let index = 0; index < r.cursor; index++) {
+    if ((seen[index >> 3]! & (1 << (index & 7))) !== 0) continue;
+    await requeue(index, await m.store.getItem(r.id, index));
     if (batch.length >= 512) await flush();
   }
   await flush();

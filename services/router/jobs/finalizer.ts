@@ -1,7 +1,9 @@
 /**
  * Finishing a job. When every item is final and no more items follow, one router wins the
  * compare-and-set in_progress → finalizing and writes, into the sink: `manifest.jsonl` (one line
- * per finished item, in item order, read from the items KV — the source of truth, not a view),
+ * per finished item, read from the items KV — the source of truth, not a view — in pages, and
+ * streamed into the sink, so memory does not grow with the job; lines come in the order the
+ * records were last written),
  * `job.json` (spec + final counts) and `contact-sheet.png` (the first succeeded items, labelled
  * with their custom_id); then → completed. Should it find an item that is not final after all (a
  * retry raced the view), it puts the job back in progress.
@@ -10,24 +12,17 @@
  * purged, unfinished records become cancelled, and the files are written; then → cancelled.
  * Writing twice is harmless (puts replace), so a finalizer presumed dead is simply replaced.
  */
+import { JobStateError } from '../../common/errors.js';
 import type { Logger } from '../../common/logger.js';
 import type { JobManager, LiveJob } from './job-manager.js';
-import { FINAL_ITEM_STATES, isConflict, type ItemRecord, type JobCounts, type JobRecord, type Versioned } from './job-store.js';
+import { FINAL_ITEM_STATES, isConflict, type IndexedRecord, type ItemRecord, type JobCounts, type JobRecord } from './job-store.js';
 import { contactSheet } from './sinks/contact-sheet.js';
 import { manifestLine, type ManifestEntry } from './sinks/manifest.js';
 
-const READ_CONCURRENCY = 64;
+/** Manifest lines encoded and handed to the sink at a time. */
+export const MANIFEST_CHUNK_LINES = 1000;
 /** Tiles on the contact sheet. */
 const SHEET_TILES = 200;
-
-/** Reads every item record of [0, total) in order, `READ_CONCURRENCY` at a time. */
-async function* records(m: JobManager, jobId: string, total: number): AsyncGenerator<[number, Versioned<ItemRecord> | undefined]> {
-  for (let from = 0; from < total; from += READ_CONCURRENCY) {
-    const idx = Array.from({ length: Math.min(READ_CONCURRENCY, total - from) }, (_, k) => from + k);
-    const got = await Promise.all(idx.map((i) => m.store.getItem(jobId, i)));
-    for (let k = 0; k < idx.length; k++) yield [idx[k]!, got[k]];
-  }
-}
 
 function entry(job: JobRecord, rec: ItemRecord): ManifestEntry {
   return {
@@ -38,61 +33,93 @@ function entry(job: JobRecord, rec: ItemRecord): ManifestEntry {
   };
 }
 
+/** What writing a manifest found: counts (without never-started items) and the contact sheet's tiles. */
+export interface ManifestTally {
+  readonly counts: { succeeded: number; failed: number; cancelled: number; attempts: number; qcFlagged: number; qcRerolls: number };
+  /** The succeeded items of lowest index (at most SHEET_TILES), in item order. */
+  readonly tiles: Array<{ index: number; label: string; file: string }>;
+  lines: number;
+}
+
+export function newTally(): ManifestTally {
+  return { counts: { succeeded: 0, failed: 0, cancelled: 0, attempts: 0, qcFlagged: 0, qcRerolls: 0 }, tiles: [], lines: 0 };
+}
+
+function addTile(tiles: ManifestTally['tiles'], index: number, label: string, file: string): void {
+  if (tiles.length >= SHEET_TILES && index > tiles[tiles.length - 1]!.index) return;
+  let at = tiles.length;
+  while (at > 0 && tiles[at - 1]!.index > index) at--;
+  tiles.splice(at, 0, { index, label, file });
+  if (tiles.length > SHEET_TILES) tiles.pop();
+}
+
 /**
- * Writes manifest.jsonl, job.json and contact-sheet.png; returns the counts, or undefined when an
- * item turned out not final (only when `requireAllFinal`). Records still queued or running become
- * cancelled when `cancelRest` (a cancelled job).
+ * manifest.jsonl as chunks of MANIFEST_CHUNK_LINES lines, from item records as they are read
+ * (JobStore.itemRecords: in the order they were last written), tallying counts and tiles on the
+ * way: memory stays one chunk, whatever the job's size. `settle` turns a record that is not final
+ * into its final one (a cancel), or throws (finalizing found an item still running).
+ */
+export async function* manifestChunks(job: JobRecord, records: AsyncIterable<IndexedRecord>, settle: (r: IndexedRecord) => Promise<ItemRecord>, tally: ManifestTally): AsyncGenerator<Uint8Array> {
+  let pending: string[] = [];
+  for await (const r of records) {
+    const rec = FINAL_ITEM_STATES.includes(r.value.state) ? r.value : await settle(r);
+    tally.counts.attempts += rec.totalAttempts;
+    if (rec.qc) {
+      tally.counts.qcRerolls += rec.qc.attempts - 1;
+      if (!rec.qc.passed) tally.counts.qcFlagged++;
+    }
+    tally.counts[rec.state as 'succeeded' | 'failed' | 'cancelled']++;
+    pending.push(manifestLine(entry(job, rec)));
+    tally.lines++;
+    if (pending.length >= MANIFEST_CHUNK_LINES) {
+      yield Buffer.from(pending.join(''), 'utf8');
+      pending = [];
+    }
+    if (rec.state === 'succeeded' && rec.file) addTile(tally.tiles, r.index, rec.customId, rec.file);
+  }
+  if (pending.length > 0) yield Buffer.from(pending.join(''), 'utf8');
+}
+
+/**
+ * Writes manifest.jsonl (streamed into the sink), job.json and contact-sheet.png; returns the
+ * counts, or undefined when an item turned out not final (only when `requireAllFinal`: the
+ * manifest's put is then abandoned). Records still queued or running become cancelled when
+ * `cancelRest` (a cancelled job).
  */
 async function writeOutputs(m: JobManager, live: LiveJob, job: JobRecord, opts: { requireAllFinal: boolean; cancelRest: boolean }, log: Logger): Promise<JobCounts | undefined> {
   const t0 = performance.now();
   const sink = await m.sinkOf(live);
-  // Encoded a thousand lines at a time: a million-item manifest would pass V8's longest string.
-  const chunks: Buffer[] = [];
-  let pending: string[] = [];
-  let lineCount = 0;
-  const tiles: Array<{ label: string; file: string }> = [];
-  const counts = { total: job.total, queued: 0, running: 0, succeeded: 0, failed: 0, cancelled: 0, attempts: 0, qcFlagged: 0, qcRerolls: 0 };
-  for await (const [index, cur] of records(m, job.id, job.cursor)) {
-    let rec = cur?.value;
-    if (!rec || !FINAL_ITEM_STATES.includes(rec.state)) {
-      if (opts.requireAllFinal) return undefined;
-      if (!rec) continue; // published but never started: counted below
-      const cancelled: ItemRecord = { ...rec, state: 'cancelled', error: 'cancelled with its job', code: 'ORRERY_ERR_CANCELLED', finishedAtMs: Date.now() };
-      try {
-        await m.store.casItem(job.id, index, cancelled, cur!.revision);
-        rec = cancelled;
-      } catch (err) {
-        if (!isConflict(err)) throw err;
-        rec = (await m.store.getItem(job.id, index))?.value ?? cancelled;
-      }
+  const tally = newTally();
+  const notFinal = new JobStateError(job.id, 'an item is not final yet');
+  const settle = async (r: IndexedRecord): Promise<ItemRecord> => {
+    if (opts.requireAllFinal) throw notFinal;
+    const cancelled: ItemRecord = { ...r.value, state: 'cancelled', error: 'cancelled with its job', code: 'ORRERY_ERR_CANCELLED', finishedAtMs: Date.now() };
+    try {
+      await m.store.casItem(job.id, r.index, cancelled, r.revision);
+      return cancelled;
+    } catch (err) {
+      if (!isConflict(err)) throw err;
+      const now = (await m.store.getItem(job.id, r.index))?.value;
+      return now && FINAL_ITEM_STATES.includes(now.state) ? now : cancelled;
     }
-    counts.attempts += rec.totalAttempts;
-    if (rec.qc) {
-      counts.qcRerolls += rec.qc.attempts - 1;
-      if (!rec.qc.passed) counts.qcFlagged++;
-    }
-    counts[rec.state as 'succeeded' | 'failed' | 'cancelled']++;
-    pending.push(manifestLine(entry(job, rec)));
-    lineCount++;
-    if (pending.length >= 1000) {
-      chunks.push(Buffer.from(pending.join(''), 'utf8'));
-      pending = [];
-    }
-    if (rec.state === 'succeeded' && rec.file && tiles.length < SHEET_TILES) tiles.push({ label: rec.customId, file: rec.file });
+  };
+  try {
+    await sink.putStream('manifest.jsonl', manifestChunks(job, m.store.itemRecords(job.id), settle, tally), 'application/x-ndjson');
+  } catch (err) {
+    if (err === notFinal) return undefined;
+    throw err;
   }
+  const c = tally.counts;
   // Items never started (a cancelled job's unpublished or purged items) are cancelled too.
-  counts.cancelled += job.total - counts.succeeded - counts.failed - counts.cancelled;
+  const counts: JobCounts = { total: job.total, queued: 0, running: 0, succeeded: c.succeeded, failed: c.failed, cancelled: job.total - c.succeeded - c.failed, attempts: c.attempts, qcFlagged: c.qcFlagged, qcRerolls: c.qcRerolls };
   const t1 = performance.now();
-  chunks.push(Buffer.from(pending.join(''), 'utf8'));
-  await sink.put('manifest.jsonl', Buffer.concat(chunks), 'application/x-ndjson');
-  chunks.length = 0;
   const jobJson = { job_id: job.id, name: job.name, job_key: job.jobKey, output_uri: job.outputUri, created_at: new Date(job.createdAtMs).toISOString(), spec: job.spec, counts };
   await sink.put('job.json', new TextEncoder().encode(`${JSON.stringify(jobJson, null, 2)}\n`), 'application/json');
   const t2 = performance.now();
-  if (tiles.length > 0) {
+  if (tally.tiles.length > 0) {
     try {
       const png = await contactSheet(
-        tiles.map((t) => ({ label: t.label, image: () => sink.get(t.file) })),
+        tally.tiles.map((t) => ({ label: t.label, image: () => sink.get(t.file) })),
         { title: `${job.name || job.id}: ${counts.succeeded} succeeded, ${counts.failed} failed, ${counts.cancelled} cancelled of ${counts.total}` },
       );
       await sink.put('contact-sheet.png', png, 'image/png');
@@ -100,7 +127,7 @@ async function writeOutputs(m: JobManager, live: LiveJob, job: JobRecord, opts: 
       log.warn({ err }, 'cannot make the contact sheet');
     }
   }
-  log.info({ lines: lineCount, readMs: Math.round(t1 - t0), writeMs: Math.round(t2 - t1), contactSheetMs: Math.round(performance.now() - t2) }, 'job outputs written');
+  log.info({ lines: tally.lines, manifestMs: Math.round(t1 - t0), jobJsonMs: Math.round(t2 - t1), contactSheetMs: Math.round(performance.now() - t2) }, 'job outputs written');
   return counts;
 }
 

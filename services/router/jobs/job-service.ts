@@ -9,7 +9,8 @@ import type { ServerUnaryCall, ServerWritableStream, sendUnaryData } from '@grpc
 import { InvalidArgumentError, JobNotFoundError, JobStateError, OrreryError } from '../../common/errors.js';
 import type { JobManager } from './job-manager.js';
 import { checkUniqueIds, compileItem, compileSubmit, sourceOfDef, sourceOfGrid, type ItemDef, type JobItemWire, type SubmitJobWire } from './job-spec.js';
-import { FINAL_JOB_STATES, type ItemRecord, type ItemState, type JobRecord, type Versioned } from './job-store.js';
+import { FINAL_JOB_STATES, type ItemRecord, type ItemState, type JobCounts, type JobRecord, type Versioned } from './job-store.js';
+import { countsAfterRetry } from './job-view.js';
 import { openSink } from './sinks/index.js';
 
 const ITEM_STATES: readonly ItemState[] = ['queued', 'running', 'succeeded', 'failed', 'cancelled'];
@@ -30,9 +31,9 @@ function timestamp(ms: number | undefined): { seconds: string; nanos: number } |
   return { seconds: String(Math.floor(ms / 1000)), nanos: (ms % 1000) * 1_000_000 };
 }
 
-/** A job record and its counts as the Job message. */
-export function jobMessage(m: JobManager, rec: JobRecord): Record<string, unknown> {
-  const c = m.counts(rec);
+/** A job record and its counts (`counts`, or the job's as the router knows them) as the Job message. */
+export function jobMessage(m: JobManager, rec: JobRecord, counts?: JobCounts): Record<string, unknown> {
+  const c = counts ?? m.counts(rec);
   const final = FINAL_JOB_STATES.includes(rec.state);
   return {
     job_id: rec.id, state: rec.state, total: c.total, done: c.succeeded, failed: c.failed, succeeded: c.succeeded, queued: c.queued, running: c.running,
@@ -167,13 +168,17 @@ export function jobHandlers(
 
   async function retry(id: string): Promise<unknown> {
     const { value } = await mustGet(m, id);
+    let before: JobRecord | undefined;
     const res = await m.setJob(value.id, (j) => {
       if (!FINAL_JOB_STATES.includes(j.state) || !j.counts || j.counts.failed + j.counts.cancelled === 0) return undefined;
+      before = j;
       const { counts: _c, finishedAtMs: _f, finalizingAtMs: _z, finalizer: _r, ...rest } = j;
       return { ...rest, state: j.itemsFollow ? 'validating' : 'in_progress', generation: j.generation + 1, retryPending: true, message: `retry ${j.generation + 1}: ${j.counts.failed} failed and ${j.counts.cancelled} cancelled items run again` };
     });
-    if (res?.changed) m.log.info({ jobId: value.id, generation: res.job.value.generation }, 'job retried');
-    return jobMessage(m, res?.job.value ?? value);
+    if (!res?.changed) return jobMessage(m, res?.job.value ?? value);
+    m.log.info({ jobId: value.id, generation: res.job.value.generation }, 'job retried');
+    // The finished job's counts, as the retry leaves them (the item records follow when it is requeued).
+    return jobMessage(m, res.job.value, countsAfterRetry(m.counts(before!)));
   }
 
   async function listJobs(raw: { page_size?: number; page_token?: string; state?: string }): Promise<unknown> {

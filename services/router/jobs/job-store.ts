@@ -10,6 +10,7 @@
  *
  * Keys use hex for client strings: KV keys are subject tokens and custom ids may hold dots.
  */
+import { DeliverPolicy, jetstream, type JetStreamClient } from '@nats-io/jetstream';
 import { Kvm, type KV, type KvEntry, type KvWatchEntry } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { QcBox } from '../../common/qc-verdict.js';
@@ -117,17 +118,56 @@ export function isConflict(err: unknown): boolean {
   return /wrong last sequence|key exists|10071/.test(msg);
 }
 
+/** Item records one page of {@link JobStore.itemRecords} asks the server for. */
+const RECORD_PAGE = 1000;
+/** How long a page waits for its first record (an empty page ends the read). */
+const RECORD_PAGE_WAIT_MS = 2000;
+
+/** One item record as {@link JobStore.itemRecords} reads it. */
+export interface IndexedRecord extends Versioned<ItemRecord> {
+  readonly index: number;
+}
+
 export class JobStore {
   private constructor(
     readonly jobs: KV,
     readonly items: KV,
+    private readonly js: JetStreamClient,
+    private readonly itemsBucket: string,
   ) {}
 
   /** Opens (creating when missing) both buckets. `bucketPrefix` is the NATS prefix with `_` for dots. */
   static async open(nc: NatsConnection, bucketPrefix: string): Promise<JobStore> {
     const kvm = new Kvm(nc);
     const opts = { history: 1, storage: 'file' as never };
-    return new JobStore(await kvm.create(`${bucketPrefix}_jobs`, opts), await kvm.create(`${bucketPrefix}_job_items`, opts));
+    const itemsBucket = `${bucketPrefix}_job_items`;
+    return new JobStore(await kvm.create(`${bucketPrefix}_jobs`, opts), await kvm.create(itemsBucket, opts), jetstream(nc), itemsBucket);
+  }
+
+  /**
+   * Every item record of a job, read in pages of RECORD_PAGE through one ordered consumer on the
+   * bucket's stream (the last value per key) — not one KV get per item. Records come in the order
+   * they were last written, not in item order; memory does not depend on the job's size.
+   */
+  async *itemRecords(jobId: string): AsyncGenerator<IndexedRecord> {
+    const prefix = `$KV.${this.itemsBucket}.${jobId}.r.`;
+    const consumer = await this.js.consumers.get(`KV_${this.itemsBucket}`, { filter_subjects: `${prefix}>`, deliver_policy: DeliverPolicy.LastPerSubject });
+    try {
+      for (;;) {
+        let got = 0;
+        let pending = 1;
+        for await (const msg of await consumer.fetch({ max_messages: RECORD_PAGE, expires: RECORD_PAGE_WAIT_MS })) {
+          got++;
+          pending = msg.info.pending;
+          const op = msg.headers?.get('KV-Operation');
+          if (op === 'DEL' || op === 'PURGE') continue;
+          yield { index: Number(msg.subject.slice(prefix.length)), value: msg.json<ItemRecord>(), revision: msg.seq };
+        }
+        if (got === 0 || pending === 0) return;
+      }
+    } finally {
+      await consumer.delete().catch(() => undefined);
+    }
   }
 
   async getJob(id: string): Promise<Versioned<JobRecord> | undefined> {

@@ -116,3 +116,8 @@ export class JobView {
     return rate > 0 && left > 0 ? left / rate : 0;
   }
 }
+
+/** A finished job's counts once RetryJob took effect: its failed and cancelled items are queued again. */
+export function countsAfterRetry(c: JobCounts): JobCounts {
+  return { ...c, queued: c.queued + c.running + c.failed + c.cancelled, running: 0, failed: 0, cancelled: 0 };
+}

@@ -7,11 +7,12 @@
  * `.orrery-tmp-*`; list() skips them and the first put (or check()) of a later sink removes those
  * older than `staleTempMs`.
  */
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { SinkUnavailableError } from '../../../common/errors.js';
+import { fromSource, rethrow } from './chunk-source.js';
 import { checkObjectName, INTERNAL_PREFIX, reasonOf, sha256Hex } from './object-name.js';
 import type { JobSink } from './sink.js';
 
@@ -100,6 +101,34 @@ export class FileSink implements JobSink {
       throw new SinkUnavailableError(this.uri, `writing ${name}: ${reasonOf(err)}`, { cause: err });
     }
     return { bytes: data.byteLength, sha256: sha256Hex(data) };
+  }
+
+  async putStream(name: string, chunks: AsyncIterable<Uint8Array>, _contentType: string): Promise<{ bytes: number; sha256: string }> {
+    checkObjectName(this.uri, name);
+    await this.sweepOnce();
+    await fs.promises.mkdir(this.dir, { recursive: true }).catch(() => undefined);
+    const tmp = path.join(this.dir, `${TEMP_PREFIX}${randomUUID()}`);
+    const hash = createHash('sha256');
+    let bytes = 0;
+    try {
+      const fh = await fs.promises.open(tmp, 'wx', 0o644);
+      try {
+        for await (const chunk of fromSource(chunks)) {
+          await fh.write(chunk);
+          hash.update(chunk);
+          bytes += chunk.byteLength;
+        }
+        if (this.fsync) await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await fs.promises.rename(tmp, path.join(this.dir, name));
+      if (this.fsync) await syncDirectory(this.dir);
+    } catch (err) {
+      await fs.promises.unlink(tmp).catch(() => undefined);
+      rethrow(err, (e) => new SinkUnavailableError(this.uri, `writing ${name}: ${reasonOf(e)}`, { cause: e }));
+    }
+    return { bytes, sha256: hash.digest('hex') };
   }
 
   async get(name: string): Promise<Uint8Array | undefined> {

@@ -4,10 +4,11 @@
  * fresh id and only the final meta message (a roll-up) makes them the object, so a reader sees the
  * old object or the new one, and writing a name twice leaves one object.
  */
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Objm, StorageType, type ObjectStore } from '@nats-io/obj';
 import { SinkUnavailableError } from '../../../common/errors.js';
+import { fromSource, rethrow } from './chunk-source.js';
 import { checkObjectName, INTERNAL_PREFIX, reasonOf, sha256Hex, splitBucketPath } from './object-name.js';
 import type { JobSink, SinkDeps } from './sink.js';
 
@@ -66,6 +67,28 @@ export class NatsObjectSink implements JobSink {
       throw this.unavailable(`writing ${name}`, err);
     }
     return { bytes: data.byteLength, sha256: sha256Hex(data) };
+  }
+
+  async putStream(name: string, chunks: AsyncIterable<Uint8Array>, contentType: string): Promise<{ bytes: number; sha256: string }> {
+    checkObjectName(this.uri, name);
+    const hash = createHash('sha256');
+    let bytes = 0;
+    async function* counted(): AsyncGenerator<Uint8Array> {
+      for await (const chunk of fromSource(chunks)) {
+        hash.update(chunk);
+        bytes += chunk.byteLength;
+        yield chunk;
+      }
+    }
+    try {
+      const os = await this.bucketStore();
+      // The object store writes the stream in its own chunks and publishes the object's info (which
+      // makes it visible) only after the last one: readers see the old object or the new one.
+      await os.put({ name: this.key(name), metadata: { 'content-type': contentType } }, ReadableStream.from(counted()));
+    } catch (err) {
+      rethrow(err, (e) => this.unavailable(`writing ${name}`, e));
+    }
+    return { bytes, sha256: hash.digest('hex') };
   }
 
   async get(name: string): Promise<Uint8Array | undefined> {

@@ -10,13 +10,17 @@
  * `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`; without them the SDK's default chain: web identity,
  * instance metadata, …). The SDK is loaded only when an s3:// sink is opened.
  */
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { SinkUnavailableError } from '../../../common/errors.js';
+import { fromSource, rethrow } from './chunk-source.js';
 import { checkObjectName, INTERNAL_PREFIX, reasonOf, sha256Hex, splitBucketPath } from './object-name.js';
 import type { JobSink, SinkDeps } from './sink.js';
 
 type S3Module = typeof import('@aws-sdk/client-s3');
+
+/** Part size of putStream's multipart uploads (S3's minimum is 5 MiB for every part but the last). */
+export const S3_PART_BYTES = 8 * 1024 * 1024;
 
 /** Attempts per get (the SDK retries failed requests itself, but not a body cut off mid-read). */
 const GET_ATTEMPTS = 3;
@@ -24,6 +28,11 @@ const GET_ATTEMPTS = 3;
 export interface S3SinkOptions {
   /** Keys per ListObjectsV2 page (S3's maximum and default: 1000). */
   readonly listPageSize?: number;
+  /**
+   * Longest one read attempt of get() may take, body included (default 60 s); a read that stalls
+   * past it is aborted and retried like a failed one.
+   */
+  readonly readTimeoutMs?: number;
 }
 
 /** The client settings an s3:// sink takes from the environment. */
@@ -56,6 +65,7 @@ export class S3Sink implements JobSink {
     readonly prefix: string,
     readonly settings: S3Settings,
     private readonly listPageSize: number,
+    private readonly readTimeoutMs: number,
   ) {
     this.uri = `s3://${bucket}${prefix ? `/${prefix}` : ''}`;
   }
@@ -84,7 +94,7 @@ export class S3Sink implements JobSink {
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
     });
-    return new S3Sink(sdk, client, bucket, prefix, settings, options.listPageSize ?? 1000);
+    return new S3Sink(sdk, client, bucket, prefix, settings, options.listPageSize ?? 1000, options.readTimeoutMs ?? 60_000);
   }
 
   async check(): Promise<void> {
@@ -124,6 +134,52 @@ export class S3Sink implements JobSink {
   }
 
   /**
+   * A multipart upload in parts of S3_PART_BYTES (only one part in memory), completed after the
+   * last: S3 makes the object visible only then, whole. A stream smaller than one part is one
+   * PutObject. A multipart object carries no SHA-256 metadata (it is known only at the end), so
+   * get() checks its length only. A failed upload is aborted (its parts are dropped).
+   */
+  async putStream(name: string, chunks: AsyncIterable<Uint8Array>, contentType: string): Promise<{ bytes: number; sha256: string }> {
+    checkObjectName(this.uri, name);
+    const key = this.key(name);
+    const hash = createHash('sha256');
+    let bytes = 0;
+    let part: Uint8Array[] = [];
+    let partBytes = 0;
+    let uploadId: string | undefined;
+    const parts: Array<{ ETag: string; PartNumber: number }> = [];
+    const sendPart = async () => {
+      uploadId ??= (await this.client.send(new this.sdk.CreateMultipartUploadCommand({ Bucket: this.bucket, Key: key, ContentType: contentType }))).UploadId;
+      const body = Buffer.concat(part);
+      part = [];
+      partBytes = 0;
+      const out = await this.client.send(new this.sdk.UploadPartCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId, PartNumber: parts.length + 1, Body: body, ContentLength: body.byteLength }));
+      parts.push({ ETag: out.ETag ?? '', PartNumber: parts.length + 1 });
+    };
+    try {
+      for await (const chunk of fromSource(chunks)) {
+        hash.update(chunk);
+        bytes += chunk.byteLength;
+        part.push(chunk);
+        partBytes += chunk.byteLength;
+        if (partBytes >= S3_PART_BYTES) await sendPart();
+      }
+      const sha256 = hash.digest('hex');
+      if (uploadId === undefined) {
+        const body = Buffer.concat(part);
+        await this.client.send(new this.sdk.PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, ContentType: contentType, ContentLength: body.byteLength, Metadata: { sha256 } }));
+      } else {
+        if (partBytes > 0) await sendPart();
+        await this.client.send(new this.sdk.CompleteMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId, MultipartUpload: { Parts: parts } }));
+      }
+      return { bytes, sha256 };
+    } catch (err) {
+      if (uploadId !== undefined) await this.client.send(new this.sdk.AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId })).catch(() => undefined);
+      rethrow(err, (e) => this.unavailable(`writing ${name}`, e));
+    }
+  }
+
+  /**
    * Verifies what it read against the length and the SHA-256 its put stored in the object's
    * metadata, and retries a read that fails or does not match (a connection reset mid-body).
    */
@@ -131,16 +187,20 @@ export class S3Sink implements JobSink {
     checkObjectName(this.uri, name);
     let last: unknown;
     for (let attempt = 1; attempt <= GET_ATTEMPTS; attempt++) {
+      const ac = new AbortController();
+      const timer = setTimeout(() => ac.abort(new Error(`no whole answer within ${this.readTimeoutMs} ms`)), this.readTimeoutMs);
       try {
-        const out = await this.client.send(new this.sdk.GetObjectCommand({ Bucket: this.bucket, Key: this.key(name) }));
-        const data = out.Body ? await out.Body.transformToByteArray() : new Uint8Array(0);
+        const out = await this.client.send(new this.sdk.GetObjectCommand({ Bucket: this.bucket, Key: this.key(name) }), { abortSignal: ac.signal });
+        const data = out.Body ? await unlessAborted(out.Body.transformToByteArray(), ac.signal, () => (out.Body as { destroy?: () => void }).destroy?.()) : new Uint8Array(0);
         if (out.ContentLength !== undefined && data.byteLength !== out.ContentLength) throw new Error(`read ${data.byteLength} of ${out.ContentLength} bytes`);
         const want = out.Metadata?.sha256;
         if (want && sha256Hex(data) !== want) throw new Error('the content does not match the SHA-256 stored with it');
         return data;
       } catch (err) {
         if (isNotFound(err)) return undefined;
-        last = err;
+        last = ac.signal.aborted ? ac.signal.reason : err;
+      } finally {
+        clearTimeout(timer);
       }
     }
     throw this.unavailable(`reading ${name} (${GET_ATTEMPTS} attempts)`, last);
@@ -190,4 +250,17 @@ function describeS3Error(err: unknown): string {
   const text = [...parts].join(': ') || reasonOf(err);
   const status = e?.$metadata?.httpStatusCode;
   return status ? `${text} (HTTP ${status})` : text;
+}
+
+/** `p`, or the signal's reason once it aborts (then `onAbort` releases what `p` was reading). */
+function unlessAborted<T>(p: Promise<T>, signal: AbortSignal, onAbort: () => void): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const abort = () => {
+      onAbort();
+      reject(signal.reason as Error);
+    };
+    if (signal.aborted) return abort();
+    signal.addEventListener('abort', abort, { once: true });
+    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', abort));
+  });
 }

@@ -22,6 +22,13 @@ export interface JobSink {
    * `name` is a flat object name (no `/`, no `..`); it is rejected with SinkUnavailableError otherwise.
    */
   put(name: string, data: Uint8Array, contentType: string): Promise<{ bytes: number; sha256: string }>;
+  /**
+   * put() for an object too large to hold in memory (a million-line manifest): written from
+   * `chunks` as they come, as atomic as put(). The file sink streams into its temp file; the
+   * nats-object sink streams into the object's chunks; the S3 sink uploads a multipart object in
+   * parts of S3_PART_BYTES (a single PutObject when the whole is smaller).
+   */
+  putStream(name: string, chunks: AsyncIterable<Uint8Array>, contentType: string): Promise<{ bytes: number; sha256: string }>;
   /** The object's bytes, or undefined when there is no object of that name. */
   get(name: string): Promise<Uint8Array | undefined>;
   /** Every object name in the sink (no particular order); temp files of unfinished puts are not listed. */
