@@ -149,7 +149,8 @@ export function decideByRoom(
     }
     const indexes: number[] = [];
     let online = 0;
-    for (const i of g.indexes) {
+    // An online group's bulk images of the same key (`fill`) go into the room its online ones leave.
+    for (const i of [...g.indexes, ...g.fill]) {
       const isOnline = queue[i]!.priority !== 'bulk';
       if (isOnline ? online < replica.onlineRoom : indexes.length < replica.room) {
         indexes.push(i);
