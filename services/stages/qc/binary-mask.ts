@@ -57,6 +57,13 @@ function dilateOrErode(mask: Uint8Array, w: number, h: number, dilate: boolean):
   return out;
 }
 
+/** Dilation by a (2r+1)-cell square: r passes of the 3x3 one. */
+export function dilate(mask: Uint8Array, w: number, h: number, r: number): Uint8Array {
+  let out = mask;
+  for (let k = 0; k < r; k++) out = dilateOrErode(out, w, h, true);
+  return out;
+}
+
 /** Morphological closing with a 3x3 square: bridges one-cell gaps (a dark band across a dim disc). */
 export function close3x3(mask: Uint8Array, w: number, h: number): Uint8Array {
   return dilateOrErode(dilateOrErode(mask, w, h, true), w, h, false);
