@@ -3,7 +3,7 @@
  * cell's distance from it. Pure.
  *
  * The grid is cut into square blocks of BLOCK_CELLS cells; a block's background colour is the
- * per-channel median of its cells that are not excluded (stars, moons and the planet are a
+ * per-channel median of its cells (every other one in each direction) that are not excluded (stars, moons and the planet are a
  * minority of most blocks, and excluding a first foreground mask takes them out entirely). A
  * block with too few usable cells takes the mean of its known neighbours, spreading inward until
  * every block is known, so the sky under a large planet is inferred from the haze around it.
@@ -13,7 +13,9 @@ import type { ValueGrid } from './value-grid.js';
 
 /** Block edge, in grid cells: ~64 px at 1536 wide, short enough to follow the haze's clouds. */
 export const BLOCK_CELLS = 16;
-/** A block's median needs at least this share of its cells usable. */
+/** A block's median is taken over every SAMPLE_STEP-th cell in both directions (64 of 256 cells). */
+const SAMPLE_STEP = 2;
+/** A block's median needs at least this share of its sampled cells usable. */
 const MIN_USABLE = 0.25;
 
 export interface Background {
@@ -101,11 +103,13 @@ export function blockMedianField(planes: readonly Float32Array[], w: number, h: 
       const y0 = by * block;
       const x1 = Math.min(w, x0 + block);
       const y1 = Math.min(h, y0 + block);
-      const need = Math.max(1, MIN_USABLE * (x1 - x0) * (y1 - y0));
+      const need = Math.max(1, MIN_USABLE * Math.ceil((x1 - x0) / SAMPLE_STEP) * Math.ceil((y1 - y0) / SAMPLE_STEP));
       for (let c = 0; c < planes.length; c++) {
         const plane = planes[c]!;
         let n = 0;
-        for (let y = y0; y < y1; y++) for (let x = x0; x < x1; x++) if (!exclude || !exclude[y * w + x]) scratch[n++] = plane[y * w + x]!;
+        for (let y = y0; y < y1; y += SAMPLE_STEP) {
+          for (let x = x0, i = y * w + x0; x < x1; x += SAMPLE_STEP, i += SAMPLE_STEP) if (!exclude || !exclude[i]) scratch[n++] = plane[i]!;
+        }
         if (n < need) break;
         vals[c]![by * bw + bx] = medianInPlace(scratch, n);
         known[by * bw + bx] = 1;

@@ -1,24 +1,28 @@
 /**
- * Finds the planet against the sky in a raw image: the largest coherent body that is clearly
- * brighter or more saturated than the sky and has a crisp limb — not the stars, the nebula haze
+ * Finds the planet against the sky in a raw image: the largest coherent body that clearly
+ * differs in colour from the sky and its haze and has a crisp limb — not the stars, the nebula haze
  * or small moons. Pure and deterministic. Cost and accuracy: bench/qc.bench.ts (bench/results/qc.md).
  *
  * How:
- * 1. A value grid (~384 cells across, each the max of its mean R, G, B; value-grid.ts): the box
+ * 1. A grid of cell means (~384 cells across, one pass over the pixels; value-grid.ts): the box
  *    filter averages stars down and makes everything after it cheap.
- * 2. Sky level (20th percentile) and noise (neighbour differences); foreground = value above
- *    sky + max(5 sigma, 3 levels).
- * 3. Clean-up: drop specks (averaged stars), close one-cell gaps (dark bands on dim discs), fill
- *    holes; 8-connected components (binary-mask.ts). The largest component is the candidate.
- * 4. Haze check: a planet's limb is crisp (one cell step carries much of the fall toward the
- *    sky); haze ramps evenly over tens of cells. The threshold is raised (×1.5 above the sky, up
- *    to 9 times; a body touching all four frame edges is skipped) until the candidate's limb is
- *    clean; the lowest threshold whose crispness is within CRISP_SLACK of the best and at least
- *    CRISP_MIN wins. A boundary cut by the frame is not counted, so a planet cut by the frame is
- *    still a planet.
- * 5. The box is refined at full resolution (refineSide): along each side, the first pixel column
- *    (or row) whose mean, over the rows (columns) of the extreme cells, rises a set part of the
- *    way from the sky to the body.
+ * 2. A spatially varying background (background.ts): block medians of red, green and blue,
+ *    interpolated, so bright nebula haze is part of the sky rather than a body. Each cell's score
+ *    is its largest channel distance from that background — a planet's dim limb in front of
+ *    bright haze is darker than the haze and still differs from it (a black silhouette does not
+ *    count). The background is estimated twice: the second time without the first pass's
+ *    foreground (grown by EXCLUDE_GROW cells), so a large planet does not leak into its own
+ *    background; blocks it covers are inferred from the haze around it.
+ * 3. Foreground: score above NOISE_K times its median over the background cells (at least
+ *    MIN_CONTRAST levels) and above LOCAL_K times the local median score (lumpy haze needs a
+ *    higher bar than clean sky). Clean-up: drop specks (averaged stars), close one-cell gaps
+ *    (dark bands on dim discs), fill holes; 8-connected components (binary-mask.ts). The largest
+ *    component is the planet if its limb is crisp enough (CRISP_MIN: one cell step carries much
+ *    of the fall toward the background; ragged haze texture ramps evenly). A boundary cut by the
+ *    frame is not counted, so a planet cut by the frame is still a planet.
+ * 4. The box is refined at full resolution (refineSide): along each side, the first pixel column
+ *    (or row) whose mean distance from the background, over the rows (columns) of the extreme
+ *    cells, rises a set part of the way to the body's.
  *
  * Rings count as part of the planet (they are bright and crisp and touch or cross the disc): the
  * region constraint keeps the margins empty, and a ring in a margin is not empty space.
@@ -45,7 +49,7 @@ export interface PlanetDetection {
   readonly areaFraction: number;
   /** Body cells / box cells on the grid: ~0.79 for a disc, less with rings or for a crescent. */
   readonly fillRatio: number;
-  /** 0..1: how crisp the limb is and how far the body stands above the sky (a heuristic, not a probability). */
+  /** 0..1: how crisp the limb is (a heuristic, not a probability). */
   readonly confidence: number;
 }
 
@@ -76,9 +80,8 @@ const MIN_BODY_FRACTION = 0.002;
 
 const NOT_FOUND: PlanetDetection = Object.freeze({ found: false, areaFraction: 0, fillRatio: 0, confidence: 0 });
 
-/** Fraction of the component's boundary cells (not counting the frame) where the limb is crisp. */
+/** Fraction of the component's boundary cells (not counting the frame) where the limb is crisp, on the score grid `v`. */
 function crispness(w: number, h: number, v: Float32Array, labels: Int32Array, c: Component, minFall: number): number {
-  const sky = 0;
   let boundary = 0;
   let crisp = 0;
   const DX = [-1, 1, 0, 0];
@@ -101,11 +104,11 @@ function crispness(w: number, h: number, v: Float32Array, labels: Int32Array, c:
         const ox = Math.max(0, Math.min(w - 1, nx + 2 * DX[k]!));
         const oy = Math.max(0, Math.min(h - 1, ny + 2 * DY[k]!));
         const vFar = v[oy * w + ox]!;
-        // Crisp: the value falls most of the way to the sky within the profile, and one step
+        // Crisp: the score falls most of the way to the background within the profile, and one step
         // carries a large share of that fall. A haze ramp falls evenly, a quarter per step.
         const fall = Math.max(vIn, vAt) - vFar;
         const step = Math.max(vIn - vAt, vAt - vOut);
-        if (fall >= minFall && fall >= CRISP_DROP * (Math.max(vIn, vAt) - sky) && step >= STEP_SHARE * fall) crisp++;
+        if (fall >= minFall && fall >= CRISP_DROP * Math.max(vIn, vAt) && step >= STEP_SHARE * fall) crisp++;
         break;
       }
     }

@@ -49,7 +49,7 @@ export function valueGrid(img: RawImage, cell: number = cellSizeFor(img.width)):
   const gg = new Float32Array(w * h);
   const bb = new Float32Array(w * h);
   const colour = channels >= 3 ? 3 : 1;
-  const sums = new Float64Array(w * colour);
+  const sums = new Uint32Array(w * colour); // 255 × cell² per cell fits easily
   for (let gy = 0; gy < h; gy++) {
     sums.fill(0);
     const y0 = gy * cell;
