@@ -17,9 +17,12 @@
  *    MIN_CONTRAST levels) and above LOCAL_K times the local median score (lumpy haze needs a
  *    higher bar than clean sky). Clean-up: drop specks (averaged stars), close one-cell gaps
  *    (dark bands on dim discs), fill holes; 8-connected components (binary-mask.ts). The largest
- *    component is the planet if its limb is crisp enough (CRISP_MIN: one cell step carries much
- *    of the fall toward the background; ragged haze texture ramps evenly). A boundary cut by the
- *    frame is not counted, so a planet cut by the frame is still a planet.
+ *    component is the candidate; the threshold is then raised to VISIBLE_SHARE of its bright
+ *    parts' score if that is higher (a crescent's faint night side is not what a person outlines),
+ *    and the largest component at that threshold is the planet if its limb is crisp enough
+ *    (CRISP_MIN: one cell step carries much of the fall toward the background; ragged haze
+ *    texture ramps evenly). A boundary cut by the frame is not counted, so a planet cut by the
+ *    frame is still a planet.
  * 4. The box is refined at full resolution (refineSide): along each side, the first pixel column
  *    (or row) whose mean distance from the background, over the rows (columns) of the extreme
  *    cells, rises a set part of the way to the body's.
@@ -69,6 +72,8 @@ const EXCLUDE_GROW = 2;
  * or so of their boundary, so the floor stays low.
  */
 export const CRISP_MIN = 0.2;
+/** Share of the body's bright parts (90th percentile score) a cell's score must reach to be part of it: the labels' 10 % visibility rule. */
+const VISIBLE_SHARE = 0.1;
 /** A cell darker than the background is part of a body only from this value up (black is not seen). */
 const VISIBLE_MIN = 10;
 /** Share of the fall across a crisp edge that one cell step carries (an even 4-step ramp has 0.25). */
@@ -203,6 +208,26 @@ function medianScore(score: Float32Array, exclude?: Uint8Array): number {
   return 0;
 }
 
+/** The q-quantile of `score` over the component's cells, from a 1/4-level histogram. */
+function bodyQuantile(score: Float32Array, labels: Int32Array, c: Component, w: number, q: number): number {
+  const hist = new Uint32Array(1024);
+  for (let y = c.minY; y <= c.maxY; y++) for (let x = c.minX; x <= c.maxX; x++) if (labels[y * w + x] === c.label) hist[Math.min(1023, (score[y * w + x]! * 4) | 0)]!++;
+  let acc = 0;
+  for (let b = 0; b < hist.length; b++) {
+    acc += hist[b]!;
+    if (acc >= q * c.area) return (b + 0.5) / 4;
+  }
+  return hist.length / 4;
+}
+
+/** The largest component of `mask`, with the labelling. */
+function largest(mask: Uint8Array, w: number, h: number): { labels: Int32Array; comp: Component | undefined } {
+  const { labels, components } = labelComponents(mask, w, h);
+  let comp: Component | undefined;
+  for (const c of components) if (!comp || c.area > comp.area) comp = c;
+  return { labels, comp };
+}
+
 /** Diagnostics for the benchmark: the threshold used and the crispness. */
 export interface DetectionDetail extends PlanetDetection {
   /** Median distance of the background cells from the background estimate. */
@@ -226,9 +251,14 @@ export function detectPlanetDetailed(img: RawImage): DetectionDetail {
   noise = medianScore(score, exclude);
   t = Math.max(NOISE_K * noise, MIN_CONTRAST);
   const [local] = blockMedianField([score], w, h, exclude);
-  const { labels, components } = labelComponents(foreground(score, t, w, h, local), w, h);
-  let comp: Component | undefined;
-  for (const c of components) if (!comp || c.area > comp.area) comp = c;
+  let { labels, comp } = largest(foreground(score, t, w, h, local), w, h);
+  // What a person outlines: parts at least VISIBLE_SHARE as bright (as far from the background)
+  // as the body's bright parts — a crescent's faint earthshine beyond the terminator is not.
+  const floor = comp ? VISIBLE_SHARE * bodyQuantile(score, labels, comp, w, 0.9) : 0;
+  if (floor > t) {
+    t = floor;
+    ({ labels, comp } = largest(foreground(score, t, w, h, local), w, h));
+  }
   if (!comp || comp.area < Math.max(6, MIN_BODY_FRACTION * w * h)) return { ...NOT_FOUND, noise, threshold: t, crispness: 0 };
   const crisp = crispness(grid.w, grid.h, score, labels, comp, Math.max(MIN_CONTRAST, FALL_K * noise));
   if (crisp < CRISP_MIN) return { ...NOT_FOUND, noise, threshold: t, crispness: crisp };
