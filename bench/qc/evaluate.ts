@@ -26,8 +26,10 @@ export interface CaseResult {
 
 export interface Evaluation {
   readonly cases: CaseResult[];
-  /** Detection time per image (ms), by size label. */
+  /** Detection time per image (ms, wall clock), by size label. */
   readonly timing: Record<string, Summary>;
+  /** Detection CPU time per image (ms, user + system of this process), by size label. */
+  readonly cpu: Record<string, Summary>;
 }
 
 function runCase(c: EvalCase): CaseResult {
@@ -42,35 +44,45 @@ function runCase(c: EvalCase): CaseResult {
   };
 }
 
-/** Times detectPlanet on `perSize` cases of each size: 3 warm-up runs, then `reps` timed runs each. */
-function timeDetection(cases: readonly EvalCase[], perSize: number, reps: number): Record<string, Summary> {
+/**
+ * Times detectPlanet on `perSize` cases of each size: 3 warm-up runs, then `reps` timed runs
+ * each, in wall-clock and in CPU time (the latter barely moves when other processes share the cores).
+ */
+function timeDetection(cases: readonly EvalCase[], perSize: number, reps: number): { timing: Record<string, Summary>; cpu: Record<string, Summary> } {
   const out: Record<string, Summary> = {};
+  const cpu: Record<string, Summary> = {};
   for (const size of [...new Set(cases.map((c) => `${c.spec.width}x${c.spec.height}`))]) {
     // Spread the timed cases over the categories (hazy scenes try more thresholds).
     const picked = cases.filter((c) => `${c.spec.width}x${c.spec.height}` === size).filter((_, i) => i % Math.max(1, Math.floor(160 / perSize)) === 0).slice(0, perSize);
     const images = picked.map(renderCase);
     for (const img of images) for (let i = 0; i < 3; i++) detectPlanet(img);
     const samples: number[] = [];
+    const cpuSamples: number[] = [];
     for (let r = 0; r < reps; r++) {
       for (const img of images) {
+        const c = process.cpuUsage();
         const t = performance.now();
         detectPlanet(img);
         samples.push(performance.now() - t);
+        const used = process.cpuUsage(c);
+        cpuSamples.push((used.user + used.system) / 1000);
       }
     }
     out[size] = summarize(samples);
+    cpu[size] = summarize(cpuSamples);
   }
-  return out;
+  return { timing: out, cpu };
 }
 
-export function evaluate(perCell = 16, onProgress?: (done: number, total: number) => void): Evaluation {
-  const set = evaluationSet(perCell);
+/** Evaluates `perCell` cases per category and size from seed index `first` (evaluationSet). */
+export function evaluate(perCell = 16, onProgress?: (done: number, total: number) => void, first = 0): Evaluation {
+  const set = evaluationSet(perCell, first);
   const cases: CaseResult[] = [];
   for (const c of set) {
     cases.push(runCase(c));
     onProgress?.(cases.length, set.length);
   }
-  return { cases, timing: timeDetection(set, 20, 5) };
+  return { cases, ...timeDetection(set, 20, 5) };
 }
 
 export interface Tally {

@@ -171,13 +171,14 @@ export function makeCase(category: SceneCategory, width: number, height: number,
 
 /**
  * The evaluation set: `perCell` cases for every category at each of the two sizes
- * (16 → 320 cases). Deterministic: the same cases every run.
+ * (16 → 320 cases). Deterministic: the same cases every run. `first` skips that many seeds per
+ * category and size: `evaluationSet(4, 16)` is a held-out set the standard 320 do not contain.
  */
-export function evaluationSet(perCell = 16): EvalCase[] {
+export function evaluationSet(perCell = 16, first = 0): EvalCase[] {
   const cases: EvalCase[] = [];
   SCENE_CATEGORIES.forEach((category, ci) => {
     SCENE_SIZES.forEach(([w, h], si) => {
-      for (let i = 0; i < perCell; i++) cases.push(makeCase(category, w, h, 1_000_003 * (ci + 1) + 7919 * si + i));
+      for (let i = first; i < first + perCell; i++) cases.push(makeCase(category, w, h, 1_000_003 * (ci + 1) + 7919 * si + i));
     });
   });
   return cases;

@@ -29,7 +29,7 @@ describe('the evaluation set', () => {
 });
 
 describe('checkPlanet on 60 evaluation cases (3 per category and size)', () => {
-  test('gives the labelled verdict on at least 95% of them, with a median box IoU of at least 0.9', () => {
+  test('gives the labelled verdict on at least 98% of them, with a median box IoU of at least 0.9', () => {
     const cases = evaluationSet(3);
     assert.equal(cases.length, 60);
     const wrong: string[] = [];
@@ -40,7 +40,7 @@ describe('checkPlanet on 60 evaluation cases (3 per category and size)', () => {
       if (c.box) ious.push(iou(c.box, v.box));
     }
     ious.sort((a, b) => a - b);
-    assert.ok(wrong.length <= 3, `${wrong.length} wrong verdicts of 60:\n${wrong.join('\n')}`);
+    assert.ok(wrong.length <= 1, `${wrong.length} wrong verdicts of 60:\n${wrong.join('\n')}`);
     assert.ok(ious[Math.floor((ious.length - 1) / 2)]! >= 0.9, `median IoU ${ious[Math.floor((ious.length - 1) / 2)]}`);
   });
 });

@@ -57,6 +57,13 @@ function dilateOrErode(mask: Uint8Array, w: number, h: number, dilate: boolean):
   return out;
 }
 
+/** Dilation by a (2r+1)-cell square: r passes of the 3x3 one. */
+export function dilate(mask: Uint8Array, w: number, h: number, r: number): Uint8Array {
+  let out = mask;
+  for (let k = 0; k < r; k++) out = dilateOrErode(out, w, h, true);
+  return out;
+}
+
 /** Morphological closing with a 3x3 square: bridges one-cell gaps (a dark band across a dim disc). */
 export function close3x3(mask: Uint8Array, w: number, h: number): Uint8Array {
   return dilateOrErode(dilateOrErode(mask, w, h, true), w, h, false);
@@ -128,20 +135,25 @@ export function labelComponents(mask: Uint8Array, w: number, h: number): Labelli
     const ra = find(parent, a);
     const rb = find(parent, b);
     if (ra === rb) return ra;
-    const [lo, hi] = ra < rb ? [ra, rb] : [rb, ra];
-    parent[hi] = lo;
-    return lo;
+    if (ra < rb) {
+      parent[rb] = ra;
+      return ra;
+    }
+    parent[ra] = rb;
+    return rb;
   };
   for (let y = 0; y < h; y++) {
     for (let x = 0; x < w; x++) {
       const i = y * w + x;
       if (!mask[i]) continue;
-      let l = 0;
       // Already-visited neighbours: W, NW, N, NE.
-      const nb = [x > 0 ? labels[i - 1]! : 0, y > 0 && x > 0 ? labels[i - w - 1]! : 0, y > 0 ? labels[i - w]! : 0, y > 0 && x < w - 1 ? labels[i - w + 1]! : 0];
-      for (const n of nb) {
-        if (!n) continue;
-        l = l ? union(l, n) : n;
+      let l = x > 0 ? labels[i - 1]! : 0;
+      if (y > 0) {
+        for (let dx = -1; dx <= 1; dx++) {
+          if (x + dx < 0 || x + dx >= w) continue;
+          const n = labels[i - w + dx]!;
+          if (n) l = l ? union(l, n) : n;
+        }
       }
       if (!l) {
         l = next++;

@@ -1,30 +1,38 @@
 /**
- * Finds the planet against the sky in a raw image: the largest coherent body that is clearly
- * brighter or more saturated than the sky and has a crisp limb — not the stars, the nebula haze
+ * Finds the planet against the sky in a raw image: the largest coherent body that clearly
+ * differs in colour from the sky and its haze and has a crisp limb — not the stars, the nebula haze
  * or small moons. Pure and deterministic. Cost and accuracy: bench/qc.bench.ts (bench/results/qc.md).
  *
  * How:
- * 1. A value grid (~384 cells across, each the max of its mean R, G, B; value-grid.ts): the box
+ * 1. A grid of cell means (~384 cells across, one pass over the pixels; value-grid.ts): the box
  *    filter averages stars down and makes everything after it cheap.
- * 2. Sky level (20th percentile) and noise (neighbour differences); foreground = value above
- *    sky + max(5 sigma, 3 levels).
- * 3. Clean-up: drop specks (averaged stars), close one-cell gaps (dark bands on dim discs), fill
- *    holes; 8-connected components (binary-mask.ts). The largest component is the candidate.
- * 4. Haze check: a planet's limb is crisp (one cell step carries much of the fall toward the
- *    sky); haze ramps evenly over tens of cells. The threshold is raised (×1.5 above the sky, up
- *    to 9 times; a body touching all four frame edges is skipped) until the candidate's limb is
- *    clean; the lowest threshold whose crispness is within CRISP_SLACK of the best and at least
- *    CRISP_MIN wins. A boundary cut by the frame is not counted, so a planet cut by the frame is
- *    still a planet.
- * 5. The box is refined at full resolution (refineSide): along each side, the first pixel column
- *    (or row) whose mean, over the rows (columns) of the extreme cells, rises a set part of the
- *    way from the sky to the body.
+ * 2. A spatially varying background (background.ts): block medians of red, green and blue,
+ *    interpolated, so bright nebula haze is part of the sky rather than a body. Each cell's score
+ *    is its largest channel distance from that background — a planet's dim limb in front of
+ *    bright haze is darker than the haze and still differs from it (a black silhouette does not
+ *    count). The background is estimated twice: the second time without the first pass's
+ *    foreground (grown by EXCLUDE_GROW cells), so a large planet does not leak into its own
+ *    background; blocks it covers are inferred from the haze around it.
+ * 3. Foreground: score above NOISE_K times its median over the background cells (at least
+ *    MIN_CONTRAST levels) and above LOCAL_K times the local median score (lumpy haze needs a
+ *    higher bar than clean sky). Clean-up: drop specks (averaged stars), close one-cell gaps
+ *    (dark bands on dim discs), fill holes; 8-connected components (binary-mask.ts). The largest
+ *    component is the candidate; the threshold is then raised to VISIBLE_SHARE of its bright
+ *    parts' score if that is higher (a crescent's faint night side is not what a person outlines),
+ *    and the largest component at that threshold is the planet if its limb is crisp enough
+ *    (CRISP_MIN: one cell step carries much of the fall toward the background; ragged haze
+ *    texture ramps evenly). A boundary cut by the frame is not counted, so a planet cut by the
+ *    frame is still a planet.
+ * 4. The box is refined at full resolution (refineSide): along each side, the first pixel column
+ *    (or row) whose mean distance from the background, over the rows (columns) of the extreme
+ *    cells, rises a set part of the way to the body's.
  *
  * Rings count as part of the planet (they are bright and crisp and touch or cross the disc): the
  * region constraint keeps the margins empty, and a ring in a margin is not empty space.
  */
-import { close3x3, dropSpecks, fillHoles, labelComponents, type Component } from './binary-mask.js';
-import { skyStats, valueGrid, type RawImage, type SkyStats, type ValueGrid } from './value-grid.js';
+import { blockMedianField, estimateBackground, residual, type Background } from './background.js';
+import { close3x3, dilate, dropSpecks, fillHoles, labelComponents, type Component } from './binary-mask.js';
+import { valueGrid, type RawImage, type ValueGrid } from './value-grid.js';
 
 export type { RawImage } from './value-grid.js';
 
@@ -44,37 +52,41 @@ export interface PlanetDetection {
   readonly areaFraction: number;
   /** Body cells / box cells on the grid: ~0.79 for a disc, less with rings or for a crescent. */
   readonly fillRatio: number;
-  /** 0..1: how crisp the limb is and how far the body stands above the sky (a heuristic, not a probability). */
+  /** 0..1: how crisp the limb is (a heuristic, not a probability). */
   readonly confidence: number;
 }
 
-/** Threshold above the sky level, in grey levels, when the sky is very clean (sigma small). */
+/** Smallest threshold on the distance from the background, in grey levels (a very clean sky). */
 const MIN_CONTRAST = 3;
-/** Threshold above the sky in units of the sky's sigma. */
-const SIGMA_K = 5;
-/** Fraction of boundary cells that must be crisp for a body to count as a planet rather than haze. */
-export const CRISP_MIN = 0.45;
+/** Threshold on the distance from the background, in units of its median over the background cells. */
+const NOISE_K = 8;
+/** ... and in units of that median near the cell (a block median): lumpy haze needs a higher bar than clean sky. */
+const LOCAL_K = 4;
+/** A crisp edge falls by at least this many noise units. */
+const FALL_K = 10;
+/** Grid cells the first pass's foreground is grown by before the background is estimated again. */
+const EXCLUDE_GROW = 2;
+/**
+ * Fraction of boundary cells that must be crisp for a body to count as a planet: a floor against
+ * ragged blobs of haze texture. Dim limbs (limb darkening on a dark planet) are crisp on a third
+ * or so of their boundary, so the floor stays low.
+ */
+export const CRISP_MIN = 0.2;
+/** Share of the body's bright parts (90th percentile score) a cell's score must reach to be part of it: the labels' 10 % visibility rule. */
+const VISIBLE_SHARE = 0.1;
+/** A cell darker than the background is part of a body only from this value up (black is not seen). */
+const VISIBLE_MIN = 10;
 /** Share of the fall across a crisp edge that one cell step carries (an even 4-step ramp has 0.25). */
 const STEP_SHARE = 0.35;
-/** A crisp edge falls by at least this many sky sigmas (noise steps do not count). */
-const FALL_SIGMA = 6;
-/** A limb this crisp cannot be improved by raising the threshold: stop there. */
-const CRISP_CLEAN = 0.95;
-/** The threshold picked is the lowest whose crispness is within this of the best seen. */
-const CRISP_SLACK = 0.1;
-/** A boundary cell is crisp when the value drops by this part of its height above the sky within 3 cells. */
+/** A boundary cell is crisp when the distance drops by this part of its height within 3 cells. */
 const CRISP_DROP = 0.2;
-/** Threshold raises tried against haze. */
-const MAX_RAISES = 9;
-const RAISE_FACTOR = 1.5;
 /** Smallest candidate body, as a fraction of the grid's cells (a 2%-of-image planet covers ~1.5%). */
 const MIN_BODY_FRACTION = 0.002;
 
 const NOT_FOUND: PlanetDetection = Object.freeze({ found: false, areaFraction: 0, fillRatio: 0, confidence: 0 });
 
-/** Fraction of the component's boundary cells (not counting the frame) where the limb is crisp. */
-function crispness(grid: ValueGrid, labels: Int32Array, c: Component, sky: number, minFall: number): number {
-  const { w, h, v } = grid;
+/** Fraction of the component's boundary cells (not counting the frame) where the limb is crisp, on the score grid `v`. */
+function crispness(w: number, h: number, v: Float32Array, labels: Int32Array, c: Component, minFall: number): number {
   let boundary = 0;
   let crisp = 0;
   const DX = [-1, 1, 0, 0];
@@ -97,11 +109,11 @@ function crispness(grid: ValueGrid, labels: Int32Array, c: Component, sky: numbe
         const ox = Math.max(0, Math.min(w - 1, nx + 2 * DX[k]!));
         const oy = Math.max(0, Math.min(h - 1, ny + 2 * DY[k]!));
         const vFar = v[oy * w + ox]!;
-        // Crisp: the value falls most of the way to the sky within the profile, and one step
+        // Crisp: the score falls most of the way to the background within the profile, and one step
         // carries a large share of that fall. A haze ramp falls evenly, a quarter per step.
         const fall = Math.max(vIn, vAt) - vFar;
         const step = Math.max(vIn - vAt, vAt - vOut);
-        if (fall >= minFall && fall >= CRISP_DROP * (Math.max(vIn, vAt) - sky) && step >= STEP_SHARE * fall) crisp++;
+        if (fall >= minFall && fall >= CRISP_DROP * Math.max(vIn, vAt) && step >= STEP_SHARE * fall) crisp++;
         break;
       }
     }
@@ -114,10 +126,11 @@ type Side = 'left' | 'right' | 'top' | 'bottom';
 /**
  * Refines one side of the component's box at full resolution. Scans the pixel columns (rows) of
  * the cell outside the extreme cells, the extreme cells and the cells inside them, from outside
- * in, and returns the first whose mean value — over the pixel rows (columns) of those cells —
- * rises to `level`. Pixel values are capped at `cap`, so a star in the strip cannot pass for the limb.
+ * in, and returns the first whose mean distance from the background — over the pixel rows
+ * (columns) of those cells — rises to `level`. Each pixel's distance is capped at `cap`, so a
+ * star in the strip cannot pass for the limb.
  */
-function refineSide(img: RawImage, grid: ValueGrid, labels: Int32Array, c: Component, side: Side, level: number, cap: number): number {
+function refineSide(img: RawImage, grid: ValueGrid, bg: Background, labels: Int32Array, c: Component, side: Side, level: number, cap: number): number {
   const { w, cell } = grid;
   const { data, width, height, channels } = img;
   const horizontal = side === 'left' || side === 'right';
@@ -156,83 +169,117 @@ function refineSide(img: RawImage, grid: ValueGrid, labels: Int32Array, c: Compo
   for (let pos = from; outward < 0 ? pos <= to : pos >= to; pos += step) {
     let sum = 0;
     for (let a = spanLo; a < spanHi; a++) {
-      const p = (horizontal ? a * width + pos : pos * width + a) * channels;
-      const val = colour ? Math.max(data[p]!, data[p + 1]!, data[p + 2]!) : data[p]!;
-      sum += val < cap ? val : cap;
+      const [x, y] = horizontal ? [pos, a] : [a, pos];
+      const p = (y * width + x) * channels;
+      const ci = Math.floor(y / cell) * w + Math.floor(x / cell);
+      const r = data[p]!;
+      const d = colour
+        ? Math.max(Math.abs(r - bg.r[ci]!), Math.abs(data[p + 1]! - bg.g[ci]!), Math.abs(data[p + 2]! - bg.b[ci]!))
+        : Math.abs(r - bg.r[ci]!);
+      sum += d < cap ? d : cap;
     }
     if (sum / n >= level) return outward < 0 ? pos : pos + 1;
   }
   return outward < 0 ? cellStart(edgeCell) : Math.min(extent, (edgeCell + 1) * cell);
 }
 
-/** The candidate body at threshold `t`: the largest cleaned-up component, with its labelling. */
-function largestBody(grid: ValueGrid, t: number): { labels: Int32Array; comp: Component } | undefined {
-  const { w, h, v } = grid;
-  const mask = new Uint8Array(v.length);
-  for (let i = 0; i < v.length; i++) mask[i] = v[i]! > t ? 1 : 0;
-  const cleaned = fillHoles(close3x3(dropSpecks(mask, w, h), w, h), w, h);
-  const { labels, components } = labelComponents(cleaned, w, h);
-  let best: Component | undefined;
-  for (const c of components) if (!best || c.area > best.area) best = c;
-  if (!best || best.area < Math.max(6, MIN_BODY_FRACTION * w * h)) return undefined;
-  return { labels, comp: best };
+/** Foreground above threshold `t` (and LOCAL_K times `local`, when given) on `score`, cleaned up: specks dropped, gaps closed, holes filled. */
+function foreground(score: Float32Array, t: number, w: number, h: number, local?: Float32Array): Uint8Array {
+  const mask = new Uint8Array(score.length);
+  if (local) for (let i = 0; i < score.length; i++) mask[i] = score[i]! > t && score[i]! > LOCAL_K * local[i]! ? 1 : 0;
+  else for (let i = 0; i < score.length; i++) mask[i] = score[i]! > t ? 1 : 0;
+  return fillHoles(close3x3(dropSpecks(mask, w, h), w, h), w, h);
 }
 
-/** Diagnostics for the benchmark: the sky, the threshold used and the crispness. */
+/** The median of `score` over the cells not in `exclude`, from a 1/16-level histogram. */
+function medianScore(score: Float32Array, exclude?: Uint8Array): number {
+  const hist = new Uint32Array(4096);
+  let n = 0;
+  for (let i = 0; i < score.length; i++) {
+    if (exclude && exclude[i]) continue;
+    hist[Math.min(4095, (score[i]! * 16) | 0)]!++;
+    n++;
+  }
+  let acc = 0;
+  for (let b = 0; b < hist.length; b++) {
+    acc += hist[b]!;
+    if (acc * 2 >= n) return (b + 0.5) / 16;
+  }
+  return 0;
+}
+
+/** The q-quantile of `score` over the component's cells, from a 1/4-level histogram. */
+function bodyQuantile(score: Float32Array, labels: Int32Array, c: Component, w: number, q: number): number {
+  const hist = new Uint32Array(1024);
+  for (let y = c.minY; y <= c.maxY; y++) for (let x = c.minX; x <= c.maxX; x++) if (labels[y * w + x] === c.label) hist[Math.min(1023, (score[y * w + x]! * 4) | 0)]!++;
+  let acc = 0;
+  for (let b = 0; b < hist.length; b++) {
+    acc += hist[b]!;
+    if (acc >= q * c.area) return (b + 0.5) / 4;
+  }
+  return hist.length / 4;
+}
+
+/** The largest component of `mask`, with the labelling. */
+function largest(mask: Uint8Array, w: number, h: number): { labels: Int32Array; comp: Component | undefined } {
+  const { labels, components } = labelComponents(mask, w, h);
+  let comp: Component | undefined;
+  for (const c of components) if (!comp || c.area > comp.area) comp = c;
+  return { labels, comp };
+}
+
+/** Diagnostics for the benchmark: the threshold used and the crispness. */
 export interface DetectionDetail extends PlanetDetection {
-  readonly sky: SkyStats;
+  /** Median distance of the background cells from the background estimate. */
+  readonly noise: number;
   readonly threshold: number;
   readonly crispness: number;
-  readonly raises: number;
-  /** Every threshold tried: its value, the candidate's crispness and area in grid cells. */
-  readonly tries: ReadonlyArray<{ readonly t: number; readonly crisp: number; readonly cells: number }>;
 }
 
 /** detectPlanet with its diagnostics. */
 export function detectPlanetDetailed(img: RawImage): DetectionDetail {
   const grid = valueGrid(img);
-  const sky = skyStats(grid);
-  const base = sky.level + Math.max(SIGMA_K * sky.sigma, MIN_CONTRAST);
-  // Thresholds from low to high; stop at a clean limb. Then take the lowest threshold whose
-  // limb is nearly as crisp as the best seen: haze merged at a low threshold drops out, while
-  // a crescent (whose soft terminator never gets crisper) keeps its lowest threshold.
-  const tries: Array<{ t: number; crisp: number; body: NonNullable<ReturnType<typeof largestBody>>; raise: number }> = [];
-  let t = base;
-  for (let raise = 0; raise <= MAX_RAISES && t < 255; raise++, t = sky.level + (t - sky.level) * RAISE_FACTOR) {
-    const body = largestBody(grid, t);
-    if (!body) break;
-    // A body touching all four frame edges is haze or a star carpet at a low threshold (or a
-    // planet filling the frame, which fails max_area anyway): look higher.
-    const { comp } = body;
-    if (comp.minX === 0 && comp.minY === 0 && comp.maxX === grid.w - 1 && comp.maxY === grid.h - 1) continue;
-    const crisp = crispness(grid, body.labels, body.comp, sky.level, Math.max(MIN_CONTRAST, FALL_SIGMA * sky.sigma));
-    tries.push({ t, crisp, body, raise });
-    if (crisp >= CRISP_CLEAN) break;
+  const { w, h } = grid;
+  // First pass: background from every cell; second: without the first pass's foreground, grown.
+  let bg = estimateBackground(grid);
+  let score = residual(grid, bg, VISIBLE_MIN);
+  let noise = medianScore(score);
+  let t = Math.max(NOISE_K * noise, MIN_CONTRAST);
+  const exclude = dilate(foreground(score, t, w, h), w, h, EXCLUDE_GROW);
+  bg = estimateBackground(grid, exclude);
+  score = residual(grid, bg, VISIBLE_MIN);
+  noise = medianScore(score, exclude);
+  t = Math.max(NOISE_K * noise, MIN_CONTRAST);
+  const [local] = blockMedianField([score], w, h, exclude);
+  let { labels, comp } = largest(foreground(score, t, w, h, local), w, h);
+  // What a person outlines: parts at least VISIBLE_SHARE as bright (as far from the background)
+  // as the body's bright parts — a crescent's faint earthshine beyond the terminator is not.
+  const floor = comp ? VISIBLE_SHARE * bodyQuantile(score, labels, comp, w, 0.9) : 0;
+  if (floor > t) {
+    t = floor;
+    ({ labels, comp } = largest(foreground(score, t, w, h, local), w, h));
   }
-  const best = Math.max(0, ...tries.map((x) => x.crisp));
-  const pick = tries.find((x) => x.crisp >= CRISP_MIN && x.crisp >= best - CRISP_SLACK);
-  const tried = tries.map((x) => ({ t: x.t, crisp: x.crisp, cells: x.body.comp.area }));
-  if (!pick) return { ...NOT_FOUND, sky, threshold: t, crispness: best, raises: tries.length, tries: tried };
-  const { labels, comp } = pick.body;
-  // The body's mean value sets the refinement's levels: a column joins the box when its mean
-  // (partial coverage of a limb-darkened edge) rises a tenth of the way to the body, and one
-  // pixel counts at most 0.6 of the body's height, so a lone star cannot fill a column.
+  if (!comp || comp.area < Math.max(6, MIN_BODY_FRACTION * w * h)) return { ...NOT_FOUND, noise, threshold: t, crispness: 0 };
+  const crisp = crispness(grid.w, grid.h, score, labels, comp, Math.max(MIN_CONTRAST, FALL_K * noise));
+  if (crisp < CRISP_MIN) return { ...NOT_FOUND, noise, threshold: t, crispness: crisp };
+  // The body's mean distance from the background sets the refinement's levels: a column joins
+  // the box when its mean (partial coverage of a limb-darkened edge) rises a tenth of the way to
+  // the body, and one pixel counts at most 0.6 of the body's height, so a lone star cannot fill a column.
   let bodySum = 0;
-  for (let y = comp.minY; y <= comp.maxY; y++) for (let x = comp.minX; x <= comp.maxX; x++) if (labels[y * grid.w + x] === comp.label) bodySum += grid.v[y * grid.w + x]!;
-  const body = bodySum / comp.area - sky.level;
-  const level = sky.level + Math.max(0.5 * (pick.t - sky.level), 0.1 * body);
-  const cap = sky.level + Math.max(2 * (pick.t - sky.level), 0.6 * body);
+  for (let y = comp.minY; y <= comp.maxY; y++) for (let x = comp.minX; x <= comp.maxX; x++) if (labels[y * w + x] === comp.label) bodySum += score[y * w + x]!;
+  const body = bodySum / comp.area;
+  const level = Math.max(0.5 * t, 0.1 * body);
+  const cap = Math.max(2 * t, 0.6 * body);
   const box: PixelBox = {
-    left: refineSide(img, grid, labels, comp, 'left', level, cap),
-    right: refineSide(img, grid, labels, comp, 'right', level, cap),
-    top: refineSide(img, grid, labels, comp, 'top', level, cap),
-    bottom: refineSide(img, grid, labels, comp, 'bottom', level, cap),
+    left: refineSide(img, grid, bg, labels, comp, 'left', level, cap),
+    right: refineSide(img, grid, bg, labels, comp, 'right', level, cap),
+    top: refineSide(img, grid, bg, labels, comp, 'top', level, cap),
+    bottom: refineSide(img, grid, bg, labels, comp, 'bottom', level, cap),
   };
   const fillRatio = comp.area / ((comp.maxX - comp.minX + 1) * (comp.maxY - comp.minY + 1));
   const areaFraction = ((box.right - box.left) * (box.bottom - box.top)) / (img.width * img.height);
-  // Less sure when haze had to be thresholded away.
-  const confidence = Math.min(1, pick.crisp / 0.9) * (pick.raise === 0 ? 1 : 0.8);
-  return { found: true, box, areaFraction, fillRatio, confidence, sky, threshold: pick.t, crispness: pick.crisp, raises: pick.raise, tries: tried };
+  const confidence = Math.min(1, crisp / 0.9);
+  return { found: true, box, areaFraction, fillRatio, confidence, noise, threshold: t, crispness: crisp };
 }
 
 /** Finds the planet in `img` (RGB or RGBA raw pixels); `found: false` when no body qualifies. */

@@ -1,6 +1,6 @@
 /**
- * The planet detector's working image: a box-filtered, downscaled "value" grid (HSV value: the
- * largest of the cell's mean red, green and blue), and the sky statistics read from it. Pure.
+ * The planet detector's working image: a box-filtered, downscaled grid of cell means (red, green,
+ * blue) and "value" (HSV value: the largest of the three). Pure.
  *
  * Value rather than luminance: a saturated deep-blue planet has a low luminance (~48 of 255)
  * but a high value (~160), so value catches both bright and saturated bodies in one measure.
@@ -24,6 +24,10 @@ export interface ValueGrid {
   readonly cell: number;
   /** Row-major cell values, 0..255. */
   readonly v: Float32Array;
+  /** Row-major cell means of red, green and blue (grey images: all three hold the grey mean). */
+  readonly r: Float32Array;
+  readonly g: Float32Array;
+  readonly b: Float32Array;
 }
 
 /** Grid cells across the image width: fine enough for a ~2%-area planet (~20 cells wide), cheap enough for a few ms. */
@@ -34,15 +38,18 @@ export function cellSizeFor(width: number): number {
   return Math.max(1, Math.ceil(width / GRID_TARGET_WIDTH));
 }
 
-/** Downscales `img` into cells of `cell` x `cell` pixels, each holding max(mean R, mean G, mean B). */
+/** Downscales `img` into cells of `cell` x `cell` pixels in one pass: each cell's mean R, G, B and their max. */
 export function valueGrid(img: RawImage, cell: number = cellSizeFor(img.width)): ValueGrid {
   const { data, width, height, channels } = img;
   if (data.length < width * height * channels) throw new RangeError(`image buffer holds ${data.length} bytes, expected ${width * height * channels}`);
   const w = Math.ceil(width / cell);
   const h = Math.ceil(height / cell);
   const v = new Float32Array(w * h);
+  const rr = new Float32Array(w * h);
+  const gg = new Float32Array(w * h);
+  const bb = new Float32Array(w * h);
   const colour = channels >= 3 ? 3 : 1;
-  const sums = new Float64Array(w * colour);
+  const sums = new Uint32Array(w * colour); // 255 × cell² per cell fits easily
   for (let gy = 0; gy < h; gy++) {
     sums.fill(0);
     const y0 = gy * cell;
@@ -75,50 +82,15 @@ export function valueGrid(img: RawImage, cell: number = cellSizeFor(img.width)):
     for (let gx = 0; gx < w; gx++) {
       const count = (Math.min(width, (gx + 1) * cell) - gx * cell) * (y1 - y0);
       const s = gx * colour;
-      const m = colour === 3 ? Math.max(sums[s]!, sums[s + 1]!, sums[s + 2]!) : sums[s]!;
-      v[gy * w + gx] = m / count;
+      const i = gy * w + gx;
+      const r = sums[s]! / count;
+      const g = colour === 3 ? sums[s + 1]! / count : r;
+      const b = colour === 3 ? sums[s + 2]! / count : r;
+      rr[i] = r;
+      gg[i] = g;
+      bb[i] = b;
+      v[i] = Math.max(r, g, b);
     }
   }
-  return { w, h, cell, v };
-}
-
-/** The sky's level and spread on a value grid. */
-export interface SkyStats {
-  /** Typical sky value (the grid's 20th percentile). */
-  readonly level: number;
-  /** Cell-to-cell noise, as a Gaussian sigma (from horizontal neighbour differences). */
-  readonly sigma: number;
-}
-
-/** The q-quantile of `n` values histogrammed into `hist` with `perUnit` bins per unit. */
-function histQuantile(hist: Uint32Array, n: number, q: number, perUnit: number): number {
-  const target = q * n;
-  let acc = 0;
-  for (let b = 0; b < hist.length; b++) {
-    acc += hist[b]!;
-    if (acc >= target) return (b + 0.5) / perUnit;
-  }
-  return hist.length / perUnit;
-}
-
-/**
- * Sky statistics. Level: the darkest fifth of the cells is sky unless a body covers more than
- * ~80% of the frame (such an image fails max_area whatever is found). Noise: the median absolute
- * difference of horizontally adjacent cells — smooth haze gradients, large bodies and dark
- * planet silhouettes barely move it, unlike percentile spreads.
- */
-export function skyStats(grid: ValueGrid): SkyStats {
-  const { v, w } = grid;
-  const levels = new Uint32Array(1024); // quarter-level bins: percentiles without sorting
-  for (let i = 0; i < v.length; i++) levels[Math.min(1023, (v[i]! * 4) | 0)]!++;
-  const diffs = new Uint32Array(1024); // 1/32-level bins up to 32
-  let n = 0;
-  for (let i = 0; i < v.length; i++) {
-    if ((i + 1) % w === 0) continue;
-    diffs[Math.min(1023, (Math.abs(v[i + 1]! - v[i]!) * 32) | 0)]!++;
-    n++;
-  }
-  // For Gaussian noise, median |a − b| = 0.954 sigma (a − b has sigma √2, median |x| = 0.674 of that).
-  const sigma = histQuantile(diffs, n, 0.5, 32) / 0.954;
-  return { level: histQuantile(levels, v.length, 0.2, 4), sigma: Math.max(0.25, sigma) };
+  return { w, h, cell, v, r: rr, g: gg, b: bb };
 }

@@ -1,0 +1,171 @@
+/**
+ * A spatially varying background (sky plus nebula haze) for the planet detector, and each
+ * cell's distance from it. Pure.
+ *
+ * The grid is cut into square blocks of BLOCK_CELLS cells; a block's background colour is the
+ * per-channel median of its cells (every other one in each direction) that are not excluded (stars, moons and the planet are a
+ * minority of most blocks, and excluding a first foreground mask takes them out entirely). A
+ * block with too few usable cells takes the mean of its known neighbours, spreading inward until
+ * every block is known, so the sky under a large planet is inferred from the haze around it.
+ * Cells get the bilinear interpolation of the block centres.
+ */
+import type { ValueGrid } from './value-grid.js';
+
+/** Block edge, in grid cells: ~64 px at 1536 wide, short enough to follow the haze's clouds. */
+export const BLOCK_CELLS = 16;
+/** A block's median is taken over every SAMPLE_STEP-th cell in both directions (64 of 256 cells). */
+const SAMPLE_STEP = 2;
+/** A block's median needs at least this share of its sampled cells usable. */
+const MIN_USABLE = 0.25;
+
+export interface Background {
+  /** Per-cell background red, green and blue. */
+  readonly r: Float32Array;
+  readonly g: Float32Array;
+  readonly b: Float32Array;
+}
+
+/** The median of buf[0..n) (reorders it): quickselect, no allocation. */
+export function medianInPlace(buf: Float32Array, n: number): number {
+  const k = n >> 1;
+  let lo = 0;
+  let hi = n - 1;
+  while (lo < hi) {
+    const pivot = buf[(lo + hi) >> 1]!;
+    let i = lo;
+    let j = hi;
+    while (i <= j) {
+      while (buf[i]! < pivot) i++;
+      while (buf[j]! > pivot) j--;
+      if (i <= j) {
+        const t = buf[i]!;
+        buf[i] = buf[j]!;
+        buf[j] = t;
+        i++;
+        j--;
+      }
+    }
+    if (k <= j) hi = j;
+    else if (k >= i) lo = i;
+    else return buf[k]!;
+  }
+  return buf[k]!;
+}
+
+/** Fills unknown blocks with the mean of their known 8-neighbours, wave by wave from the known ones. */
+function fillUnknown(vals: readonly Float32Array[], known: Uint8Array, bw: number, bh: number): void {
+  const next = new Uint8Array(known.length);
+  const sums = new Float64Array(vals.length);
+  let missing = 0;
+  for (const k of known) if (!k) missing++;
+  while (missing > 0) {
+    next.set(known);
+    let filled = 0;
+    for (let y = 0; y < bh; y++) {
+      for (let x = 0; x < bw; x++) {
+        const i = y * bw + x;
+        if (known[i]) continue;
+        let n = 0;
+        sums.fill(0);
+        for (let yy = Math.max(0, y - 1); yy <= Math.min(bh - 1, y + 1); yy++) {
+          for (let xx = Math.max(0, x - 1); xx <= Math.min(bw - 1, x + 1); xx++) {
+            if (!known[yy * bw + xx]) continue;
+            n++;
+            for (let c = 0; c < vals.length; c++) sums[c]! += vals[c]![yy * bw + xx]!;
+          }
+        }
+        if (!n) continue;
+        for (let c = 0; c < vals.length; c++) vals[c]![i] = sums[c]! / n;
+        next[i] = 1;
+        filled++;
+      }
+    }
+    // No known block at all (everything excluded): the field stays 0.
+    if (!filled) return;
+    known.set(next);
+    missing -= filled;
+  }
+}
+
+/**
+ * A smooth field per input plane (row-major, `w` x `h`): block medians over the cells not set in
+ * `exclude`, unknown blocks filled from their neighbours, bilinear between block centres.
+ */
+export function blockMedianField(planes: readonly Float32Array[], w: number, h: number, exclude?: Uint8Array, block = BLOCK_CELLS): Float32Array[] {
+  const bw = Math.ceil(w / block);
+  const bh = Math.ceil(h / block);
+  const vals = planes.map(() => new Float32Array(bw * bh));
+  const known = new Uint8Array(bw * bh);
+  const scratch = new Float32Array(block * block);
+  for (let by = 0; by < bh; by++) {
+    for (let bx = 0; bx < bw; bx++) {
+      const x0 = bx * block;
+      const y0 = by * block;
+      const x1 = Math.min(w, x0 + block);
+      const y1 = Math.min(h, y0 + block);
+      const need = Math.max(1, MIN_USABLE * Math.ceil((x1 - x0) / SAMPLE_STEP) * Math.ceil((y1 - y0) / SAMPLE_STEP));
+      for (let c = 0; c < planes.length; c++) {
+        const plane = planes[c]!;
+        let n = 0;
+        for (let y = y0; y < y1; y += SAMPLE_STEP) {
+          for (let x = x0, i = y * w + x0; x < x1; x += SAMPLE_STEP, i += SAMPLE_STEP) if (!exclude || !exclude[i]) scratch[n++] = plane[i]!;
+        }
+        if (n < need) break;
+        vals[c]![by * bw + bx] = medianInPlace(scratch, n);
+        known[by * bw + bx] = 1;
+      }
+    }
+  }
+  fillUnknown(vals, known, bw, bh);
+  // Bilinear weights: per column once, per row once.
+  const xa = new Int32Array(w);
+  const xb = new Int32Array(w);
+  const tx = new Float32Array(w);
+  for (let x = 0; x < w; x++) {
+    const f = Math.max(0, Math.min(bw - 1, (x + 0.5) / block - 0.5));
+    xa[x] = Math.min(Math.floor(f), Math.max(0, bw - 2));
+    xb[x] = Math.min(bw - 1, xa[x]! + 1);
+    tx[x] = f - xa[x]!;
+  }
+  return vals.map((v) => {
+    const out = new Float32Array(w * h);
+    for (let y = 0; y < h; y++) {
+      const f = Math.max(0, Math.min(bh - 1, (y + 0.5) / block - 0.5));
+      const ya = Math.min(Math.floor(f), Math.max(0, bh - 2));
+      const ty = f - ya;
+      const ra = ya * bw;
+      const rb = Math.min(bh - 1, ya + 1) * bw;
+      for (let x = 0; x < w; x++) {
+        const t = tx[x]!;
+        const top = v[ra + xa[x]!]! * (1 - t) + v[ra + xb[x]!]! * t;
+        const bot = v[rb + xa[x]!]! * (1 - t) + v[rb + xb[x]!]! * t;
+        out[y * w + x] = top + (bot - top) * ty;
+      }
+    }
+    return out;
+  });
+}
+
+/** The background colour on `grid`, ignoring cells set in `exclude` (same layout as the grid). */
+export function estimateBackground(grid: ValueGrid, exclude?: Uint8Array, block = BLOCK_CELLS): Background {
+  const [r, g, b] = blockMedianField([grid.r, grid.g, grid.b], grid.w, grid.h, exclude, block);
+  return { r: r!, g: g!, b: b! };
+}
+
+/**
+ * Per cell: the largest absolute difference of its red, green or blue from the background. A
+ * cell darker than the background in every channel counts only when its own value is at least
+ * `visibleMin`: a body's dim limb in front of bright haze is seen, a black silhouette (a
+ * crescent's night side against the stars) is not.
+ */
+export function residual(grid: ValueGrid, bg: Background, visibleMin: number): Float32Array {
+  const out = new Float32Array(grid.v.length);
+  for (let i = 0; i < out.length; i++) {
+    const dr = grid.r[i]! - bg.r[i]!;
+    const dg = grid.g[i]! - bg.g[i]!;
+    const db = grid.b[i]! - bg.b[i]!;
+    const darker = dr <= 0 && dg <= 0 && db <= 0;
+    out[i] = darker && grid.v[i]! < visibleMin ? 0 : Math.max(Math.abs(dr), Math.abs(dg), Math.abs(db));
+  }
+  return out;
+}
