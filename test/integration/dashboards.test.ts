@@ -108,7 +108,7 @@ describe('Grafana dashboards against a real Prometheus scraping a local cluster 
             ? { pipeline: 'gen', model_id: 'no-such-model', prompt: 'x' }
             : k === 5 ? { pipeline: 'gated', prompt: `p${n}`, seed: String(n), width: 128, height: 64 }
               : k === 4 ? { pipeline: 'cont', prompt: `p${n}`, seed: String(n) }
-              : { pipeline: k % 2 ? 'two-stage' : 'gen', model_id: ['m-a', 'm-b', 'm-c'][n % 3], prompt: `p${n}`, seed: String(n), num_images: 1 + (n % 3) };
+                : { pipeline: k % 2 ? 'two-stage' : 'gen', model_id: ['m-a', 'm-b', 'm-c'][n % 3], prompt: `p${n}`, seed: String(n), num_images: 1 + (n % 3) };
           await generate(c.client, req, 20_000).catch(() => undefined);
         }
       });
