@@ -241,8 +241,12 @@ export class Replica {
     if (this.inFlight.size === 0) this.idleWaiters.splice(0).forEach((w) => w());
   }
 
-  /** Answers a batch it will not run (draining, or no free slot): the router requeues it unrun. */
+  /**
+   * Answers a batch it will not run (draining, or no free slot): the router requeues it unrun and
+   * stores its input images again when it resends it, so the ones stored for this send go now.
+   */
   private refuse(msg: Msg, req: BatchRequest, code: 'ORRERY_ERR_REPLICA_DRAINING' | 'ORRERY_ERR_REPLICA_FULL', message: string): void {
+    for (const it of req.items) void this.payloads.discard(it.initImage);
     msg.respond(wire.batchReply.encode({ batchId: req.batchId, attempt: req.attempt, replicaId: this.id, results: [], error: { code, message }, runSeconds: 0, loadSeconds: 0 }));
   }
 

@@ -64,7 +64,7 @@ export interface SoakReport {
   readonly wrongAnswers: number;
   /** Objects left in the payload object store once every call ended. */
   readonly payloadsLeft: number;
-  readonly faults: { readonly replicaKills: number; readonly natsRestarts: number; readonly routerKills: number; readonly replicaPauses: number };
+  readonly faults: { readonly replicaKills: number; readonly natsRestarts: number; readonly natsRestartFailures: number; readonly routerKills: number; readonly replicaPauses: number };
   readonly rss: readonly RssSeries[];
 }
 
@@ -133,7 +133,7 @@ export async function runChaosSoak(options: SoakOptions): Promise<SoakReport> {
     second = await startSecondRouter(c);
     client = imageServiceClient(`${c.cluster.grpcAddress},${second.grpcAddress}`, RETRYING_CHANNEL_OPTIONS);
     const calls: Call[] = [];
-    const faults = { replicaKills: 0, natsRestarts: 0, routerKills: 0, replicaPauses: 0 };
+    const faults = { replicaKills: 0, natsRestarts: 0, natsRestartFailures: 0, routerKills: 0, replicaPauses: 0 };
     const arrivalsPerS = (options.loadFraction ?? 0.7) * SYNTHETIC_CAPACITY_PER_S;
     const started = Date.now();
     const endAt = started + options.durationMs;
@@ -161,10 +161,19 @@ export async function runChaosSoak(options: SoakOptions): Promise<SoakReport> {
       faults.replicaKills++;
       void c.cluster.stopReplica(victim, 'SIGKILL', true);
     }, options.replicaKillEveryMs ?? 5000));
+    let restarting = false;
     timers.push(setInterval(() => {
+      if (restarting) return;
+      restarting = true;
       faults.natsRestarts++;
       say(`nats-server restart ${faults.natsRestarts}`);
-      void c.cluster.nats!.restart();
+      c.cluster.nats!.restart().catch((err: Error) => {
+        // Counted and reported; the next interval starts it again.
+        faults.natsRestartFailures++;
+        say(`nats-server restart failed: ${err.message.split('\n')[0]}`);
+      }).finally(() => {
+        restarting = false;
+      });
     }, options.natsRestartEveryMs ?? 30_000));
     timers.push(setTimeout(() => {
       faults.routerKills++;
