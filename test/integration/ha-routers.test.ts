@@ -2,7 +2,8 @@
  * Two routers serving the same replicas at once (router.replicas > 1): each sees the other's
  * batches only through heartbeats, so both may pick the same free slot; the replica admits at
  * most max_ongoing_batches and refuses the rest, which the refused router requeues at the head
- * of its queue. Real processes: nats-server, two routers, two synthetic replicas.
+ * of its queue, which runs nothing twice. Real processes: nats-server, two routers, two synthetic
+ * replicas.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -59,7 +60,11 @@ describe('two routers on the same replicas', () => {
       images += await metricSum(r.metricsUrl, 'orrery_replica_images_total');
       refused += await metricSum(r.metricsUrl, 'orrery_replica_batches_refused_total');
     }
-    assert.equal(images, 2 * perRouter, 'each image ran exactly once over all replicas');
+    // An image runs twice only when a router declared its batch lost and retried it (a replica
+    // starved of CPU long enough for its heartbeats to miss a batch): never for a refusal.
+    let lostRetries = 0;
+    for (const url of [c.cluster.metricsUrl, second.cluster.metricsUrl]) lostRetries += await metricSum(url, 'orrery_batch_retries_total', { reason: 'replica_lost' });
+    assert.ok(images >= 2 * perRouter && images <= 2 * perRouter + lostRetries, `${images} images ran for ${2 * perRouter} requests (${lostRetries} retried after a lost batch)`);
     // Whether the routers collided on a slot depends on timing; refusals are reported, not asserted.
     process.stderr.write(`batches refused for want of a slot: ${refused}\n`);
   });
