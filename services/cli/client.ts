@@ -4,6 +4,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { healthServiceDefinition, imageServiceDefinition } from '../common/grpc-protos.js';
+import { grpcTarget } from './retry-policy.js';
 
 export interface ImageServiceClient extends grpc.Client {
   Generate(req: object, meta: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: GenerateResponse) => void): grpc.ClientUnaryCall;
@@ -50,13 +51,15 @@ export interface ListModelsResponse {
 const CHANNEL_OPTIONS = { 'grpc.max_receive_message_length': 256 * 1024 * 1024, 'grpc.max_send_message_length': 80 * 1024 * 1024 };
 
 /**
- * An ImageService client. `options` are added to the channel's (grpc-js shares one connection
- * between clients with equal options: a distinct option keeps a client on its own connection).
- * `credentials`: TLS and a bearer token for a secured router (grpc-credentials.ts); default plaintext.
+ * An ImageService client of `address`: one `host:port`, or several comma-separated (retry-policy.ts
+ * `grpcTarget`). `options` are added to the channel's (grpc-js shares one connection between
+ * clients with equal options: a distinct option keeps a client on its own connection); pass
+ * RETRYING_CHANNEL_OPTIONS to retry UNAVAILABLE calls. `credentials`: TLS and a bearer token for a
+ * secured router (grpc-credentials.ts); default plaintext.
  */
 export function imageServiceClient(address: string, options: grpc.ChannelOptions = {}, credentials = grpc.credentials.createInsecure()): ImageServiceClient {
   const ImageService = imageServiceDefinition();
-  return new ImageService(address, credentials, { ...CHANNEL_OPTIONS, ...options }) as unknown as ImageServiceClient;
+  return new ImageService(grpcTarget(address), credentials, { ...CHANNEL_OPTIONS, ...options }) as unknown as ImageServiceClient;
 }
 
 export interface HealthClient extends grpc.Client {

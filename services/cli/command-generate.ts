@@ -4,6 +4,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { imageServiceClient, type GenerateEvent, type ImageMessage } from './client.js';
 import { CLIENT_SECURITY_HELP, addClientSecurityOptions, channelCredentials, type ClientSecurityFlags } from './grpc-credentials.js';
+import { RETRYING_CHANNEL_OPTIONS } from './retry-policy.js';
 
 export interface GenerateOptions extends ClientSecurityFlags {
   addr: string; prompt?: string; color?: string; atmosphere?: string; moons?: string; sky?: string; extra: string[];
@@ -63,7 +64,7 @@ export function registerGenerateCommand(program: Command): void {
   addClientSecurityOptions(program
     .command('generate')
     .description('Ask a running Orrery cluster for images and write them to a folder.')
-    .option('--addr <host:port>', 'router gRPC address', '127.0.0.1:50051')
+    .option('--addr <host:port>', 'router gRPC address, or several comma-separated (ip:port,ip:port: calls go round robin); UNAVAILABLE is retried (README, "Several routers")', '127.0.0.1:50051')
     .option('--prompt <text>', 'the prompt (or use the planet attributes below)')
     .option('--color <text>', 'planet colour, e.g. "deep blue"')
     .option('--atmosphere <text>', 'planet atmosphere, e.g. "frosted cloudy zones"')
@@ -103,7 +104,7 @@ export function registerGenerateCommand(program: Command): void {
 export async function generateToFolder(o: GenerateOptions): Promise<{ files: string[]; seconds: number; qc: Record<string, string> }> {
   if (!['png', 'webp', 'jpeg'].includes(o.format)) throw new Error(`--format must be png, webp or jpeg, not ${o.format}`);
   fs.mkdirSync(o.out, { recursive: true });
-  const client = imageServiceClient(o.addr, {}, channelCredentials(o));
+  const client = imageServiceClient(o.addr, RETRYING_CHANNEL_OPTIONS, channelCredentials(o));
   const total = o.requests * o.count;
   let done = 0;
   const status = (line: string) => {

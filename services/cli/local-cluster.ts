@@ -62,8 +62,8 @@ const CLI = (): string => path.join(packageRoot(), 'bin/orrery.js');
 /** The port of a URL as a string ("http://127.0.0.1:9464/metrics" → "9464"). */
 const portOf = (url: string): string => new URL(url).port;
 
-/** Spawns `orrery <args>` and resolves with the fields of its first `ready k=v ...` line on stdout. */
-function spawnReady(args: string[], logs: LocalClusterOptions['logs'], env: NodeJS.ProcessEnv, timeoutMs: number): Promise<{ child: ChildProcess; fields: Record<string, string> }> {
+/** Spawns `orrery <args>` and resolves with the fields of its first `ready k=v ...` line on stdout (also the tests' way to start one process). */
+export function spawnReady(args: string[], logs: LocalClusterOptions['logs'], env: NodeJS.ProcessEnv, timeoutMs: number): Promise<{ child: ChildProcess; fields: Record<string, string> }> {
   // The IPC channel is a lifeline: a child whose parent dies sees it close and drains (commands-serve.ts).
   const child = spawn(process.execPath, [CLI(), ...args], { stdio: ['ignore', 'pipe', logs ?? 'inherit', 'ipc'], env: { ...process.env, ...env } });
   child.channel?.unref();

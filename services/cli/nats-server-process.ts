@@ -64,13 +64,16 @@ export class NatsServerProcess {
     child.stderr.on('data', (d: Buffer) => {
       stderr = (stderr + d.toString()).slice(-4000);
     });
-    const deadline = Date.now() + 10_000;
+    // A restart recovers every stream and consumer from the store first: seconds when there are
+    // hundreds (the chaos soak's payload bucket).
+    const deadline = Date.now() + 30_000;
     while (Date.now() < deadline) {
       if (child.exitCode !== null) throw new Error(`nats-server exited with ${child.exitCode}: ${stderr}`);
       if (/Server is ready/.test(stderr) && (await canConnect(this.port))) return;
       await new Promise((r) => setTimeout(r, 25));
     }
-    child.kill('SIGKILL');
+    // SIGTERM: the shell's trap stops nats-server too (SIGKILL would leave it holding the port).
+    child.kill('SIGTERM');
     throw new Error(`nats-server did not become ready on port ${this.port}: ${stderr}`);
   }
 

@@ -150,6 +150,14 @@ export interface ClusterConfig {
     readonly intervalMs: number;
     /** `kubernetes_namespace` (default `default`): namespace of the Deployments the kubernetes target scales. */
     readonly kubernetesNamespace: string;
+    /**
+     * `leader_lease_ms` (default 15000): with several routers only the holder of the autoscaler
+     * lease scales (a Kubernetes Lease under scale_target kubernetes, else a NATS KV lock); a dead
+     * holder's lease is taken over at most this long after its last renewal.
+     */
+    readonly leaderLeaseMs: number;
+    /** `leader_lease_name` (default `orrery-autoscaler`): the Kubernetes Lease's name (the chart sets `<release>-orrery-autoscaler`). */
+    readonly leaderLeaseName: string;
   };
   readonly worker: { readonly heartbeatIntervalMs: number; readonly metricsPort: number; readonly drainTimeoutMs: number };
   /** Payloads above this many bytes go through the NATS object store. */
@@ -402,7 +410,7 @@ export function compileConfig(raw: unknown): ClusterConfig {
   const router = section(raw, 'router', '');
   checkKeys(router, ['grpc_port', 'metrics_port', 'replica_timeout_intervals', 'max_request_bytes_in_flight', ...GRPC_SECURITY_KEYS], 'router');
   const autoscaler = section(raw, 'autoscaler', '');
-  checkKeys(autoscaler, ['scale_target', 'interval_ms', 'kubernetes_namespace'], 'autoscaler');
+  checkKeys(autoscaler, ['scale_target', 'interval_ms', 'kubernetes_namespace', 'leader_lease_ms', 'leader_lease_name'], 'autoscaler');
   const scaleTarget = str(autoscaler, 'scale_target', 'autoscaler', 'none') as ScaleTargetKind;
   if (!SCALE_TARGETS.includes(scaleTarget)) throw new ConfigError('autoscaler.scale_target', `must be one of ${SCALE_TARGETS.join(', ')}, got "${scaleTarget}"`);
   const worker = section(raw, 'worker', '');
@@ -437,6 +445,8 @@ export function compileConfig(raw: unknown): ClusterConfig {
       scaleTarget,
       intervalMs: int(autoscaler, 'interval_ms', 'autoscaler', 1000, 10, 600_000),
       kubernetesNamespace: str(autoscaler, 'kubernetes_namespace', 'autoscaler', 'default'),
+      leaderLeaseMs: int(autoscaler, 'leader_lease_ms', 'autoscaler', 15_000, 1000, 600_000),
+      leaderLeaseName: str(autoscaler, 'leader_lease_name', 'autoscaler', 'orrery-autoscaler'),
     },
     worker: {
       heartbeatIntervalMs: int(worker, 'heartbeat_interval_ms', 'worker', 1000, 20, 60_000),

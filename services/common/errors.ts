@@ -16,6 +16,8 @@ export const ERROR_CODES = {
   ORRERY_ERR_NO_REPLICA: GrpcStatus.UNAVAILABLE,
   ORRERY_ERR_REPLICA_DRAINING: GrpcStatus.UNAVAILABLE,
   ORRERY_ERR_REPLICA_LOST: GrpcStatus.UNAVAILABLE,
+  /** A replica refused a batch unrun: its max_ongoing_batches slots were taken (by other routers' batches). Routers requeue it. */
+  ORRERY_ERR_REPLICA_FULL: GrpcStatus.UNAVAILABLE,
   ORRERY_ERR_MODEL_LOAD_FAILED: GrpcStatus.INTERNAL,
   ORRERY_ERR_STAGE_FAILED: GrpcStatus.INTERNAL,
   ORRERY_ERR_CONFIG: GrpcStatus.FAILED_PRECONDITION,

@@ -269,6 +269,12 @@ export class DeploymentScheduler {
     if (outcome.error) {
       // Refused unrun by a draining replica: requeue without using up the retry.
       if (outcome.error.code === 'ORRERY_ERR_REPLICA_DRAINING') return this.retry(units, false, 'replica draining');
+      // Refused unrun for want of a free slot (other routers filled it): back to the head of the
+      // queue, no attempt used, and the replica counts as full until its next heartbeat.
+      if (outcome.error.code === 'ORRERY_ERR_REPLICA_FULL') {
+        this.deps.registry.get(replicaId)?.refused();
+        return this.retry(units, false, 'replica full', 'replica_full');
+      }
       const err = fromWire(outcome.error);
       for (const u of units) u.fail(err);
       return;
@@ -289,7 +295,7 @@ export class DeploymentScheduler {
   }
 
   /** Puts unsettled units back at the head of the queue (oldest first), or fails them past the retry limit. */
-  private retry(units: WorkUnit[], countsAsAttempt: boolean, reason: string): void {
+  private retry(units: WorkUnit[], countsAsAttempt: boolean, reason: string, metricReason = countsAsAttempt ? 'replica_lost' : 'not_delivered'): void {
     const back: WorkUnit[] = [];
     for (const u of units) {
       if (u.settled || u.signal.aborted) continue;
@@ -299,7 +305,7 @@ export class DeploymentScheduler {
       }
       back.push(u);
     }
-    this.deps.metrics.batchRetried(this.config.name, countsAsAttempt ? 'replica_lost' : 'not_delivered', back.length);
+    this.deps.metrics.batchRetried(this.config.name, metricReason, back.length);
     this.enqueue(back, 'head');
   }
 

@@ -1,7 +1,8 @@
 /**
  * The router's one object per replica (as grpc-js keeps a Subchannel per endpoint and Ray Serve a
  * RunningReplica): what its heartbeats say, the batches this router has in flight on it, when it
- * is expected to be free, and the loss of those batches. The registry (replica-registry.ts) owns
+ * is expected to be free, how many of its slots other routers' batches take (from heartbeats), and
+ * the loss of those batches. The registry (replica-registry.ts) owns
  * the handles; the scheduler begins and ends batches on them; the dispatcher sends and settles
  * them. Time comes in as `nowMs`; nothing here does I/O.
  */
@@ -70,6 +71,13 @@ export class ReplicaHandle {
   private lastSeen: number;
   private readonly slots = new Set<BatchSlot>();
   /**
+   * Ids of this router's batches that the replica answered but whose reply may have overtaken a
+   * heartbeat still listing them: not counted as other routers' batches. Pruned at each heartbeat.
+   */
+  private readonly answered = new Set<string>();
+  /** The replica refused a batch for want of a free slot: it counts as full until its next heartbeat. */
+  private full = false;
+  /**
    * When the replica should be done with every batch in flight here (ms; NaN if unknown): tells
    * the batch policy when a partial batch may take a spare slot, and deadline shedding how long a
    * new batch would wait.
@@ -118,10 +126,16 @@ export class ReplicaHandle {
    */
   observe(hb: Heartbeat, nowMs: number): boolean {
     if (hb.seq < this.hb.seq) return false;
+    // Only a heartbeat sent after the refusal can show a slot freed since.
+    if (hb.seq > this.hb.seq) this.full = false;
     this.hb = hb;
     this.lastSeen = nowMs;
     this.listed = new Set(hb.inFlightBatches);
     this.releasedItems = 0;
+    if (this.answered.size > 0) {
+      const listed = new Set(hb.inFlightBatches);
+      for (const id of this.answered) if (!listed.has(id)) this.answered.delete(id);
+    }
     this.detectLostBatches(hb, nowMs);
     return true;
   }
@@ -143,8 +157,30 @@ export class ReplicaHandle {
   end(slot: BatchSlot, nowMs: number): void {
     if (!this.slots.delete(slot)) return;
     if (this.listed.has(slot.batchId)) this.releasedItems += slot.items;
+    // A batch declared lost may still run there (a paused replica): while heartbeats list it, it takes a slot.
+    if (slot.settlement?.kind === 'reply' && slot.batchId) this.answered.add(slot.batchId);
     this.busyUntilMs = nowMs;
     for (const s of this.slots) this.busyUntilMs += s.expectedMs;
+  }
+
+  /**
+   * The replica refused a batch with ORRERY_ERR_REPLICA_FULL (other routers took its slots since
+   * its last heartbeat): no batch goes there until a newer heartbeat shows a free slot.
+   */
+  refused(): void {
+    this.full = true;
+  }
+
+  /**
+   * Batches the replica's last heartbeat lists that are not this router's: other routers'
+   * (several routers share the replicas) and this router's batches declared lost that still run.
+   */
+  get otherBatches(): number {
+    const mine = new Set<string>(this.answered);
+    for (const s of this.slots) if (s.batchId) mine.add(s.batchId);
+    let n = 0;
+    for (const id of this.hb.inFlightBatches) if (!mine.has(id)) n++;
+    return n;
   }
 
   /** Every batch in flight ends as lost (the replica is gone; the scheduler retries them). */
@@ -207,9 +243,11 @@ export class ReplicaHandle {
       if (s.online) online++;
     }
     const partialFromMs = this.slots.size > 0 && Number.isFinite(this.busyUntilMs) ? this.busyUntilMs - overheadMs : undefined;
+    const maxOngoingBatches = hb.maxOngoingBatches || defaultMaxOngoingBatches;
+    // Slots taken by other routers count as taken here too: the replica admits max_ongoing_batches in all.
+    const ongoingBatches = this.full ? Math.max(maxOngoingBatches, this.slots.size) : this.slots.size + this.otherBatches;
     return {
-      id: this.id, loadedModels: [...models], ongoingBatches: this.slots.size,
-      maxOngoingBatches: hb.maxOngoingBatches || defaultMaxOngoingBatches, inFlightItems: items, onlineBatches: online,
+      id: this.id, loadedModels: [...models], ongoingBatches, maxOngoingBatches, inFlightItems: items, onlineBatches: online,
       ...(partialFromMs !== undefined ? { partialFromMs } : {}),
     };
   }

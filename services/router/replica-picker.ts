@@ -10,7 +10,7 @@ export interface ReplicaView {
   readonly id: string;
   /** Models loaded (or being loaded) on the replica. */
   readonly loadedModels: readonly string[];
-  /** Batches the router has sent to this replica and not yet got back. */
+  /** Batches taking slots of this replica: the router's own not yet answered, plus other routers' that its heartbeat lists. */
   readonly ongoingBatches: number;
   readonly maxOngoingBatches: number;
   /** Images in those ongoing batches. */

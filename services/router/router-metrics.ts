@@ -26,6 +26,7 @@ export class RouterMetrics {
   private readonly stageDuration = new Histogram({ name: 'orrery_stage_duration_seconds', help: 'Time a pipeline stage took for a request (queue + run), per pipeline and stage deployment', labelNames: ['pipeline', 'deployment'], buckets: LATENCY_BUCKETS, registers: [this.registry] });
   readonly queueDepth = new Gauge({ name: 'orrery_queue_depth', help: 'Images waiting in the deployment queue', labelNames: ['deployment'], registers: [this.registry] });
   readonly replicas = new Gauge({ name: 'orrery_replicas', help: 'Replicas seen by the router, by state', labelNames: ['deployment', 'state'], registers: [this.registry] });
+  readonly autoscalerLeader = new Gauge({ name: 'orrery_autoscaler_leader', help: '1 while this router holds the autoscaler lease and runs the autoscaler (one router at a time), else 0', registers: [this.registry] });
   readonly inFlight = new Gauge({ name: 'orrery_in_flight_images', help: 'Images in batches sent and not yet answered', labelNames: ['deployment'], registers: [this.registry] });
   private readonly room = new Gauge({ name: 'orrery_running_set_room_images', help: 'Continuous batching: images the deployment\'s replicas can take now (running-set capacity − occupied − waiting − sent and not yet reported, summed over replicas), as this router last saw it', labelNames: ['deployment'], registers: [this.registry] });
 

@@ -4,6 +4,7 @@
  * starting → running → draining → stopped (CONVENTIONS §6).
  */
 import { randomUUID } from 'node:crypto';
+import os from 'node:os';
 import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
@@ -19,7 +20,10 @@ import { subjects, type Subjects } from '../common/subjects.js';
 import { imageServiceDefinition, reflectionDefinition } from '../common/grpc-protos.js';
 import { wire } from '../common/wire.js';
 import { parseModelId } from '../common/model-id.js';
-import { Autoscaler } from './autoscaler.js';
+import { AutoscalerLeadership } from './leadership/autoscaler-leadership.js';
+import type { LeaderLock } from './leadership/leader-elector.js';
+import { NatsKvLock } from './leadership/nats-kv-lock.js';
+import { queueReportSubject } from './leadership/queue-reports.js';
 import { BatchDispatcher } from './batch-dispatcher.js';
 import { DeploymentScheduler } from './deployment-scheduler.js';
 import { GrpcSecurity } from './grpc-security.js';
@@ -60,10 +64,12 @@ export class Router {
   private readonly health = new HealthImplementation({ '': 'NOT_SERVING', [SERVICE_NAME]: 'NOT_SERVING' });
   private readonly subjects: Subjects;
   private readonly noReplicaSince = new Map<string, number>();
+  /** This router's id on NATS (its inbox) and, with the host name, as autoscaler lease holder. */
+  private readonly routerId = randomUUID();
   private tick: NodeJS.Timeout | undefined;
   private hbSub: Subscription | undefined;
   private dispatcher: BatchDispatcher | undefined;
-  private autoscaler: Autoscaler | undefined;
+  private autoscaler: AutoscalerLeadership | undefined;
   private jobs: JobManager | undefined;
   private security: GrpcSecurity | undefined;
   grpcAddress = '';
@@ -97,7 +103,7 @@ export class Router {
     const { config, log } = this.options;
     this.nc = await connectNats(config.nats.url, 'orrery-router', log, { security: config.nats, inboxPrefix: inboxPrefix(config.nats.prefix, 'router'), registry: this.metrics.registry });
     const payloads = new PayloadStore(this.nc, { bucket: this.subjects.payloadBucket, maxInlineBytes: config.maxInlinePayloadBytes });
-    const dispatcher = new BatchDispatcher(this.nc, this.subjects, randomUUID(), payloads, log, { maxBatchWaitMs: 3_600_000 });
+    const dispatcher = new BatchDispatcher(this.nc, this.subjects, this.routerId, payloads, log, { maxBatchWaitMs: 3_600_000 });
     this.dispatcher = dispatcher;
     for (const dep of Object.values(config.deployments)) {
       this.schedulers.set(dep.name, new DeploymentScheduler(dep, {
@@ -150,28 +156,39 @@ export class Router {
     log.info({ grpc: this.grpcAddress, metrics: this.metricsServer.url }, 'router running');
   }
 
-  /** Starts the autoscaler when some deployment has `autoscaling` (DESIGN §4). */
+  /**
+   * Starts competing for the autoscaler when some deployment has `autoscaling` (DESIGN §4): the
+   * router holding the lease runs it (docs/high-availability.md); a Kubernetes Lease under scale
+   * target kubernetes, else a NATS KV lock.
+   */
   private async startAutoscaler(): Promise<void> {
     const { config, log } = this.options;
     const deployments = Object.values(config.deployments).filter((d) => d.autoscaling);
     if (deployments.length === 0) return;
     const choice = this.options.scaleTarget ?? config.autoscaler.scaleTarget;
-    let target: ScaleTarget | undefined;
-    if (typeof choice === 'object') target = choice;
-    else if (choice === 'local') target = new LocalScaleTarget(this.nc, config.nats.prefix);
-    else if (choice === 'kubernetes') {
+    const leaseMs = config.autoscaler.leaderLeaseMs;
+    // The pod name in Kubernetes: operators see who leads in the Lease or the KV key.
+    const holder = `${os.hostname()}-${this.routerId.slice(0, 8)}`;
+    let lock: LeaderLock;
+    if (choice === 'kubernetes') {
       // Loaded on demand: only a router that scales Kubernetes Deployments needs the client.
+      const { KubernetesLeaseLock } = await import('./leadership/kubernetes-lease-lock.js');
+      lock = await KubernetesLeaseLock.create({ namespace: config.autoscaler.kubernetesNamespace, name: config.autoscaler.leaderLeaseName, holder, leaseMs, now: Date.now });
+    } else lock = new NatsKvLock(this.nc, NatsKvLock.bucketFor(config.nats.prefix), holder, leaseMs);
+    const makeTarget = async (): Promise<ScaleTarget | undefined> => {
+      if (typeof choice === 'object') return choice;
+      if (choice === 'local') return new LocalScaleTarget(this.nc, config.nats.prefix);
+      if (choice !== 'kubernetes') return undefined;
       const { KubernetesScaleTarget } = await import('./scale-targets/kubernetes.js');
-      target = await KubernetesScaleTarget.create({ namespace: config.autoscaler.kubernetesNamespace });
-    }
-    this.autoscaler = await Autoscaler.start({
-      deployments, target, registry: this.metrics.registry, log: log.child({ component: 'autoscaler' }),
-      intervalMs: config.autoscaler.intervalMs, now: Date.now,
-      observe: (name) => ({
-        runningReplicas: this.registry.serving(name).length,
-        totalOngoing: this.schedulers.get(name)!.queueDepth + this.inFlightImages(name),
-      }),
+      return KubernetesScaleTarget.create({ namespace: config.autoscaler.kubernetesNamespace });
+    };
+    this.autoscaler = new AutoscalerLeadership({
+      nc: this.nc, routerId: this.routerId, lock, leaseMs, reportSubject: queueReportSubject(config.nats.prefix), makeTarget,
+      autoscaler: { deployments, registry: this.metrics.registry, log: log.child({ component: 'autoscaler' }), intervalMs: config.autoscaler.intervalMs, now: Date.now },
+      observe: (name) => ({ queued: this.schedulers.get(name)!.queueDepth, inFlight: this.inFlightImages(name), runningReplicas: this.registry.serving(name).length }),
+      leaderGauge: this.metrics.autoscalerLeader, log: log.child({ component: 'autoscaler' }),
     });
+    this.autoscaler.start();
   }
 
   /** Images the replicas of `deployment` are working on, as their last heartbeats said. */

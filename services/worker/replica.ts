@@ -2,7 +2,9 @@
  * A replica process of one deployment: takes batches addressed to it over NATS, runs them on
  * the executor thread, answers, heartbeats, and drains on SIGTERM (finish in-flight work, then
  * exit; batches that arrive while draining are refused with ORRERY_ERR_REPLICA_DRAINING so the
- * router queues them elsewhere). Lifecycle: starting → running → draining → stopped.
+ * router queues them elsewhere). It admits at most max_ongoing_batches batches at once, whichever
+ * routers send them, and refuses more with ORRERY_ERR_REPLICA_FULL (admission.ts).
+ * Lifecycle: starting → running → draining → stopped.
  */
 import { randomUUID } from 'node:crypto';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
@@ -21,6 +23,7 @@ import { decodeWorkItem } from '../common/work-item.js';
 import type { SessionLoadReport } from '../models/session-load-report.js';
 import type { RunningSetEvent } from '../stages/running-set.js';
 import type { LoadReport, StageItem } from '../stages/stage.js';
+import { admitsBatch } from './admission.js';
 import { Executor } from './executor.js';
 import { WorkerMetrics } from './worker-metrics.js';
 
@@ -58,6 +61,10 @@ export class Replica {
   private seq = 0;
   private drained: Promise<void> | undefined;
   private idleWaiters: Array<() => void> = [];
+  /** Most batches in flight at once since the start (admission keeps it ≤ max_ongoing_batches). */
+  private peakInFlightBatches = 0;
+  /** A batch was refused (no free slot) since the last heartbeat. */
+  private refusedSinceHeartbeat = false;
 
   private constructor(private readonly options: ReplicaOptions) {
     const dep = options.config.deployments[options.deployment];
@@ -184,6 +191,7 @@ export class Replica {
   /** Publishes the replica's state now (also on a timer, and when a router asks). */
   private heartbeat(): void {
     if (!this.nc || this.nc.isClosed()) return;
+    this.refusedSinceHeartbeat = false;
     const items = [...this.inFlight.values()].reduce((n, b) => n + b.items, 0);
     this.metrics.inFlightItems.set({ deployment: this.dep.name }, items);
     this.metrics.inFlightBatches.set({ deployment: this.dep.name }, this.inFlight.size);
@@ -209,11 +217,18 @@ export class Replica {
   private async onBatch(msg: Msg): Promise<void> {
     const req = wire.batchRequest.decode(msg.data);
     const log = this.options.log.child({ batchId: req.batchId, modelId: req.modelId });
-    if (this.stateValue !== 'running') {
-      msg.respond(wire.batchReply.encode({ batchId: req.batchId, attempt: req.attempt, replicaId: this.id, results: [], error: { code: 'ORRERY_ERR_REPLICA_DRAINING', message: `replica ${this.id} is ${this.stateValue}` }, runSeconds: 0, loadSeconds: 0 }));
-      return;
+    if (this.stateValue !== 'running') return this.refuse(msg, req, 'ORRERY_ERR_REPLICA_DRAINING', `replica ${this.id} is ${this.stateValue}`);
+    if (!admitsBatch(this.dep, this.inFlight.size)) {
+      this.metrics.batchesRefused.inc({ deployment: this.dep.name });
+      // The refused router waits for a heartbeat that shows a free slot: send one when one frees.
+      this.refusedSinceHeartbeat = true;
+      return this.refuse(msg, req, 'ORRERY_ERR_REPLICA_FULL', `replica ${this.id} is running ${this.inFlight.size} batches (max_ongoing_batches=${this.dep.maxOngoingBatches})`);
     }
     this.inFlight.set(req.batchId, { items: req.items.length });
+    if (this.inFlight.size > this.peakInFlightBatches) {
+      this.peakInFlightBatches = this.inFlight.size;
+      this.metrics.inFlightBatchesPeak.set({ deployment: this.dep.name }, this.peakInFlightBatches);
+    }
     const labels = { deployment: this.dep.name, model: req.modelId };
     let deadlineTimer: NodeJS.Timeout | undefined;
     let reply: Uint8Array;
@@ -246,7 +261,17 @@ export class Replica {
     // Answer first, then stop listing the batch: a heartbeat without it must never precede the reply.
     msg.respond(reply);
     this.inFlight.delete(req.batchId);
+    if (this.refusedSinceHeartbeat) this.heartbeat();
     if (this.inFlight.size === 0) this.idleWaiters.splice(0).forEach((w) => w());
+  }
+
+  /**
+   * Answers a batch it will not run (draining, or no free slot): the router requeues it unrun and
+   * stores its input images again when it resends it, so the ones stored for this send go now.
+   */
+  private refuse(msg: Msg, req: BatchRequest, code: 'ORRERY_ERR_REPLICA_DRAINING' | 'ORRERY_ERR_REPLICA_FULL', message: string): void {
+    for (const it of req.items) void this.payloads.discard(it.initImage);
+    msg.respond(wire.batchReply.encode({ batchId: req.batchId, attempt: req.attempt, replicaId: this.id, results: [], error: { code, message }, runSeconds: 0, loadSeconds: 0 }));
   }
 
   private async toStageItem(it: BatchRequest['items'][number]): Promise<StageItem> {

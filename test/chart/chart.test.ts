@@ -326,10 +326,10 @@ describe('helm/orrery: values.schema.json', () => {
 });
 
 describe('helm/orrery: autoscaling by the router', () => {
-  test('tells the router to scale the worker Deployments of this release, in this namespace', () => {
+  test('tells the router to scale the worker Deployments of this release, in this namespace, leading through the release\'s Lease', () => {
     const objs = render();
     const config = clusterConfig(objs);
-    assert.deepEqual(config.autoscaler, { scaleTarget: 'kubernetes', intervalMs: 1000, kubernetesNamespace: 'orrery' });
+    assert.deepEqual(config.autoscaler, { scaleTarget: 'kubernetes', intervalMs: 1000, kubernetesNamespace: 'orrery', leaderLeaseMs: 15_000, leaderLeaseName: 't-orrery-autoscaler' });
     for (const name of MODEL_DEPLOYMENTS) {
       const as = config.deployments[name]!.autoscaling!;
       assert.equal(as.kubernetesDeployment, `t-orrery-${name}`);
@@ -337,7 +337,7 @@ describe('helm/orrery: autoscaling by the router', () => {
     }
   });
 
-  test('gives the router a ServiceAccount allowed to get and patch exactly those Deployments\' scale', () => {
+  test('gives the router a ServiceAccount allowed to get and patch exactly those Deployments\' scale, and to hold the autoscaler Lease', () => {
     const objs = render();
     const pod = find(objs, 'Deployment', 't-orrery-router').spec.template.spec;
     assert.equal(pod.serviceAccountName, 't-orrery-router');
@@ -346,7 +346,12 @@ describe('helm/orrery: autoscaling by the router', () => {
     const role = find(objs, 'Role', 't-orrery-autoscaler');
     assert.deepEqual(role.rules, [{
       apiGroups: ['apps'], resources: ['deployments/scale'], resourceNames: MODEL_DEPLOYMENTS.map((n) => `t-orrery-${n}`).sort(), verbs: ['get', 'patch', 'update'],
+    }, {
+      apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['create'],
+    }, {
+      apiGroups: ['coordination.k8s.io'], resources: ['leases'], resourceNames: ['t-orrery-autoscaler'], verbs: ['get', 'update'],
     }]);
+    assert.equal(clusterConfig(objs).autoscaler.leaderLeaseName, 't-orrery-autoscaler', 'the Lease the Role names');
     const binding = find(objs, 'RoleBinding', 't-orrery-autoscaler');
     assert.deepEqual(binding.roleRef, { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 't-orrery-autoscaler' });
     assert.deepEqual(binding.subjects, [{ kind: 'ServiceAccount', name: 't-orrery-router', namespace: 'orrery' }]);
@@ -369,10 +374,11 @@ describe('helm/orrery: autoscaling by the router', () => {
     assert.equal(clusterConfig(render()).pipelines['planet-ultrawide']!.qc, undefined);
   });
 
-  test('refuses several routers with the router autoscaler (each would see only its own queue)', () => {
-    const r = helm('template', 't', chart, '--set', 'router.replicas=2');
-    assert.notEqual(r.status, 0);
-    assert.match(r.stderr, /autoscaling\.mode=router needs router\.replicas=1 \(got 2\).*autoscaling\.mode=keda/);
+  test('allows several routers with the router autoscaler (the holder of its Lease scales)', () => {
+    const objs = render('--set', 'router.replicas=3');
+    assert.equal(find(objs, 'Deployment', 't-orrery-router').spec.replicas, 3);
+    assert.equal(clusterConfig(objs).autoscaler.scaleTarget, 'kubernetes');
+    find(objs, 'Role', 't-orrery-autoscaler');
   });
 
   test('with autoscaling.mode=none: fixed replica counts, no Role, no API token, and the router only observes', () => {

@@ -6,8 +6,9 @@
  * /apis/apps/v1/namespaces/NS/deployments/NAME/scale, with bearer-token auth, merge, strategic
  * merge or JSON patches, and Kubernetes `Status` errors — and, for the end-to-end cases, a
  * "controller" that starts and drains real replicas when the scale changes, as the Deployment
- * controller would start and stop pods. The @kubernetes/client-node calls, the router, NATS and
- * the replicas are the real ones.
+ * controller would start and stop pods. It also keeps coordination.k8s.io/v1 Leases (GET, create,
+ * replace with resourceVersion conflicts), for the autoscaler's leader Lease. The
+ * @kubernetes/client-node calls, the router, NATS and the replicas are the real ones.
  */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -24,6 +25,7 @@ import { NatsServerProcess } from '../../services/cli/nats-server-process.js';
 import { compileConfig, type ClusterConfig, type DeploymentConfig } from '../../services/common/config.js';
 import { createLogger } from '../../services/common/logger.js';
 import { Autoscaler } from '../../services/router/autoscaler.js';
+import { KubernetesLeaseLock } from '../../services/router/leadership/kubernetes-lease-lock.js';
 import { Router } from '../../services/router/router.js';
 import { KubernetesScaleTarget } from '../../services/router/scale-targets/kubernetes.js';
 import { ScaleTargetError } from '../../services/router/scale-targets/scale-target.js';
@@ -42,6 +44,11 @@ interface SeenRequest {
   readonly body: unknown;
 }
 
+interface LeaseObject {
+  metadata: { name?: string; namespace?: string; resourceVersion?: string };
+  spec?: { holderIdentity?: string; leaseDurationSeconds?: number; renewTime?: string; acquireTime?: string; leaseTransitions?: number };
+}
+
 /** Applies a JSON patch (RFC 6902) of `replace`/`add` ops on /spec/replicas, the only field a scale patch may change. */
 function applyJsonPatch(scale: { spec: { replicas: number } }, ops: Array<{ op: string; path: string; value: number }>): void {
   for (const op of ops) {
@@ -54,6 +61,9 @@ function applyJsonPatch(scale: { spec: { replicas: number } }, ops: Array<{ op: 
 class FakeScaleApi {
   readonly seen: SeenRequest[] = [];
   readonly replicas = new Map<string, number>();
+  /** Leases by `namespace/name`. */
+  readonly leases = new Map<string, LeaseObject>();
+  private leaseVersion = 0;
   /** Called after a PATCH changed a Deployment's replicas (the Deployment controller's part). */
   onScale: (name: string, replicas: number) => void = () => undefined;
   /** Deployments whose scale the caller may not touch (HTTP 403, like missing RBAC). */
@@ -82,6 +92,8 @@ class FakeScaleApi {
     const body = raw ? JSON.parse(raw) as unknown : undefined;
     this.seen.push({ method: req.method!, path: req.url!, contentType: String(req.headers['content-type'] ?? ''), authorization: String(req.headers.authorization ?? ''), body });
     if (req.headers.authorization !== `Bearer ${TOKEN}`) return fail(401, 'Unauthorized', 'Unauthorized');
+    const lease = /^\/apis\/coordination\.k8s\.io\/v1\/namespaces\/([^/]+)\/leases(?:\/([^/?]+))?(\?.*)?$/.exec(req.url!);
+    if (lease) return this.handleLease(req.method!, lease[1]!, lease[2], body as LeaseObject | undefined, send, fail);
     const m = /^\/apis\/apps\/v1\/namespaces\/([^/]+)\/deployments\/([^/]+)\/scale(\?.*)?$/.exec(req.url!);
     if (!m) return fail(404, 'NotFound', `the server could not find the requested resource ${req.url}`);
     const [, ns, name] = m as unknown as [string, string, string];
@@ -107,6 +119,31 @@ class FakeScaleApi {
     this.replicas.set(name, s.spec.replicas);
     send(200, scale());
     if (before !== s.spec.replicas) this.onScale(name, s.spec.replicas);
+  }
+
+  /**
+   * coordination.k8s.io/v1 Leases: GET, POST (create; 409 AlreadyExists) and PUT (replace; 409
+   * Conflict unless metadata.resourceVersion is the stored one), each write a new resourceVersion.
+   */
+  private handleLease(method: string, ns: string, name: string | undefined, body: LeaseObject | undefined, send: (code: number, body: object) => void, fail: (code: number, reason: string, message: string) => void): void {
+    const stored = name ? this.leases.get(`${ns}/${name}`) : undefined;
+    const store = (key: string, obj: LeaseObject, code: number) => {
+      const saved = { ...obj, apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { ...obj.metadata, namespace: ns, resourceVersion: String(++this.leaseVersion) } };
+      this.leases.set(key, saved);
+      send(code, saved);
+    };
+    if (method === 'GET' && name) return stored ? send(200, stored) : fail(404, 'NotFound', `leases.coordination.k8s.io "${name}" not found`);
+    if (method === 'POST' && !name && body?.metadata?.name) {
+      const key = `${ns}/${body.metadata.name}`;
+      if (this.leases.has(key)) return fail(409, 'AlreadyExists', `leases.coordination.k8s.io "${body.metadata.name}" already exists`);
+      return store(key, body, 201);
+    }
+    if (method === 'PUT' && name && body) {
+      if (!stored) return fail(404, 'NotFound', `leases.coordination.k8s.io "${name}" not found`);
+      if (body.metadata?.resourceVersion !== stored.metadata.resourceVersion) return fail(409, 'Conflict', `Operation cannot be fulfilled on leases.coordination.k8s.io "${name}": the object has been modified; please apply your changes to the latest version and try again`);
+      return store(`${ns}/${name}`, body, 200);
+    }
+    fail(405, 'MethodNotAllowed', `${method} is not allowed`);
   }
 
   patches(name: string): SeenRequest[] {
@@ -235,6 +272,46 @@ describe('kubernetes scale target (local HTTP server speaking the scale subresou
     } finally {
       await a.stop();
     }
+  });
+});
+
+describe('autoscaler leader Lease (the same fake API server speaking coordination.k8s.io/v1 Leases)', () => {
+  const api = new FakeScaleApi();
+  before(() => api.start());
+  after(() => api.close());
+
+  test('one router holds the Lease; another takes it over only after the holder stops renewing for a whole lease', async () => {
+    let now = 1_000_000;
+    const clock = () => now;
+    const kubeConfig = await kubeConfigFor(api);
+    const a = await KubernetesLeaseLock.create({ namespace: NS, name: 'lease-test', holder: 'router-a', leaseMs: 15_000, now: clock, kubeConfig });
+    const b = await KubernetesLeaseLock.create({ namespace: NS, name: 'lease-test', holder: 'router-b', leaseMs: 15_000, now: clock, kubeConfig });
+    assert.equal(await a.acquireOrRenew(), true, 'a creates the Lease');
+    const created = api.leases.get(`${NS}/lease-test`)!;
+    assert.equal(created.spec?.holderIdentity, 'router-a');
+    assert.equal(created.spec?.leaseDurationSeconds, 15);
+    assert.equal(await b.acquireOrRenew(), false, 'b sees a holding it');
+    now += 10_000;
+    assert.equal(await a.acquireOrRenew(), true, 'a renews');
+    now += 10_000;
+    // 20 s since b first looked, but a renewed 10 s ago: b counts from when it saw the renewal.
+    assert.equal(await b.acquireOrRenew(), false);
+    now += 15_000; // a is gone: no renewal for 15 s
+    assert.equal(await b.acquireOrRenew(), true, 'b takes over');
+    const taken = api.leases.get(`${NS}/lease-test`)!;
+    assert.equal(taken.spec?.holderIdentity, 'router-b');
+    assert.equal(taken.spec?.leaseTransitions, 1);
+    assert.equal(await a.acquireOrRenew(), false, 'a, back, sees b holding it');
+    await b.release();
+    assert.equal(api.leases.get(`${NS}/lease-test`)!.spec?.holderIdentity, '');
+    assert.equal(await a.acquireOrRenew(), true, 'a released Lease is taken at once');
+  });
+
+  test('of two routers taking over at once the API server lets one win (resourceVersion conflict)', async () => {
+    const kubeConfig = await kubeConfigFor(api);
+    const locks = await Promise.all(['x', 'y', 'z'].map((h) => KubernetesLeaseLock.create({ namespace: NS, name: 'race-test', holder: h, leaseMs: 5000, now: Date.now, kubeConfig })));
+    const won = await Promise.all(locks.map((l) => l.acquireOrRenew()));
+    assert.equal(won.filter(Boolean).length, 1, `exactly one holder (got ${JSON.stringify(won)})`);
   });
 });
 

@@ -234,7 +234,7 @@ describe('autoscaling config', () => {
   test('a deployment without autoscaling has none, and the router scale target defaults to none', () => {
     const c = compileConfig({ deployments: { d: { stage: 'synthetic', models: ['m'] } } });
     assert.equal(c.deployments.d!.autoscaling, undefined);
-    assert.deepEqual(c.autoscaler, { scaleTarget: 'none', intervalMs: 1000, kubernetesNamespace: 'default' });
+    assert.deepEqual(c.autoscaler, { scaleTarget: 'none', intervalMs: 1000, kubernetesNamespace: 'default', leaderLeaseMs: 15_000, leaderLeaseName: 'orrery-autoscaler' });
   });
 
   const rejects = (raw: unknown, key: string, why: RegExp) => {

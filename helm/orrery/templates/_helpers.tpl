@@ -149,10 +149,9 @@ that every Kubernetes deployment exists in the config and outlives the worker dr
 {{- $_ := set $autoscaler "scale_target" (ternary "kubernetes" "none" (eq $mode "router")) }}
 {{- $_ := set $autoscaler "kubernetes_namespace" .Release.Namespace }}
 {{- $_ := set $autoscaler "interval_ms" (int .Values.autoscaling.intervalMs) }}
+{{- /* With several routers the holder of this Lease runs the autoscaler (docs/high-availability.md). */}}
+{{- $_ := set $autoscaler "leader_lease_name" (printf "%s-autoscaler" (include "orrery.fullname" .)) }}
 {{- $_ := set $cfg "autoscaler" $autoscaler }}
-{{- if and (eq $mode "router") (gt (int .Values.router.replicas) 1) }}
-{{- fail (printf "autoscaling.mode=router needs router.replicas=1 (got %d): each router would scale from its own queue. With several routers use autoscaling.mode=keda, which sums the queues of all routers" (int .Values.router.replicas)) }}
-{{- end }}
 {{- $cfgDepsW := deepCopy (default dict $cfg.deployments) }}
 {{- range $name, $cd := $cfgDepsW }}
 {{- if and (kindIs "map" $cd) (hasKey $cd "autoscaling") }}
