@@ -32,15 +32,16 @@ function streamApi(stream: string): string[] {
  * job writes to) and the JetStream API. Worker: reads batches, cancellations and heartbeat
  * requests, publishes heartbeats and the replies and progress of batches, and uses the payload
  * object store only — no job stream, no job KV, no other replica's or router's requests.
- * serve-local's supervisor answers scale requests (`<prefix>.scale.*`) as the router user.
+ * serve-local's supervisor answers scale requests (`<prefix>.scale.*`) as the router user; routers
+ * report their queues to the autoscaler's leader on `<prefix>.autoscaler.>` (its lock is a KV key).
  */
 export function natsPermissions(prefix: string): Record<NatsRole, NatsPermissions> {
   const s = subjects(prefix);
   const payloadStream = `OBJ_${s.payloadBucket}`;
   return {
     router: {
-      publish: [s.batch('*'), s.cancel('*'), s.heartbeatRequest, `${prefix}.scale.*`, `${prefix}.jobs.>`, '$JS.API.>', '$JS.ACK.>', '$JS.FC.>', '$KV.>', '$O.>'],
-      subscribe: [s.heartbeatAll, `${s.routerInbox('*')}.>`, `${prefix}.scale.*`, `${inboxPrefix(prefix, 'router')}.>`],
+      publish: [s.batch('*'), s.cancel('*'), s.heartbeatRequest, `${prefix}.scale.*`, `${prefix}.autoscaler.>`, `${prefix}.jobs.>`, '$JS.API.>', '$JS.ACK.>', '$JS.FC.>', '$KV.>', '$O.>'],
+      subscribe: [s.heartbeatAll, `${s.routerInbox('*')}.>`, `${prefix}.scale.*`, `${prefix}.autoscaler.>`, `${inboxPrefix(prefix, 'router')}.>`],
     },
     worker: {
       publish: [s.heartbeatAll, `${s.routerInbox('*')}.reply.>`, `${s.routerInbox('*')}.progress.>`, '$JS.API.INFO', ...streamApi(payloadStream), `$O.${s.payloadBucket}.>`],

@@ -9,8 +9,9 @@ import type { DeploymentConfig } from '../common/config.js';
 
 /**
  * True when a replica of `dep` that is working on `inFlightBatches` batches may take one more:
- * fewer than its `max_ongoing_batches`.
+ * fewer than its `max_ongoing_batches`. A `batching: continuous` deployment takes every batch: its
+ * images join the model's running set, or wait in its join queue (online first) until they fit.
  */
-export function admitsBatch(dep: Pick<DeploymentConfig, 'maxOngoingBatches'>, inFlightBatches: number): boolean {
-  return inFlightBatches < dep.maxOngoingBatches;
+export function admitsBatch(dep: Pick<DeploymentConfig, 'maxOngoingBatches' | 'batching'>, inFlightBatches: number): boolean {
+  return dep.batching === 'continuous' || inFlightBatches < dep.maxOngoingBatches;
 }

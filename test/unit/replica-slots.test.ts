@@ -14,6 +14,7 @@ function hb(seq: number, inFlightBatches: string[] = []): Heartbeat {
   return {
     replicaId: 'r1', deployment: 'd', state: 'running', loadedModels: ['m'], inFlightBatches, inFlightItems: inFlightBatches.length,
     maxOngoingBatches: 2, maxModelsPerReplica: 1, seq, intervalMs: 100, loadingModel: '',
+    runningSetCapacity: 0, runningSetOccupied: 0, runningSetWaiting: 0,
   };
 }
 
@@ -27,10 +28,15 @@ function send(h: ReplicaHandle, batchId: string, nowMs: number) {
 
 describe('admission at the replica', () => {
   test('admits batches while fewer than max_ongoing_batches run, and refuses the next', () => {
-    assert.equal(admitsBatch({ maxOngoingBatches: 2 }, 0), true);
-    assert.equal(admitsBatch({ maxOngoingBatches: 2 }, 1), true);
-    assert.equal(admitsBatch({ maxOngoingBatches: 2 }, 2), false);
-    assert.equal(admitsBatch({ maxOngoingBatches: 1 }, 1), false);
+    assert.equal(admitsBatch({ maxOngoingBatches: 2, batching: 'request' }, 0), true);
+    assert.equal(admitsBatch({ maxOngoingBatches: 2, batching: 'request' }, 1), true);
+    assert.equal(admitsBatch({ maxOngoingBatches: 2, batching: 'request' }, 2), false);
+    assert.equal(admitsBatch({ maxOngoingBatches: 1, batching: 'request' }, 1), false);
+  });
+
+  test('a continuous deployment takes every batch: its images wait in the running set\'s join queue', () => {
+    assert.equal(admitsBatch({ maxOngoingBatches: 2, batching: 'continuous' }, 2), true);
+    assert.equal(admitsBatch({ maxOngoingBatches: 1, batching: 'continuous' }, 9), true);
   });
 });
 

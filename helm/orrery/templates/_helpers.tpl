@@ -212,8 +212,8 @@ natsPermissions(prefix) in services/common/nats-permissions.ts (the chart test c
 {{- $bucket := printf "%s_payloads" (replace "." "_" $p) }}
 {{- $s := printf "OBJ_%s" $bucket }}
 {{- $router := dict
-  "publish" (list (printf "%s.replica.*.batch" $p) (printf "%s.replica.*.cancel" $p) (printf "%s.hb-request" $p) (printf "%s.scale.*" $p) (printf "%s.jobs.>" $p) "$JS.API.>" "$JS.ACK.>" "$JS.FC.>" "$KV.>" "$O.>")
-  "subscribe" (list (printf "%s.hb.*" $p) (printf "%s.router.*.>" $p) (printf "%s.scale.*" $p) (printf "_INBOX.%s.router.>" $p)) }}
+  "publish" (list (printf "%s.replica.*.batch" $p) (printf "%s.replica.*.cancel" $p) (printf "%s.hb-request" $p) (printf "%s.scale.*" $p) (printf "%s.autoscaler.>" $p) (printf "%s.jobs.>" $p) "$JS.API.>" "$JS.ACK.>" "$JS.FC.>" "$KV.>" "$O.>")
+  "subscribe" (list (printf "%s.hb.*" $p) (printf "%s.router.*.>" $p) (printf "%s.scale.*" $p) (printf "%s.autoscaler.>" $p) (printf "_INBOX.%s.router.>" $p)) }}
 {{- $streamApi := list (printf "$JS.API.STREAM.INFO.%s" $s) (printf "$JS.API.STREAM.CREATE.%s" $s) (printf "$JS.API.STREAM.PURGE.%s" $s) (printf "$JS.API.STREAM.MSG.GET.%s" $s) (printf "$JS.API.STREAM.MSG.DELETE.%s" $s) (printf "$JS.API.DIRECT.GET.%s" $s) (printf "$JS.API.DIRECT.GET.%s.>" $s) (printf "$JS.API.CONSUMER.CREATE.%s" $s) (printf "$JS.API.CONSUMER.CREATE.%s.>" $s) (printf "$JS.API.CONSUMER.INFO.%s.>" $s) (printf "$JS.API.CONSUMER.DELETE.%s.>" $s) (printf "$JS.API.CONSUMER.MSG.NEXT.%s.>" $s) (printf "$JS.FC.%s.>" $s) }}
 {{- $worker := dict
   "publish" (concat (list (printf "%s.hb.*" $p) (printf "%s.router.*.reply.>" $p) (printf "%s.router.*.progress.>" $p) "$JS.API.INFO") $streamApi (list (printf "$O.%s.>" $bucket)))
