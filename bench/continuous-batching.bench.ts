@@ -12,24 +12,11 @@
  */
 import { loadPart } from './continuous-batching/load.js';
 import { mixedPart } from './continuous-batching/mixed.js';
+import { runParts } from './lib/parts.js';
 import type { BenchResult } from './lib/types.js';
 
 const PARTS = { load: loadPart, mixed: mixedPart };
 
-export async function run(): Promise<BenchResult> {
-  const wanted = process.env.BENCH_PARTS?.split(',') ?? Object.keys(PARTS);
-  const results = [];
-  for (const [name, part] of Object.entries(PARTS)) {
-    if (!wanted.includes(name)) continue;
-    process.stdout.write(`  part: ${name}\n`);
-    results.push([name, await part()] as const);
-  }
-  return {
-    name: 'continuous-batching',
-    title: 'Continuous (step-level) batching vs request-level batching',
-    checks: results.flatMap(([, r]) => r.checks),
-    tables: results.flatMap(([, r]) => r.tables),
-    notes: results.flatMap(([, r]) => r.notes),
-    data: Object.fromEntries(results.map(([name, r]) => [name, r.data])),
-  };
+export function run(): Promise<BenchResult> {
+  return runParts('continuous-batching', 'Continuous (step-level) batching vs request-level batching', PARTS);
 }
