@@ -4,6 +4,7 @@
  * to image and throughput, request-level against continuous batching, beside the discrete-event
  * models of both (step-model.ts) on the same arrivals.
  */
+import { DEFAULT_STEP_COST_MS, stepCostAt } from '../../services/stages/synthetic-steps.js';
 import { imageServiceClient } from '../../services/cli/client.js';
 import { poissonArrivals } from '../lib/arrivals.js';
 import { benchConfig, startBenchCluster, timedGenerate } from '../lib/bench-cluster.js';
@@ -13,7 +14,7 @@ import { delta, scrape } from '../lib/prometheus.js';
 import { round, summarize } from '../lib/stats.js';
 import type { Check, Table } from '../lib/types.js';
 import { CB, deployment, fullStepMs, modelOptions, type Mode } from './setup.js';
-import { H200_STEP_COST, simulateContinuous, simulateRequestLevel, stepCostMs } from './step-model.js';
+import { simulateContinuous, simulateRequestLevel } from './step-model.js';
 
 interface Point {
   mode: Mode;
@@ -41,7 +42,7 @@ const MODEL_HOURS = 4;
  * `MODEL_HOURS` of seeded Poisson arrivals per point — what the measured table should approach.
  */
 export function expectedTable(): Table {
-  const stepMs = (rows: number) => stepCostMs(H200_STEP_COST, rows);
+  const stepMs = (rows: number) => stepCostAt(DEFAULT_STEP_COST_MS, rows);
   const capacity = (CB.maxBatch * 1000) / (CB.steps * stepMs(2 * CB.maxBatch));
   const rows: Array<Array<string | number>> = [];
   for (const replicas of CB.replicaCounts) {

@@ -4,14 +4,15 @@
  * 16 rows; rows = 2 × images with guidance), scaled by BENCH_CB_STEP_SCALE so a run fits in
  * minutes; `max_batch_size` 4 (DESIGN §6), 30 steps.
  */
-import { H200_STEP_COST, stepCostMs, type StepModelOptions } from './step-model.js';
+import { DEFAULT_STEP_COST_MS, stepCostAt } from '../../services/stages/synthetic-steps.js';
+import type { StepModelOptions } from './step-model.js';
 
 export type Mode = 'request' | 'continuous';
 
 const stepTimeScale = Number(process.env.BENCH_CB_STEP_SCALE ?? 0.25);
 const maxBatch = 4;
 const steps = 30;
-const stepMs = (rows: number) => stepCostMs(H200_STEP_COST, rows) * stepTimeScale;
+const stepMs = (rows: number) => stepCostAt(DEFAULT_STEP_COST_MS, rows) * stepTimeScale;
 
 export const CB = {
   modes: ['request', 'continuous'] as readonly Mode[],
@@ -46,6 +47,6 @@ export function deployment(mode: Mode, replicas: number, progress: boolean): obj
   return {
     stage: 'synthetic', models: ['sdxl-sim'], replicas, batching: mode, max_batch_size: CB.maxBatch,
     batch_wait_timeout_ms: CB.batchWaitTimeoutMs, max_ongoing_batches: 2, max_queued_requests: 100_000, default_steps: CB.steps,
-    options: { step_cost_ms: H200_STEP_COST, step_time_scale: CB.stepTimeScale, progress },
+    options: { step_cost_ms: DEFAULT_STEP_COST_MS, step_time_scale: CB.stepTimeScale, progress },
   };
 }

@@ -13,18 +13,7 @@
  *   idle replica starts a step at once; one at a busy replica joins at its next step boundary.
  *   Queued images go to the replica with most room.
  */
-
-/** Milliseconds of one UNet call over `rows` rows: linear between the points, and beyond the last two. */
-export function stepCostMs(points: ReadonlyArray<readonly [number, number]>, rows: number): number {
-  let i = 1;
-  while (i < points.length - 1 && rows > points[i]![0]) i++;
-  const [r0, m0] = points[i - 1]!;
-  const [r1, m1] = points[i]!;
-  return Math.max(0, m0 + ((m1 - m0) * (rows - r0)) / (r1 - r0));
-}
-
-/** Issue 12's calibration (H200, SDXL at 1536x640): 79 ms + 7.6 ms per row up to 8 rows, 270 ms at 16. */
-export const H200_STEP_COST: ReadonlyArray<readonly [number, number]> = [[1, 86.6], [8, 139.8], [16, 270]];
+import { simulateBatchQueue } from '../lib/batch-queue-model.js';
 
 export interface StepModelOptions {
   readonly steps: number;
@@ -43,29 +32,9 @@ export interface StepModelResult {
   readonly lastDoneMs: number;
 }
 
-/** Request-level batching (see the file comment). `arrivals`: ascending ms offsets. */
+/** Request-level batching (see the file comment): bench/lib/batch-queue-model.ts's queue, a batch of n priced at `steps` steps of 2n rows. */
 export function simulateRequestLevel(arrivals: readonly number[], o: StepModelOptions): StepModelResult {
-  const latencies = new Array<number>(arrivals.length);
-  const freeAtMs = new Array<number>(o.replicas).fill(0);
-  let head = 0;
-  let lastDoneMs = 0;
-  while (head < arrivals.length) {
-    let r = 0;
-    for (let i = 1; i < freeAtMs.length; i++) if (freeAtMs[i]! < freeAtMs[r]!) r = i;
-    let now = Math.max(freeAtMs[r]!, arrivals[head]!);
-    let n = 0;
-    while (n < o.maxBatch && head + n < arrivals.length && arrivals[head + n]! <= now) n++;
-    if (n < o.maxBatch) {
-      const readyAt = Math.max(now, arrivals[head]! + o.waitMs);
-      while (n < o.maxBatch && head + n < arrivals.length && arrivals[head + n]! <= readyAt) n++;
-      now = n >= o.maxBatch ? Math.max(now, arrivals[head + o.maxBatch - 1]!) : readyAt;
-    }
-    const done = now + o.steps * o.stepMs(2 * n);
-    for (let i = head; i < head + n; i++) latencies[i] = done - arrivals[i]!;
-    head += n;
-    freeAtMs[r] = done;
-    lastDoneMs = Math.max(lastDoneMs, done);
-  }
+  const { latencies, lastDoneMs } = simulateBatchQueue(arrivals, o, (n) => o.steps * o.stepMs(2 * n));
   return { latencies, lastDoneMs };
 }
 

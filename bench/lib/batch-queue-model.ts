@@ -26,10 +26,24 @@ export interface ModelResult {
 
 /** `arrivals`: ascending ms offsets (e.g. poissonArrivals()). */
 export function simulateBatching(arrivals: readonly number[], o: ModelOptions): ModelResult {
+  const r = simulateBatchQueue(arrivals, { maxBatch: o.maxBatch, waitMs: o.waitMs, replicas: o.replicas ?? 1 }, (n) => o.fixedMs + o.perItemMs * n + (o.overheadMs ?? 0));
+  return { latencies: r.latencies, meanBatch: r.batches ? arrivals.length / r.batches : 0 };
+}
+
+/**
+ * The queue of that server with any batch cost: `batchMs(n)` is how long a batch of n takes (the
+ * step model's request-level mode prices it per step). Also says when the last batch ended.
+ */
+export function simulateBatchQueue(
+  arrivals: readonly number[],
+  o: { readonly maxBatch: number; readonly waitMs: number; readonly replicas: number },
+  batchMs: (n: number) => number,
+): { latencies: number[]; batches: number; lastDoneMs: number } {
   const latencies = new Array<number>(arrivals.length);
-  const freeAtMs = new Array<number>(Math.max(1, o.replicas ?? 1)).fill(0);
+  const freeAtMs = new Array<number>(Math.max(1, o.replicas)).fill(0);
   let head = 0; // first arrival not yet served
   let batches = 0;
+  let lastDoneMs = 0;
   while (head < arrivals.length) {
     let r = 0;
     for (let i = 1; i < freeAtMs.length; i++) if (freeAtMs[i]! < freeAtMs[r]!) r = i;
@@ -43,11 +57,12 @@ export function simulateBatching(arrivals: readonly number[], o: ModelOptions): 
       while (n < o.maxBatch && head + n < arrivals.length && arrivals[head + n]! <= readyAt) n++;
       now = n >= o.maxBatch ? Math.max(now, arrivals[head + o.maxBatch - 1]!) : readyAt;
     }
-    const done = now + o.fixedMs + o.perItemMs * n + (o.overheadMs ?? 0);
+    const done = now + batchMs(n);
     for (let i = head; i < head + n; i++) latencies[i] = done - arrivals[i]!;
     head += n;
     batches++;
     freeAtMs[r] = done;
+    lastDoneMs = Math.max(lastDoneMs, done);
   }
-  return { latencies, meanBatch: batches ? arrivals.length / batches : 0 };
+  return { latencies, batches, lastDoneMs };
 }

@@ -31,15 +31,16 @@ export function compileStepCost(options: Readonly<Record<string, unknown>>): Ste
     && (i === 0 || (p[0] as number) > (points[i - 1] as number[])[0]!));
   if (!ok) throw new ConfigError('options.step_cost_ms', `must be a list of at least two [rows, ms] pairs with rows increasing, got ${JSON.stringify(raw)}`);
   const pts = (points as Array<[number, number]>).map(([r, ms]) => [r, ms] as const);
-  return {
-    ms(rows: number): number {
-      let i = 1;
-      while (i < pts.length - 1 && rows > pts[i]![0]) i++;
-      const [r0, m0] = pts[i - 1]!;
-      const [r1, m1] = pts[i]!;
-      return Math.max(0, (m0 + ((m1 - m0) * (rows - r0)) / (r1 - r0)) * scale);
-    },
-  };
+  return { ms: (rows) => stepCostAt(pts, rows) * scale };
+}
+
+/** Milliseconds of one call over `rows` rows on the curve `points`: linear between them, and beyond the last two. */
+export function stepCostAt(points: ReadonlyArray<readonly [number, number]>, rows: number): number {
+  let i = 1;
+  while (i < points.length - 1 && rows > points[i]![0]) i++;
+  const [r0, m0] = points[i - 1]!;
+  const [r1, m1] = points[i]!;
+  return Math.max(0, m0 + ((m1 - m0) * (rows - r0)) / (r1 - r0));
 }
 
 /** Rows of one call over these images: doubled under guidance, as the SDXL stage does. */

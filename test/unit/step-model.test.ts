@@ -1,16 +1,17 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { H200_STEP_COST, simulateContinuous, simulateRequestLevel, stepCostMs, type StepModelOptions } from '../../bench/continuous-batching/step-model.js';
+import { simulateContinuous, simulateRequestLevel, type StepModelOptions } from '../../bench/continuous-batching/step-model.js';
+import { DEFAULT_STEP_COST_MS, stepCostAt } from '../../services/stages/synthetic-steps.js';
 
 /** Three steps of 10 ms whatever the rows, one replica, sets of up to 4, no batch wait. */
 const flat: StepModelOptions = { steps: 3, maxBatch: 4, replicas: 1, stepMs: () => 10, waitMs: 0 };
 
-describe('stepCostMs', () => {
+describe('stepCostAt', () => {
   test('follows issue 12\'s calibration: 79 ms + 7.6 ms per row up to 8 rows, 270 ms at 16', () => {
-    for (const rows of [1, 2, 4, 8]) assert.ok(Math.abs(stepCostMs(H200_STEP_COST, rows) - (79 + 7.6 * rows)) < 1e-9, `${rows} rows`);
-    assert.ok(Math.abs(stepCostMs(H200_STEP_COST, 12) - (139.8 + 270) / 2) < 1e-9);
-    assert.equal(stepCostMs(H200_STEP_COST, 16), 270);
+    for (const rows of [1, 2, 4, 8]) assert.ok(Math.abs(stepCostAt(DEFAULT_STEP_COST_MS, rows) - (79 + 7.6 * rows)) < 1e-9, `${rows} rows`);
+    assert.ok(Math.abs(stepCostAt(DEFAULT_STEP_COST_MS, 12) - (139.8 + 270) / 2) < 1e-9);
+    assert.equal(stepCostAt(DEFAULT_STEP_COST_MS, 16), 270);
   });
 });
 
