@@ -134,6 +134,11 @@ export class Replica {
       if (r.outcome === 'write-failed' || r.outcome === 'recovered') log.warn(fields, 'optimized-model cache: session created from the source');
       else log.info(fields, `optimized-model cache: ${r.outcome}`);
     });
+    // A continuous deployment's running-set counters exist from the start, at 0: a dashboard's
+    // rate() over them then reads 0 before the first preemption rather than no data.
+    if (this.dep.batching === 'continuous') {
+      for (const c of [this.metrics.runningSetJoins, this.metrics.runningSetLeaves, this.metrics.runningSetPreemptions]) c.inc(labels, 0);
+    }
     this.executor.on('running-set', (e: RunningSetEvent) => {
       if (e.stepped) this.metrics.runningSetOccupancy.observe(labels, e.occupied);
       if (e.joins) this.metrics.runningSetJoins.inc(labels, e.joins);
