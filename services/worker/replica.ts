@@ -10,7 +10,7 @@ import { randomUUID } from 'node:crypto';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { ClusterConfig, DeploymentConfig } from '../common/config.js';
 import { clampTimerMs } from '../common/deadline.js';
-import { ConfigError, OrreryError, toWire } from '../common/errors.js';
+import { ConfigError, DeadlineExceededError, OrreryError, toWire, type WireError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import { startMetricsServer, type MetricsServer } from '../common/metrics-server.js';
 import { connectNats } from '../common/nats-connection.js';
@@ -236,10 +236,17 @@ export class Replica {
     }
     const labels = { deployment: this.dep.name, model: req.modelId };
     let deadlineTimer: NodeJS.Timeout | undefined;
+    let deadlinePassed = false;
+    // A batch stopped at its deadline says so: its stage saw a cancellation, its caller a deadline
+    // (this reply can reach the router before the router's own deadline timer fires).
+    const why = (e: WireError): WireError => (deadlinePassed && e.code === 'ORRERY_ERR_CANCELLED' ? toWire(new DeadlineExceededError(`on replica ${this.id} (${e.message})`)) : e);
     let reply: Uint8Array;
     try {
       if (req.deadlineUnixMs) {
-        deadlineTimer = setTimeout(() => this.executor.cancel(req.batchId), clampTimerMs(req.deadlineUnixMs - Date.now()));
+        deadlineTimer = setTimeout(() => {
+          deadlinePassed = true;
+          this.executor.cancel(req.batchId);
+        }, clampTimerMs(req.deadlineUnixMs - Date.now()));
       }
       const items = await Promise.all(req.items.map((it) => this.toStageItem(it)));
       const onProgress = req.progressSubject
@@ -248,7 +255,7 @@ export class Replica {
       const res = await this.executor.run({ batchId: req.batchId, modelId: req.modelId, items }, onProgress);
       const results: ItemResult[] = await Promise.all(res.results.map(async (r, i): Promise<ItemResult> => {
         const it = req.items[i]!;
-        if ('error' in r) return { requestId: it.requestId, imageIndex: it.imageIndex, width: 0, height: 0, mimeType: '', error: r.error, qcJson: '' };
+        if ('error' in r) return { requestId: it.requestId, imageIndex: it.imageIndex, width: 0, height: 0, mimeType: '', error: why(r.error), qcJson: '' };
         this.metrics.images.inc(labels);
         return { requestId: it.requestId, imageIndex: it.imageIndex, width: r.width, height: r.height, mimeType: r.mimeType, image: await this.payloads.put(r.data, `out-${it.requestId}`), qcJson: encodeQcVerdict(r.qc) };
       }));
@@ -256,7 +263,7 @@ export class Replica {
       this.metrics.batchRunSeconds.observe({ deployment: this.dep.name }, res.runSeconds);
       reply = wire.batchReply.encode({ batchId: req.batchId, attempt: req.attempt, replicaId: this.id, results, runSeconds: res.runSeconds, loadSeconds: res.loadSeconds });
     } catch (err) {
-      const e = toWire(err);
+      const e = why(toWire(err));
       this.metrics.batches.inc({ ...labels, outcome: e.code });
       if (!(err instanceof OrreryError)) log.error({ err }, 'batch failed');
       reply = wire.batchReply.encode({ batchId: req.batchId, attempt: req.attempt, replicaId: this.id, results: [], error: e, runSeconds: 0, loadSeconds: 0 });

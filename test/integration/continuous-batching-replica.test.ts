@@ -59,9 +59,9 @@ describe('a continuous-batching replica on a real nats-server', () => {
     fs.rmSync(repo, { recursive: true, force: true });
   });
 
-  const send = (batchId: string, requestId: string, priority: 'online' | 'bulk', steps: number): Promise<BatchReply> =>
+  const send = (batchId: string, requestId: string, priority: 'online' | 'bulk', steps: number, deadlineInMs = 60_000): Promise<BatchReply> =>
     nc.request(subjects.batch('syn-1'), wire.batchRequest.encode({
-      batchId, attempt: 1, modelId: 'm', deadlineUnixMs: Date.now() + 60_000, progressSubject: '',
+      batchId, attempt: 1, modelId: 'm', deadlineUnixMs: Date.now() + deadlineInMs, progressSubject: '',
       items: [encodeWorkItem(workItem({ requestId, steps, priority }), null)],
     }), { timeout: 60_000 }).then((m) => wire.batchReply.decode(m.data));
 
@@ -90,5 +90,14 @@ describe('a continuous-batching replica on a real nats-server', () => {
     // 20 + 20 + 5 image-steps in steps of at most 2 images: at least 23 steps observed.
     assert.ok(await metricSum(url, 'orrery_running_set_occupancy_count', { deployment: 'syn' }) >= 23);
     assert.equal(await metricSum(url, 'orrery_running_set_occupancy_sum', { deployment: 'syn' }), 45);
+  });
+
+  test('a batch its deadline stops between steps answers DEADLINE_EXCEEDED, not CANCELLED', async () => {
+    // 20 steps of 50 ms against a 300 ms deadline. The router's own timer may fire after this
+    // reply arrives, so the reply itself must say why the image stopped.
+    const r = await send('b-late', 'r-late', 'online', 20, 300);
+    const err = r.error ?? r.results[0]?.error;
+    assert.equal(err?.code, 'ORRERY_ERR_DEADLINE_EXCEEDED', err?.message);
+    assert.match(err.message, /on replica syn-1/);
   });
 });
