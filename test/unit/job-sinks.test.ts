@@ -216,6 +216,22 @@ describe('contact sheet', () => {
     assert.deepEqual([meta.width, meta.height], [l.width, l.height]);
   });
 
+  test('drawn band by band: the title and the labels of every row are on the sheet', async () => {
+    const tiles = await Promise.all(Array.from({ length: 7 }, async (_, i) => ({ label: `row-${Math.floor(i / 3)}-tile-${i}`, image: await image(200, 100, 'png', '#000000') })));
+    const png = await contactSheet(tiles, { columns: 3, tileWidth: 200, title: 'job j2: 7 succeeded' });
+    const l = sheetLayout(7, { columns: 3, tileWidth: 200, tileHeight: 100, title: true });
+    const lightPixels = async (left: number, top: number, width: number, height: number) => {
+      const { data } = await sharp(png).extract({ left, top, width, height }).greyscale().raw().toBuffer({ resolveWithObject: true });
+      return data.filter((v) => v > 128).length;
+    };
+    assert.ok((await lightPixels(0, 0, l.width, l.titleHeight)) > 40, 'the title band has light text pixels');
+    for (let i = 0; i < 7; i++) {
+      const { left, top } = tileOrigin(l, i);
+      assert.ok((await lightPixels(left, top + 100, 200, 20)) > 40, `tile ${i} has its label`);
+      assert.equal(await lightPixels(left, top, 200, 100), 0, `tile ${i}'s black thumbnail has no text over it`);
+    }
+  });
+
   test('label text is XML-escaped and stripped of control characters', () => {
     assert.equal(escapeXml(`a<b>&"c'\u0001`), 'a&lt;b&gt;&amp;&quot;c&apos;');
   });

@@ -7,6 +7,7 @@
  * sheet is made where the job is finalized, and sharp is loaded only then, by loadSharp(), so a
  * router that never finalizes a job never loads it.
  */
+import { PngRows } from './png-rows.js';
 
 /** A tile's image: its encoded bytes (png, webp, jpeg…), or a loader called when the tile is drawn. */
 export type TileImage = Uint8Array | (() => Promise<Uint8Array | undefined>);
@@ -76,6 +77,10 @@ export function tileOrigin(layout: SheetLayout, i: number): { left: number; top:
 /**
  * A PNG contact sheet of `tiles` (the first `maxTiles`), each labelled with its `label`.
  * A tile that cannot be loaded or decoded becomes a grey placeholder with its label, not an error.
+ *
+ * Drawn one band (the title, then one row of tiles) at a time into a streamed PNG: the sheet of
+ * a job's first hundreds of tiles is tens of MB of pixels, and libvips' memory, once taken by a
+ * sheet-sized composite, stays with the router's process.
  */
 export async function contactSheet(tiles: Array<{ label: string; image: TileImage }>, opts: ContactSheetOptions = {}): Promise<Uint8Array> {
   const sharp = await loadSharp();
@@ -94,51 +99,67 @@ export async function contactSheet(tiles: Array<{ label: string; image: TileImag
       tileHeight = Math.round(Math.min(Math.max((tileWidth * meta.height) / meta.width, tileWidth / 4), tileWidth * 2));
     }
   }
-  const th = tileHeight ?? Math.round((tileWidth * 9) / 21); // nothing decodes: the planets' 21:9
-  const thumbs = new Array<{ data: Buffer; width: number; height: number; channels: 1 | 2 | 3 | 4 } | undefined>(shown.length);
-  await forEachLimited(shown.length, DECODE_CONCURRENCY, async (i) => {
-    const img = loaded.has(i) ? loaded.get(i) : await loadTile(shown[i]!.image);
-    loaded.delete(i);
-    thumbs[i] = img ? await thumbnail(sharp(img, { failOn: 'error' }), tileWidth, th).catch(() => undefined) : undefined;
-  });
-
+  const th = tileHeight ?? Math.round((tileWidth * 9) / 21); // nothing decodable: the planets' 21:9
   const layout = sheetLayout(shown.length, { columns: opts.columns ?? CONTACT_SHEET_DEFAULTS.columns, tileWidth, tileHeight: th, title: !!opts.title });
-  const layers: Array<{ input: Buffer | { create: object }; raw?: object; left: number; top: number }> = [];
-  shown.forEach((_, i) => {
-    const { left, top } = tileOrigin(layout, i);
-    const t = thumbs[i];
-    if (t) layers.push({ input: t.data, raw: { width: t.width, height: t.height, channels: t.channels }, left, top });
-    else layers.push({ input: { create: { width: tileWidth, height: th, channels: 3, background: PLACEHOLDER } }, left, top });
-  });
-  layers.push({ input: Buffer.from(textLayerSvg(layout, shown.map((t) => t.label), thumbs.map((t) => !t), opts.title)), left: 0, top: 0 });
+  const png = new PngRows(layout.width, layout.height);
+  const band = async (height: number, layers: Layer[]) => {
+    const { data } = await sharp({ create: { width: layout.width, height, channels: 3, background: BACKGROUND } })
+      .composite(layers as never)
+      .removeAlpha()
+      .raw()
+      .toBuffer({ resolveWithObject: true });
+    await png.write(data);
+  };
 
-  const png = await sharp({ create: { width: layout.width, height: layout.height, channels: 3, background: BACKGROUND } })
-    .composite(layers as never)
-    .png()
-    .toBuffer();
-  return new Uint8Array(png.buffer, png.byteOffset, png.byteLength);
-}
+  // The title band, down to the first row's top.
+  const firstTop = layout.titleHeight + GAP;
+  const title = opts.title ? [svgText(GAP, TITLE_HEIGHT - 11, TITLE_FONT_PX, '#f0f0f0', truncate(opts.title, Math.max(4, Math.floor((layout.width - 2 * GAP) / (TITLE_FONT_PX * CHAR_WIDTH_EM)))))] : [];
+  await band(firstTop, title.length ? [textLayer(layout.width, firstTop, title)] : []);
 
-/** The labels, placeholder captions and title as one SVG the size of the sheet. */
-function textLayerSvg(layout: SheetLayout, labels: readonly string[], placeholder: readonly boolean[], title?: string): string {
-  const maxChars = Math.max(4, Math.floor((layout.tileWidth - 4) / (LABEL_FONT_PX * CHAR_WIDTH_EM)));
-  const parts: string[] = [];
-  if (title) {
-    const titleChars = Math.max(4, Math.floor((layout.width - 2 * GAP) / (TITLE_FONT_PX * CHAR_WIDTH_EM)));
-    parts.push(`<text x="${GAP}" y="${TITLE_HEIGHT - 11}" font-size="${TITLE_FONT_PX}" fill="#f0f0f0">${escapeXml(truncate(title, titleChars))}</text>`);
-  }
-  labels.forEach((label, i) => {
-    const { left, top } = tileOrigin(layout, i);
-    const cx = left + layout.tileWidth / 2;
-    parts.push(`<text x="${cx}" y="${top + layout.tileHeight + LABEL_HEIGHT - 6}" text-anchor="middle" font-size="${LABEL_FONT_PX}" fill="#e8e8e8">${escapeXml(truncate(label, maxChars))}</text>`);
-    if (placeholder[i]) {
-      parts.push(`<text x="${cx}" y="${top + layout.tileHeight / 2 + 4}" text-anchor="middle" font-size="${LABEL_FONT_PX}" fill="#202020">no image</text>`);
+  // One row of tiles a band: its thumbnails, their labels and the gap below.
+  const rowHeight = th + LABEL_HEIGHT + GAP;
+  const maxChars = Math.max(4, Math.floor((tileWidth - 4) / (LABEL_FONT_PX * CHAR_WIDTH_EM)));
+  for (let row = 0; row < layout.rows; row++) {
+    const first = row * layout.columns;
+    const count = Math.min(layout.columns, shown.length - first);
+    const thumbs = new Array<Thumb | undefined>(count);
+    await forEachLimited(count, DECODE_CONCURRENCY, async (k) => {
+      const i = first + k;
+      const img = loaded.has(i) ? loaded.get(i) : await loadTile(shown[i]!.image);
+      loaded.delete(i);
+      thumbs[k] = img ? await thumbnail(sharp(img, { failOn: 'error' }), tileWidth, th).catch(() => undefined) : undefined;
+    });
+    const layers: Layer[] = [];
+    const texts: string[] = [];
+    for (let k = 0; k < count; k++) {
+      const { left } = tileOrigin(layout, first + k);
+      const t = thumbs[k];
+      if (t) layers.push({ input: t.data, raw: { width: t.width, height: t.height, channels: t.channels }, left, top: 0 });
+      else layers.push({ input: { create: { width: tileWidth, height: th, channels: 3, background: PLACEHOLDER } }, left, top: 0 });
+      const cx = left + tileWidth / 2;
+      texts.push(svgText(cx, th + LABEL_HEIGHT - 6, LABEL_FONT_PX, '#e8e8e8', truncate(shown[first + k]!.label, maxChars), 'middle'));
+      if (!t) texts.push(svgText(cx, th / 2 + 4, LABEL_FONT_PX, '#202020', 'no image', 'middle'));
     }
-  });
-  return `<svg xmlns="http://www.w3.org/2000/svg" width="${layout.width}" height="${layout.height}" font-family="${FONT_FAMILY}">${parts.join('')}</svg>`;
+    layers.push(textLayer(layout.width, rowHeight, texts));
+    await band(rowHeight, layers);
+  }
+  const out = await png.end();
+  return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
 }
 
-async function thumbnail(img: SharpImage, width: number, height: number) {
+type Thumb = { data: Buffer; width: number; height: number; channels: 1 | 2 | 3 | 4 };
+type Layer = { input: Buffer | { create: object }; raw?: object; left: number; top: number };
+
+function svgText(x: number, y: number, sizePx: number, fill: string, text: string, anchor?: 'middle'): string {
+  return `<text x="${x}" y="${y}"${anchor ? ` text-anchor="${anchor}"` : ''} font-size="${sizePx}" fill="${fill}">${escapeXml(text)}</text>`;
+}
+
+/** Text elements as one SVG layer the size of a band. */
+function textLayer(width: number, height: number, texts: readonly string[]): Layer {
+  return { input: Buffer.from(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="${FONT_FAMILY}">${texts.join('')}</svg>`), left: 0, top: 0 };
+}
+
+async function thumbnail(img: SharpImage, width: number, height: number): Promise<Thumb> {
   const { data, info } = await img
     .resize(width, height, { fit: 'contain', background: BACKGROUND })
     .flatten({ background: BACKGROUND })
