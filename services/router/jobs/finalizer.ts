@@ -137,6 +137,11 @@ async function writeOutputs(m: JobManager, live: LiveJob, job: JobRecord, rest: 
   return counts;
 }
 
+/** A completed job's message: how many items failed, if any. */
+function completedMessage(counts: JobCounts): string {
+  return counts.failed > 0 ? `${counts.failed} of ${counts.total} items failed (RetryJob runs them again)` : '';
+}
+
 /** in_progress → finalizing → completed (`takeover`: replace a finalizer presumed dead). */
 export async function finalizeJob(m: JobManager, live: LiveJob, log: Logger, takeover: boolean): Promise<void> {
   const r = live.rec.value;
@@ -157,7 +162,7 @@ export async function finalizeJob(m: JobManager, live: LiveJob, log: Logger, tak
   }
   const done = await m.setJob(r.id, (j) =>
     j.state === 'finalizing' && j.finalizingAtMs === now
-      ? { ...j, state: 'completed', counts, finishedAtMs: Date.now(), message: counts.failed > 0 ? `${counts.failed} of ${counts.total} items failed (RetryJob runs them again)` : '' }
+      ? { ...j, state: 'completed', counts, finishedAtMs: Date.now(), message: completedMessage(counts) }
       : undefined,
   );
   if (done?.changed) {
@@ -167,7 +172,8 @@ export async function finalizeJob(m: JobManager, live: LiveJob, log: Logger, tak
 }
 
 /**
- * cancelling → cancelled, expiring → expired, once no item runs (or after an ack wait: a router
+ * cancelling → cancelled, expiring → expired (completed, should nothing have been left to
+ * expire), once no item runs (or after an ack wait: a router
  * that died holding an item never reports it). The router that starts finishing records itself as
  * the finalizer; another takes over only after FINALIZE_LEASE_MS (`leaseMs`).
  */
@@ -185,10 +191,12 @@ export async function finalizeStop(m: JobManager, live: LiveJob, log: Logger, le
   log.info({ waitedMs: nowMs - since, outcome }, 'nothing of the job runs; finishing it');
   await m.queue.purgeJob(r.id);
   const counts = (await writeOutputs(m, live, won.job.value, outcome, log))!;
-  const message = outcome === 'expired' ? `${won.job.value.message}: ${counts.expired} of ${counts.total} items expired (RetryJob runs them again)` : won.job.value.message;
-  const done = await m.setJob(r.id, (j) => (j.state === r.state && j.finalizingAtMs === nowMs && j.finalizer === me ? { ...j, state: outcome, counts, message, finishedAtMs: m.now() } : undefined));
+  // The window passed as the last items finished: nothing expired, the job completed.
+  const final = outcome === 'expired' && counts.expired === 0 ? 'completed' : outcome;
+  const message = final === 'expired' ? `${won.job.value.message}: ${counts.expired} of ${counts.total} items expired (RetryJob runs them again)` : final === 'completed' ? completedMessage(counts) : won.job.value.message;
+  const done = await m.setJob(r.id, (j) => (j.state === r.state && j.finalizingAtMs === nowMs && j.finalizer === me ? { ...j, state: final, counts, message, finishedAtMs: m.now() } : undefined));
   if (done?.changed) {
-    m.options.metrics.jobFinished(outcome);
-    log.info({ ...counts }, `job ${outcome}`);
+    m.options.metrics.jobFinished(final);
+    log.info({ ...counts }, `job ${final}`);
   }
 }

@@ -230,11 +230,14 @@ export class JobStore {
   /**
    * Every item record of a job, read in pages of RECORD_PAGE through one ordered consumer on the
    * bucket's stream (the last value per key) — not one KV get per item. Records come in the order
-   * they were last written, not in item order; memory does not depend on the job's size.
+   * they were last written, not in item order, each index once: a record rewritten while the read
+   * goes on (a cancel or expiry settling it) is delivered again by the consumer and skipped, as a
+   * bitmap of the indices seen (one bit per item) tells. Memory is that bitmap and one page.
    */
   async *itemRecords(jobId: string): AsyncGenerator<IndexedRecord> {
     const prefix = `$KV.${this.itemsBucket}.${jobId}.r.`;
     const consumer = await this.js.consumers.get(`KV_${this.itemsBucket}`, { filter_subjects: `${prefix}>`, deliver_policy: DeliverPolicy.LastPerSubject });
+    let seen = new Uint8Array(1024);
     try {
       for (;;) {
         let got = 0;
@@ -243,8 +246,20 @@ export class JobStore {
           got++;
           pending = msg.info.pending;
           const op = msg.headers?.get('KV-Operation');
-          if (op === 'DEL' || op === 'PURGE') continue;
-          yield { index: Number(msg.subject.slice(prefix.length)), value: msg.json<ItemRecord>(), revision: msg.seq };
+          const index = Number(msg.subject.slice(prefix.length));
+          if (op !== 'DEL' && op !== 'PURGE') {
+            if (index >> 3 >= seen.length) {
+              const grown = new Uint8Array(Math.max(seen.length * 2, (index >> 3) + 1));
+              grown.set(seen);
+              seen = grown;
+            }
+            if ((seen[index >> 3]! & (1 << (index & 7))) === 0) {
+              seen[index >> 3]! |= 1 << (index & 7);
+              yield { index, value: msg.json<ItemRecord>(), revision: msg.seq };
+            }
+          }
+          // Nothing more to read: end the page now rather than wait out its expiry.
+          if (pending === 0) break;
         }
         if (got === 0 || pending === 0) return;
       }
