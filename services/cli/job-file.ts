@@ -241,9 +241,9 @@ export function submitRequest(header: JobHeader, source: { grid?: JobGridSpec; i
     max_attempts: header.max_attempts ?? 0,
     job_key: header.job_key ?? '',
     items_follow: source.itemsFollow ?? false,
-    completion_window_s: header.completion_window_s ?? 0,
-    no_completion_window: header.no_completion_window ?? false,
   };
+  if (header.completion_window_s !== undefined) req.completion_window_s = header.completion_window_s;
+  if (header.no_completion_window !== undefined) req.no_completion_window = header.no_completion_window;
   if (source.grid) req.grid = source.grid;
   else if (source.items) req.items = { items: source.items };
   return req;
