@@ -14,6 +14,7 @@ import { after, before, describe, test } from 'node:test';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { JobStore, type JobRecord } from '../../services/router/jobs/job-store.js';
 import { eventually, grpcError, metricSum, sleep, startCluster, type TestCluster } from './harness.js';
 import { grid, isFinal, type JobMsg, jobsTestConfig, rpc, sinkContents, slowSynthetic, submitJob, waitJob, watchAll } from './jobs-harness.js';
 
@@ -166,6 +167,33 @@ describe('bulk jobs: completion window and DeleteJob', () => {
     const again = await submitJob(c.client, { grid: grid(1, 2), output_uri: pathToFileURL(path.join(out, 'delete-again')).href, job_key: 'delete-me' });
     assert.notEqual(again.job_id, job.job_id, 'the job_key of a deleted job names a new job');
     assert.equal(again.total, '2');
+  });
+
+  test('a deletion left half-done by a router that died is finished by another, from the step it was on', async () => {
+    const dir = path.join(out, 'resume-delete');
+    const job = await submitJob(c.client, { grid: grid(3, 4), output_uri: pathToFileURL(dir).href, job_key: 'resume-me' });
+    assert.equal((await waitJob(c.client, job.job_id, isFinal, 60_000)).state, 'completed');
+    // What a deleter leaves when it dies inside the item pages: the key freed, the items below
+    // `mid` purged, progress recorded up to there, its lease a minute old.
+    const store = await JobStore.open(nc, 'orrery');
+    await store.releaseJobKey('resume-me', job.job_id);
+    const { lastSeq } = await store.itemSeqBounds();
+    const seqs: number[] = [];
+    for await (const r of store.itemRecords(job.job_id)) seqs.push(r.revision);
+    const mid = seqs.sort((a, b) => a - b)[6]!;
+    await store.purgeItemsBelow(job.job_id, mid);
+    const left = await jobTraces(nc, job.job_id);
+    assert.equal(left.itemKeys, 6, 'half of its records are gone, half are left');
+    await store.updateJob(job.job_id, (j): JobRecord => ({
+      ...j, state: 'deleting', deletion: { progress: { step: 'items', fromSeq: mid, untilSeq: lastSeq }, router: 'a-dead-router', atMs: Date.now() - 60_000, reason: 'DeleteJob' },
+    }));
+    await eventually(async () => {
+      const t = await jobTraces(nc, job.job_id);
+      return t.itemKeys === 0 && !t.jobRecord && t.itemMsgs === 0 && t.recordMsgs === 0;
+    }, 20_000, `the rest of the job's keys gone (${left.itemKeys} were left)`);
+    assert.equal(sinkContents(dir).outputs.length, 12, 'its files stay');
+    const again = await submitJob(c.client, { grid: grid(1, 1), job_key: 'resume-me' });
+    assert.notEqual(again.job_id, job.job_id);
   });
 });
 
