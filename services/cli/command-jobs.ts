@@ -1,6 +1,7 @@
 /**
  * `orrery jobs …`: bulk jobs on a running cluster — submit a grid or a list of items, watch the
- * progress, list, inspect, cancel, retry the failures, and copy the results out of any sink.
+ * progress, list, inspect, cancel, retry the failures, copy the results out of any sink, and
+ * delete a finished job's records.
  */
 import path from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
@@ -18,7 +19,7 @@ import { prepareSubmission, sendSubmission, type SubmitFlags } from './job-submi
 import { exitStatusOf, followJob } from './job-watch.js';
 
 const DEFAULT_ADDR = '127.0.0.1:50051';
-const ITEM_STATES = ['queued', 'running', 'succeeded', 'failed', 'cancelled'];
+const ITEM_STATES = ['queued', 'running', 'succeeded', 'failed', 'cancelled', 'expired'];
 
 const int = (min: number) => (v: string): number => {
   const n = Number(v);
@@ -157,7 +158,8 @@ Examples:
     .addHelpText('after', `
 Shows done/total (failures are never counted as done), items/s over the last minute, ETA, failures
 and the state. When the job ends it prints a summary and where the images, manifest.jsonl and
-contact-sheet.png are. Exit status: 0 when the job completed, 2 when it was cancelled, 1 on errors.
+contact-sheet.png are. Exit status: 0 when the job completed, 2 when it was cancelled or expired,
+1 on errors.
 Ctrl-C stops watching; the job keeps running. A router restart is ridden out (the watch reconnects).
 
 Examples:
@@ -169,7 +171,7 @@ Examples:
 
   addrOption(jobs.command('list'))
     .description('List jobs, newest first.')
-    .option('--state <state>', 'only jobs in this state (validating, in_progress, paused, finalizing, completed, cancelling, cancelled)')
+    .option('--state <state>', 'only jobs in this state (validating, in_progress, paused, finalizing, completed, expiring, expired, cancelling, cancelled)')
     .option('--limit <n>', 'at most this many jobs', int(1), 50)
     .option('--json', 'one Job message a line, as JSON')
     .addHelpText('after', '\nExamples:\n  orrery jobs list\n  orrery jobs list --state in_progress --limit 10')
@@ -234,7 +236,7 @@ Examples:
     });
 
   addrOption(jobs.command('retry <job-id>'))
-    .description('Run a job\'s failed and cancelled items again (only those), into the same outputs.')
+    .description('Run a job\'s failed, cancelled and expired items again (only those), into the same outputs, with a new completion window.')
     .option('--watch', 'follow the job until it ends')
     .addHelpText('after', '\nExamples:\n  orrery jobs items j-0123abcd --state failed     why they failed\n  orrery jobs retry j-0123abcd --watch')
     .action(async (jobId: string, o: RouterFlags & { watch?: boolean }) => {
@@ -243,6 +245,20 @@ Examples:
         process.stdout.write(`${progressLine(job)}\n`);
         if (o.watch) await watchAndExit(c, job.job_id);
       });
+    });
+
+  addrOption(jobs.command('delete <job-id>'))
+    .description('Delete a finished job\'s records from the cluster (spec, state, item records); its outputs in the sink stay.')
+    .addHelpText('after', `
+Only a finished job (completed, cancelled or expired) can be deleted; cancel a running one first.
+The records go in the background; from now on no command shows the job, and its job_key may name
+a new job. Finished jobs are also deleted by themselves after the cluster's jobs.retention_h.
+
+Examples:
+  orrery jobs results j-0123abcd --out ./planets && orrery jobs delete j-0123abcd`)
+    .action(async (jobId: string, o: RouterFlags) => {
+      await withClient(o, (c) => c.deleteJob(jobId));
+      process.stdout.write(`job ${jobId}: deleting its records (outputs in the sink stay)\n`);
     });
 
   addrOption(jobs.command('results <job-id>'))

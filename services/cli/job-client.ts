@@ -21,6 +21,7 @@ interface JobMethods extends grpc.Client {
   GetJob: Unary<object, JobMessage>;
   CancelJob: Unary<object, JobMessage>;
   RetryJob: Unary<object, JobMessage>;
+  DeleteJob: Unary<object, { job_id: string }>;
   ListJobs: Unary<object, { jobs: JobMessage[]; next_page_token: string }>;
   ListJobItems: Unary<object, { items: JobItemResultMessage[]; next_page_token: string }>;
   WatchJob(req: object, meta?: grpc.Metadata, opts?: grpc.CallOptions): grpc.ClientReadableStream<JobMessage>;
@@ -99,6 +100,11 @@ export class JobClient {
 
   retryJob(jobId: string): Promise<JobMessage> {
     return withRetry(() => this.unary(this.c.RetryJob, { job_id: jobId }), this.retry);
+  }
+
+  /** DeleteJob; retried: a job already being deleted answers OK again. */
+  deleteJob(jobId: string): Promise<{ job_id: string }> {
+    return withRetry(() => this.unary(this.c.DeleteJob, { job_id: jobId }), this.retry);
   }
 
   list(req: { page_size?: number; page_token?: string; state?: string }): Promise<{ jobs: JobMessage[]; next_page_token: string }> {

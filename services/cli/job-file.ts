@@ -59,6 +59,10 @@ export interface JobHeader {
   name?: string;
   max_attempts?: number;
   job_key?: string;
+  /** Seconds the job has to finish (0 / absent: the cluster's default window). */
+  completion_window_s?: number;
+  /** No completion window at all. */
+  no_completion_window?: boolean;
 }
 
 /** A job file: the header, and a grid or explicit items (or neither, for a `--template` file). */
@@ -67,7 +71,7 @@ export interface JobFileSpec extends JobHeader {
   items?: JobItemSpec[];
 }
 
-const TOP_KEYS = ['name', 'template', 'grid', 'items', 'output_uri', 'max_attempts', 'job_key'] as const;
+const TOP_KEYS = ['name', 'template', 'grid', 'items', 'output_uri', 'max_attempts', 'job_key', 'completion_window_s', 'no_completion_window'] as const;
 const TEMPLATE_KEYS = ['pipeline', 'model_id', 'aspect', 'width', 'height', 'steps', 'guidance_scale', 'strength', 'negative_prompt', 'prompt', 'planet', 'output_format', 'seed'] as const;
 const GRID_KEYS = ['colors', 'atmospheres', 'moons', 'skies', 'extras', 'fixed_extras', 'seeds_per_prompt', 'sample', 'sample_seed'] as const;
 const ITEM_KEYS = ['custom_id', 'prompt', 'planet', 'seed', 'negative_prompt'] as const;
@@ -103,6 +107,11 @@ export function parseJobYaml(text: string, file: string, options: { itemsAllowed
   if (m.max_attempts !== undefined) {
     spec.max_attempts = uint32(m.max_attempts, at(root, 'max_attempts'));
     if (spec.max_attempts < 1) throw new JobFileError(file, 'max_attempts', 'must be at least 1');
+  }
+  if (m.completion_window_s !== undefined) spec.completion_window_s = uint32(m.completion_window_s, at(root, 'completion_window_s'));
+  if (m.no_completion_window !== undefined) {
+    if (typeof m.no_completion_window !== 'boolean') throw new JobFileError(file, 'no_completion_window', `must be true or false, not ${JSON.stringify(m.no_completion_window)}`);
+    spec.no_completion_window = m.no_completion_window;
   }
   const itemsAllowed = options.itemsAllowed ?? true;
   if (!itemsAllowed) {
@@ -233,6 +242,8 @@ export function submitRequest(header: JobHeader, source: { grid?: JobGridSpec; i
     job_key: header.job_key ?? '',
     items_follow: source.itemsFollow ?? false,
   };
+  if (header.completion_window_s !== undefined) req.completion_window_s = header.completion_window_s;
+  if (header.no_completion_window !== undefined) req.no_completion_window = header.no_completion_window;
   if (source.grid) req.grid = source.grid;
   else if (source.items) req.items = { items: source.items };
   return req;

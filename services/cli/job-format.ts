@@ -15,6 +15,9 @@ export interface JobMessage {
   queued: string | number;
   running: string | number;
   cancelled: string | number;
+  /** Absent from routers that predate completion windows. */
+  expired?: string | number;
+  expires_at?: Timestamp | null;
   attempts: string | number;
   items_per_second: number;
   eta_seconds: number;
@@ -36,7 +39,7 @@ export interface Timestamp {
 }
 
 /** The states a job does not leave. */
-export const FINAL_STATES: readonly string[] = ['completed', 'cancelled'];
+export const FINAL_STATES: readonly string[] = ['completed', 'cancelled', 'expired'];
 
 export const isFinal = (job: Pick<JobMessage, 'state'>): boolean => FINAL_STATES.includes(job.state);
 
@@ -47,10 +50,10 @@ export function timestampMs(t: Timestamp | null | undefined): number | undefined
 }
 
 /** Counts as numbers (a job's counts stay far below 2^53). */
-export function counts(job: JobMessage): { total: number; done: number; failed: number; queued: number; running: number; cancelled: number; attempts: number } {
+export function counts(job: JobMessage): { total: number; done: number; failed: number; queued: number; running: number; cancelled: number; expired: number; attempts: number } {
   return {
     total: Number(job.total), done: Number(job.done), failed: Number(job.failed), queued: Number(job.queued),
-    running: Number(job.running), cancelled: Number(job.cancelled), attempts: Number(job.attempts),
+    running: Number(job.running), cancelled: Number(job.cancelled), expired: Number(job.expired ?? 0), attempts: Number(job.attempts),
   };
 }
 
@@ -81,6 +84,7 @@ export function progressLine(job: JobMessage): string {
   const c = counts(job);
   const parts = [`${c.done}/${c.total} done (${percent(c.done, c.total)})`, `${c.failed} failed`];
   if (c.cancelled > 0) parts.push(`${c.cancelled} cancelled`);
+  if (c.expired > 0) parts.push(`${c.expired} expired`);
   if (!isFinal(job)) parts.push(`${c.running} running`, `${formatRate(job.items_per_second)} items/s`, `ETA ${formatDuration(job.eta_seconds)}`);
   const why = job.message && (job.state === 'paused' || isFinal(job)) ? ` — ${job.message}` : '';
   return `job ${job.job_id} ${job.state}: ${parts.join(', ')}${why}`;
@@ -127,7 +131,7 @@ export function outputLines(job: JobMessage): string[] {
 
 /**
  * The lines printed when a watched job ends: one summary line, then where its outputs are, then
- * what to do next when items failed or were cancelled.
+ * what to do next when items failed, were cancelled or expired.
  */
 export function summaryLines(job: JobMessage): string[] {
   const c = counts(job);
@@ -136,9 +140,9 @@ export function summaryLines(job: JobMessage): string[] {
   const seconds = started !== undefined && finished !== undefined ? (finished - started) / 1000 : 0;
   const rate = seconds > 0 ? `, ${formatRate(c.done / seconds)} images/s` : '';
   const took = seconds > 0 ? ` in ${formatDuration(seconds)}` : '';
-  const lines = [`job ${job.job_id} ${job.state}: ${c.done} of ${c.total} succeeded, ${c.failed} failed, ${c.cancelled} cancelled${took}${rate}${job.message ? ` — ${job.message}` : ''}`];
+  const lines = [`job ${job.job_id} ${job.state}: ${c.done} of ${c.total} succeeded, ${c.failed} failed, ${c.cancelled} cancelled${c.expired > 0 ? `, ${c.expired} expired` : ''}${took}${rate}${job.message ? ` — ${job.message}` : ''}`];
   lines.push(...outputLines(job));
-  if (c.failed + c.cancelled > 0) lines.push(`  see why:       orrery jobs items ${job.job_id} --state failed`, `  run them again: orrery jobs retry ${job.job_id} --watch`);
+  if (c.failed + c.cancelled + c.expired > 0) lines.push(`  see why:       orrery jobs items ${job.job_id} --state failed`, `  run them again: orrery jobs retry ${job.job_id} --watch`);
   return lines;
 }
 
@@ -153,11 +157,12 @@ export function jobDetails(job: JobMessage): string[] {
   return [
     `job:          ${job.job_id}${job.name ? ` (${job.name})` : ''}`,
     `state:        ${job.state}${job.message ? ` — ${job.message}` : ''}`,
-    `items:        ${c.total} total: ${c.done} succeeded, ${c.failed} failed, ${c.cancelled} cancelled, ${c.running} running, ${c.queued} queued`,
+    `items:        ${c.total} total: ${c.done} succeeded, ${c.failed} failed, ${c.cancelled} cancelled, ${c.expired} expired, ${c.running} running, ${c.queued} queued`,
     `attempts:     ${c.attempts} (at most ${job.max_attempts || '?'} per item)`,
     `rate:         ${formatRate(job.items_per_second)} items/s over the last minute${isFinal(job) ? '' : `, ETA ${formatDuration(job.eta_seconds)}`}`,
     `pipeline:     ${job.pipeline || '-'}${job.model_id ? `, model ${job.model_id}` : ''}`,
     `created:      ${iso(job.created_at)}  started: ${iso(job.started_at)}  finished: ${iso(job.finished_at)}`,
+    `expires:      ${timestampMs(job.expires_at) === undefined ? 'never (no completion window)' : iso(job.expires_at)}`,
     `job_key:      ${job.job_key || '-'}`,
     `output_uri:   ${job.output_uri || '-'}`,
   ];

@@ -23,7 +23,11 @@ export async function jobKeyOf(contents: AsyncIterable<Uint8Array | string> | It
   const h = createHash('sha256');
   for await (const chunk of contents) h.update(chunk);
   // A separator that cannot be confused with file bytes at the boundary: the header's length.
-  const json = canonicalJson({ template: header.template, output_uri: header.output_uri, name: header.name, max_attempts: header.max_attempts });
+  // Absent keys are left out, so a file without a completion window keeps the key it always had.
+  const json = canonicalJson({
+    template: header.template, output_uri: header.output_uri, name: header.name, max_attempts: header.max_attempts,
+    completion_window_s: header.completion_window_s, no_completion_window: header.no_completion_window,
+  });
   h.update(`\n--orrery-job-header ${json.length}\n${json}`);
   return `sha256-${h.digest('hex')}`;
 }

@@ -108,6 +108,8 @@ export async function prepareSubmission(file: string, flags: SubmitFlags): Promi
     output_uri: flags.outUri ?? spec.output_uri,
     name: flags.name ?? spec.name ?? path.basename(file).replace(/\.[^.]+$/, ''),
     max_attempts: flags.maxAttempts ?? spec.max_attempts,
+    completion_window_s: spec.completion_window_s,
+    no_completion_window: spec.no_completion_window,
   };
   header.job_key = flags.jobKey ?? spec.job_key ?? (await jobKeyOfFile(file, header));
   if (kind === 'jsonl') return { file, header, jsonl: file, description: `the items of ${file}` };

@@ -6,7 +6,7 @@ import type { JobClient } from './job-client.js';
 import { summaryLines, type JobMessage } from './job-format.js';
 import { JobProgressView } from './job-progress-view.js';
 
-/** Exit status of a watch: 0 when the job completed, this when it was cancelled (errors are 1). */
+/** Exit status of a watch: 0 when the job completed, this when it was cancelled or expired (errors are 1). */
 export const EXIT_CANCELLED = 2;
 
 export interface FollowOptions {
@@ -23,7 +23,7 @@ export interface FollowOptions {
 }
 
 /**
- * Shows the job's progress until it completes or is cancelled, then prints the summary lines.
+ * Shows the job's progress until it completes, is cancelled or expires, then prints the summary lines.
  * Resolves with the final Job. Ctrl-C stops watching, not the job (said on the way out).
  */
 export async function followJob(client: JobClient, jobId: string, options: FollowOptions = {}): Promise<JobMessage> {

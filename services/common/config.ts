@@ -193,6 +193,18 @@ export interface JobsConfig {
   readonly queuedWindow: number;
   /** `sink_check_interval_s` (default 5): how often a paused job's sink is checked to resume it. */
   readonly sinkCheckIntervalMs: number;
+  /**
+   * `default_completion_window_h` (default 24; fractions allowed; 0: no window): the completion
+   * window of a job that does not set `completion_window_s`. A job not finished within its window
+   * expires (docs/jobs.md).
+   */
+  readonly defaultCompletionWindowMs: number;
+  /**
+   * `retention_h` (default 168 = 7 days; fractions allowed; 0: keep for ever): how long a finished
+   * job's records (spec, state, item records) stay in JetStream before the routers delete them.
+   * Its outputs in the sink are never deleted.
+   */
+  readonly retentionMs: number;
 }
 
 const NAME = /^[a-z][a-z0-9-]{0,62}$/;
@@ -462,13 +474,22 @@ export function compileConfig(raw: unknown): ClusterConfig {
   });
 }
 
-const JOBS_KEYS = ['enabled', 'max_job_items', 'max_attempts', 'default_output_uri', 'ack_wait_s', 'min_ack_wait_s', 'max_ack_wait_s', 'retry_backoff_ms', 'max_in_flight', 'queued_window', 'sink_check_interval_s'] as const;
+/** Upper bound of the hour-valued job keys (keeps their times far from Date's range). */
+const MAX_JOB_HOURS = 87_600;
+
+const JOBS_KEYS = ['enabled', 'max_job_items', 'max_attempts', 'default_output_uri', 'ack_wait_s', 'min_ack_wait_s', 'max_ack_wait_s', 'retry_backoff_ms', 'max_in_flight', 'queued_window', 'sink_check_interval_s', 'default_completion_window_h', 'retention_h'] as const;
 
 function compileJobs(raw: Obj): JobsConfig {
   checkKeys(raw, JOBS_KEYS, 'jobs');
   const enabled = raw.enabled ?? true;
   if (typeof enabled !== 'boolean') throw new ConfigError('jobs.enabled', `must be true or false, got ${JSON.stringify(enabled)}`);
   const seconds = (key: string, def: number) => Math.round(num(raw, key, 'jobs', def, 0.1) * 1000);
+  // Hours may be fractions (a test's 2-second retention is 0.00056 h); 0 turns the feature off.
+  const hours = (key: string, def: number) => {
+    const ms = Math.round(num(raw, key, 'jobs', def, 0) * 3_600_000);
+    if (ms > MAX_JOB_HOURS * 3_600_000) throw new ConfigError(`jobs.${key}`, `must be at most ${MAX_JOB_HOURS} (10 years)`);
+    return ms;
+  };
   const minAckWaitMs = seconds('min_ack_wait_s', 30);
   const maxAckWaitMs = seconds('max_ack_wait_s', 600);
   if (maxAckWaitMs < minAckWaitMs) throw new ConfigError('jobs.max_ack_wait_s', `must be ≥ min_ack_wait_s (${minAckWaitMs / 1000})`);
@@ -486,6 +507,8 @@ function compileJobs(raw: Obj): JobsConfig {
     maxInFlight: int(raw, 'max_in_flight', 'jobs', 0, 0, 100_000),
     queuedWindow: int(raw, 'queued_window', 'jobs', 1000, 1, 10_000_000),
     sinkCheckIntervalMs: seconds('sink_check_interval_s', 5),
+    defaultCompletionWindowMs: hours('default_completion_window_h', 24),
+    retentionMs: hours('retention_h', 168),
   };
 }
 

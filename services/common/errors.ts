@@ -24,6 +24,8 @@ export const ERROR_CODES = {
   ORRERY_ERR_SINK_UNAVAILABLE: GrpcStatus.FAILED_PRECONDITION,
   ORRERY_ERR_JOB_NOT_FOUND: GrpcStatus.NOT_FOUND,
   ORRERY_ERR_JOB_STATE: GrpcStatus.FAILED_PRECONDITION,
+  /** An item stopped because its job's completion window passed (recorded on the item; never a call's status in practice). */
+  ORRERY_ERR_JOB_EXPIRED: GrpcStatus.DEADLINE_EXCEEDED,
   ORRERY_ERR_UNIMPLEMENTED: GrpcStatus.UNIMPLEMENTED,
   ORRERY_ERR_QC_FAILED: GrpcStatus.FAILED_PRECONDITION,
   ORRERY_ERR_NATS_AUTH: GrpcStatus.UNAVAILABLE,
@@ -164,6 +166,13 @@ export class QcFailedError extends OrreryError {
 export class JobStateError extends OrreryError {
   constructor(jobId: string, why: string) {
     super('ORRERY_ERR_JOB_STATE', `job ${jobId}: ${why}`);
+  }
+}
+
+/** A job's completion window passed before the item finished: the item ends `expired` (docs/jobs.md). */
+export class JobExpiredError extends OrreryError {
+  constructor(jobId: string) {
+    super('ORRERY_ERR_JOB_EXPIRED', `job ${jobId}: its completion window passed before the item finished`);
   }
 }
 

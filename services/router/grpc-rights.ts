@@ -23,6 +23,7 @@ const METHOD_RIGHTS: Readonly<Record<string, Right | 'authenticated'>> = {
   [`${IMAGE_SERVICE}AddJobItems`]: 'jobs',
   [`${IMAGE_SERVICE}CancelJob`]: 'jobs',
   [`${IMAGE_SERVICE}RetryJob`]: 'jobs',
+  [`${IMAGE_SERVICE}DeleteJob`]: 'jobs',
   [`${IMAGE_SERVICE}GetJob`]: 'jobs.read',
   [`${IMAGE_SERVICE}WatchJob`]: 'jobs.read',
   [`${IMAGE_SERVICE}ListJobs`]: 'jobs.read',

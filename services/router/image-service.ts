@@ -122,7 +122,7 @@ export function imageService(deps: ImageServiceDeps): UntypedServiceImplementati
   /** jobs.enabled: false — every job RPC answers UNIMPLEMENTED. */
   function jobsDisabled(): UntypedServiceImplementation {
     return Object.fromEntries(
-      ['SubmitJob', 'AddJobItems', 'GetJob', 'WatchJob', 'CancelJob', 'ListJobs', 'ListJobItems', 'RetryJob'].map((name) => [
+      ['SubmitJob', 'AddJobItems', 'GetJob', 'WatchJob', 'CancelJob', 'ListJobs', 'ListJobItems', 'RetryJob', 'DeleteJob'].map((name) => [
         name,
         (call: ServerCall, callback?: sendUnaryData<unknown>) => {
           const err = { code: GrpcStatus.UNIMPLEMENTED, details: `${name}: bulk jobs are disabled in this cluster (jobs.enabled: false)` };

@@ -31,7 +31,7 @@ export class RouterMetrics {
   private readonly room = new Gauge({ name: 'orrery_running_set_room_images', help: 'Continuous batching: images the deployment\'s replicas can take now (running-set capacity − occupied − waiting − sent and not yet reported, summed over replicas), as this router last saw it', labelNames: ['deployment'], registers: [this.registry] });
 
   private readonly jobs = new Gauge({ name: 'orrery_jobs', help: 'Bulk jobs this router knows, by state', labelNames: ['state'], registers: [this.registry] });
-  private readonly jobItems = new Counter({ name: 'orrery_job_items_total', help: 'Bulk job item outcomes committed by this router (succeeded, failed, cancelled; retried: an attempt failed and the item waits to retry)', labelNames: ['outcome'], registers: [this.registry] });
+  private readonly jobItems = new Counter({ name: 'orrery_job_items_total', help: 'Bulk job item outcomes committed by this router (succeeded, failed, cancelled, expired; retried: an attempt failed and the item waits to retry)', labelNames: ['outcome'], registers: [this.registry] });
   private readonly jobItemsRemaining = new Gauge({ name: 'orrery_job_items_remaining', help: 'Items of unfinished bulk jobs not finished yet (queued or running), over all jobs: with orrery_job_items_per_second, the time to finish them', registers: [this.registry] });
   private readonly jobItemsRate = new Gauge({ name: 'orrery_job_items_per_second', help: 'Finished bulk job items per second over the last minute, over all jobs', registers: [this.registry] });
   private readonly jobsFinished = new Counter({ name: 'orrery_jobs_finished_total', help: 'Bulk jobs this router finalized, by final state', labelNames: ['state'], registers: [this.registry] });
@@ -74,7 +74,7 @@ export class RouterMetrics {
   }
   /** Jobs per state (every state of the lifecycle is set, 0 when none) and the items/s over all jobs. */
   jobsByState(states: ReadonlyMap<string, number>, itemsPerSecond: number, itemsRemaining: number): void {
-    for (const state of ['validating', 'in_progress', 'paused', 'finalizing', 'completed', 'cancelling', 'cancelled']) this.jobs.set({ state }, states.get(state) ?? 0);
+    for (const state of ['validating', 'in_progress', 'paused', 'finalizing', 'completed', 'expiring', 'expired', 'cancelling', 'cancelled', 'deleting']) this.jobs.set({ state }, states.get(state) ?? 0);
     this.jobItemsRate.set(itemsPerSecond);
     this.jobItemsRemaining.set(itemsRemaining);
   }

@@ -11,7 +11,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { NatsServerProcess } from '../../services/cli/nats-server-process.js';
 import { SinkUnavailableError } from '../../services/common/errors.js';
 import { openSink } from '../../services/router/jobs/sinks/index.js';
-import { assertCopiesResults, assertPutStream, bytes, fillJob, names, sha } from './job-sinks-support.js';
+import { assertCopiesJob, assertOverwrite, assertPutStream, assertRoundTrip, bytes, names } from './job-sinks-support.js';
 
 describe('nats-object:// job sink', () => {
   let nats: NatsServerProcess;
@@ -29,23 +29,7 @@ describe('nats-object:// job sink', () => {
   });
 
   test('put, get and list round-trip under the prefix, put reporting size and SHA-256', async () => {
-    const sink = await openSink('nats-object://orrery_jobs/jobs/j1/', { nc, env: {} });
-    assert.equal(sink.uri, 'nats-object://orrery_jobs/jobs/j1');
-    await sink.check();
-    const data = new Uint8Array(300_000).map((_, i) => i % 251); // three 128 KiB chunks
-    assert.deepEqual(await sink.put('a.png', data, 'image/png'), { bytes: data.byteLength, sha256: sha(data) });
-    await sink.put('empty.webp', new Uint8Array(0), 'image/webp');
-    assert.equal(sha((await sink.get('a.png'))!), sha(data));
-    assert.deepEqual(await sink.get('empty.webp'), new Uint8Array(0));
-    assert.equal(await sink.get('missing.png'), undefined);
-    assert.deepEqual(await names(sink), ['a.png', 'empty.webp'], 'the check probe is gone');
-
-    // Another job's prefix in the same bucket is separate.
-    const other = await openSink('nats-object://orrery_jobs/jobs/j2', { nc, env: {} });
-    await other.put('a.png', bytes('other'), 'image/png');
-    assert.deepEqual(await names(other), ['a.png']);
-    assert.equal(sha((await sink.get('a.png'))!), sha(data));
-    await sink.close();
+    await assertRoundTrip((prefix) => openSink(`nats-object://orrery_jobs/${prefix}`, { nc, env: {} }), 'nats-object://orrery_jobs');
     assert.equal(nc.isClosed(), false, 'close() leaves the shared connection open');
   });
 
@@ -59,11 +43,7 @@ describe('nats-object:// job sink', () => {
   });
 
   test('writing a name twice leaves one object with the last content', async () => {
-    const sink = await openSink('nats-object://orrery_jobs/ow', { nc, env: {} });
-    await sink.put('x.png', new Uint8Array(200_000).fill(1), 'image/png');
-    await sink.put('x.png', bytes('second'), 'image/png');
-    assert.deepEqual(await names(sink), ['x.png']);
-    assert.equal(Buffer.from((await sink.get('x.png'))!).toString(), 'second');
+    await assertOverwrite(await openSink('nats-object://orrery_jobs/ow', { nc, env: {} }));
   });
 
   test('readers during 40 overwrites of a multi-chunk object get whole versions only', async () => {
@@ -126,8 +106,6 @@ describe('nats-object:// job sink', () => {
   });
 
   test('copyJobResults copies outputs then metadata, skips identical files on re-run, repairs damaged ones', async () => {
-    const sink = await openSink('nats-object://orrery_jobs/copy', { nc, env: {} });
-    const files = await fillJob(sink, 5);
-    await assertCopiesResults(sink, files, path.join(tmp, 'results'));
+    await assertCopiesJob(await openSink('nats-object://orrery_jobs/copy', { nc, env: {} }), path.join(tmp, 'results'));
   });
 });

@@ -5,7 +5,6 @@
  * environment, path-style, static credentials), only the endpoint differs.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -13,44 +12,18 @@ import { after, before, describe, test } from 'node:test';
 import { SinkUnavailableError } from '../../services/common/errors.js';
 import { openSink } from '../../services/router/jobs/sinks/index.js';
 import { S3Sink } from '../../services/router/jobs/sinks/s3-sink.js';
-import { assertCopiesResults, assertPutStream, bytes, fillJob, names, sha } from './job-sinks-support.js';
+import { startS3rver, stopProcess, type S3rver } from '../support/s3rver.js';
+import { assertCopiesJob, assertOverwrite, assertPutStream, assertRoundTrip, bytes, names } from './job-sinks-support.js';
 
 const BUCKET = 'orrery-jobs';
 
-/** s3rver in its own process, with BUCKET created at start; resolves once it listens. */
-async function startS3rver(dir: string): Promise<{ child: ChildProcess; endpoint: string }> {
-  const bin = path.resolve('node_modules/s3rver/bin/s3rver.js');
-  // s3rver's list continuation tokens use a cipher OpenSSL 3 moved to its legacy provider.
-  const child = spawn(process.execPath, ['--openssl-legacy-provider', bin, '-d', dir, '-a', '127.0.0.1', '-p', '0', '--configure-bucket', BUCKET], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-  const deadline = Date.now() + 15_000;
-  for (;;) {
-    const m = /listening on 127\.0\.0\.1:(\d+)/.exec(out);
-    if (m) return { child, endpoint: `http://127.0.0.1:${m[1]}` };
-    if (child.exitCode !== null || Date.now() > deadline) {
-      child.kill('SIGKILL');
-      throw new Error(`s3rver did not start: ${out}`);
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-async function stopProcess(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGTERM');
-  await exited;
-}
-
 describe('s3:// job sink (against s3rver standing in for S3)', () => {
   let tmp: string;
-  let s3: { child: ChildProcess; endpoint: string };
+  let s3: S3rver;
   let env: NodeJS.ProcessEnv;
   before(async () => {
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'orrery-sinks-s3-'));
-    s3 = await startS3rver(path.join(tmp, 'data'));
+    s3 = await startS3rver(path.join(tmp, 'data'), BUCKET);
     // What a Kubernetes Secret would provide; s3rver accepts its documented fixed key pair.
     env = { ORRERY_S3_ENDPOINT: s3.endpoint, ORRERY_S3_FORCE_PATH_STYLE: 'true', AWS_REGION: 'us-east-1', AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER' };
   });
@@ -60,22 +33,7 @@ describe('s3:// job sink (against s3rver standing in for S3)', () => {
   });
 
   test('put, get and list round-trip under the prefix, put reporting size and SHA-256', async () => {
-    const sink = await openSink(`s3://${BUCKET}/jobs/j1/`, { env });
-    assert.equal(sink.uri, `s3://${BUCKET}/jobs/j1`);
-    await sink.check();
-    const data = new Uint8Array(300_000).map((_, i) => i % 251);
-    assert.deepEqual(await sink.put('a.png', data, 'image/png'), { bytes: data.byteLength, sha256: sha(data) });
-    await sink.put('empty.webp', new Uint8Array(0), 'image/webp');
-    assert.equal(sha((await sink.get('a.png'))!), sha(data));
-    assert.deepEqual(await sink.get('empty.webp'), new Uint8Array(0));
-    assert.equal(await sink.get('missing.png'), undefined);
-    assert.deepEqual(await names(sink), ['a.png', 'empty.webp'], 'the check probe is gone');
-    const other = await openSink(`s3://${BUCKET}/jobs/j2`, { env });
-    await other.put('b.png', bytes('other'), 'image/png');
-    assert.deepEqual(await names(other), ['b.png']);
-    assert.deepEqual(await names(sink), ['a.png', 'empty.webp']);
-    await other.close();
-    await sink.close();
+    await assertRoundTrip((prefix) => openSink(`s3://${BUCKET}/${prefix}`, { env }), `s3://${BUCKET}`);
   });
 
   test('putStream writes a large object from chunks (as the finalizer writes manifest.jsonl); a failing source leaves none', async () => {
@@ -89,10 +47,7 @@ describe('s3:// job sink (against s3rver standing in for S3)', () => {
 
   test('writing a name twice leaves one object with the last content', async () => {
     const sink = await openSink(`s3://${BUCKET}/ow`, { env });
-    await sink.put('x.png', new Uint8Array(200_000).fill(1), 'image/png');
-    await sink.put('x.png', bytes('second'), 'image/png');
-    assert.deepEqual(await names(sink), ['x.png']);
-    assert.equal(Buffer.from((await sink.get('x.png'))!).toString(), 'second');
+    await assertOverwrite(sink);
     await sink.close();
   });
 
@@ -150,8 +105,7 @@ describe('s3:// job sink (against s3rver standing in for S3)', () => {
 
   test('copyJobResults copies outputs then metadata, skips identical files on re-run, repairs damaged ones', async () => {
     const sink = await openSink(`s3://${BUCKET}/copy`, { env });
-    const files = await fillJob(sink, 5);
-    await assertCopiesResults(sink, files, path.join(tmp, 'results'));
+    await assertCopiesJob(sink, path.join(tmp, 'results'));
     await sink.close();
   });
 

@@ -1,4 +1,8 @@
-/** Shared checks for the job sink tests (file, nats-object, s3): a job's files and copying them out. */
+/**
+ * Shared checks for the job sink tests (file, nats-object, s3): the contract every sink keeps
+ * (round trip under a prefix, overwrite, putStream), a job's files and copying them out. Each
+ * sink's test opens its sinks and runs these; what only one sink does stays in its own file.
+ */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
@@ -15,6 +19,40 @@ export async function names(sink: JobSink): Promise<string[]> {
   const out: string[] = [];
   for await (const n of sink.list()) out.push(n);
   return out.sort();
+}
+
+/**
+ * put, get and list round-trip under `jobs/j1/` (given with a trailing slash: the URI drops it),
+ * put reporting size and SHA-256; the check() probe leaves nothing; another job's prefix in the
+ * same bucket is separate. `open(prefix)` opens the sink of a prefix; `base` is the URI before it.
+ */
+export async function assertRoundTrip(open: (prefix: string) => Promise<JobSink>, base: string): Promise<void> {
+  const sink = await open('jobs/j1/');
+  assert.equal(sink.uri, `${base}/jobs/j1`);
+  await sink.check();
+  const data = new Uint8Array(300_000).map((_, i) => i % 251); // three 128 KiB NATS chunks; more than one S3 read
+  assert.deepEqual(await sink.put('a.png', data, 'image/png'), { bytes: data.byteLength, sha256: sha(data) });
+  await sink.put('empty.webp', new Uint8Array(0), 'image/webp');
+  assert.equal(sha((await sink.get('a.png'))!), sha(data));
+  assert.deepEqual(await sink.get('empty.webp'), new Uint8Array(0));
+  assert.equal(await sink.get('missing.png'), undefined);
+  assert.deepEqual(await names(sink), ['a.png', 'empty.webp'], 'the check probe is gone');
+
+  const other = await open('jobs/j2');
+  await other.put('a.png', bytes('other'), 'image/png');
+  assert.deepEqual(await names(other), ['a.png']);
+  assert.deepEqual(await names(sink), ['a.png', 'empty.webp']);
+  assert.equal(sha((await sink.get('a.png'))!), sha(data), 'the same name under another prefix is another object');
+  await other.close();
+  await sink.close();
+}
+
+/** Writing a name twice leaves one object with the last content. */
+export async function assertOverwrite(sink: JobSink): Promise<void> {
+  await sink.put('x.png', new Uint8Array(200_000).fill(1), 'image/png');
+  await sink.put('x.png', bytes('second'), 'image/png');
+  assert.deepEqual(await names(sink), ['x.png']);
+  assert.equal(Buffer.from((await sink.get('x.png'))!).toString(), 'second');
 }
 
 /** Fills a job's worth of objects into a sink: outputs, manifest.jsonl, job.json, contact-sheet.png. */
@@ -54,6 +92,11 @@ export async function assertCopiesResults(sink: JobSink, files: Map<string, Uint
   const repaired = await copyJobResults(sink, outDir);
   assert.deepEqual([repaired.files, repaired.skipped], [2, files.size - 2]);
   assert.equal(sha(fs.readFileSync(path.join(outDir, 'item-1.png'))), sha(files.get('item-1.png')!));
+}
+
+/** A job of 5 outputs put into `sink`, then copied out into `outDir` (assertCopiesResults). */
+export async function assertCopiesJob(sink: JobSink, outDir: string): Promise<void> {
+  await assertCopiesResults(sink, await fillJob(sink, 5), outDir);
 }
 
 /** `n` chunks of `size` bytes, each a different byte pattern, made as they are read. */

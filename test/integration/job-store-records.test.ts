@@ -1,7 +1,9 @@
 /**
  * JobStore.itemRecords on a real nats-server (JetStream file storage): a job's item records are
  * read in pages through one ordered consumer — every record once, with the revision a
- * compare-and-set needs, none of another job's, and an empty job ends at once.
+ * compare-and-set needs, none of another job's, and an empty job ends at once; a record rewritten
+ * while the read goes on (a cancel or expiry settling it) is read once. Deleting a job's records
+ * (purges of its subjects, a page of sequences at a time) removes all of them and nothing else.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -54,5 +56,32 @@ describe('JobStore.itemRecords', () => {
 
   test('a job with no records ends at once', async () => {
     assert.deepEqual(await all(store.itemRecords('jnone')), []);
+  });
+
+  test('a record rewritten while the job\'s records are read is read once, as it was first seen', async () => {
+    const n = 1_200; // the rewrites land while the second page is still to come
+    for (let i = 0; i < n; i += 200) await Promise.all(Array.from({ length: 200 }, (_, k) => store.casItem('jc', i + k, rec(i + k, 'queued'), 0)));
+    const got: IndexedRecord[] = [];
+    for await (const r of store.itemRecords('jc')) {
+      got.push(r);
+      await store.casItem('jc', r.index, rec(r.index, 'expired'), r.revision); // what settling a stopped job does
+    }
+    assert.equal(got.length, n);
+    assert.equal(new Set(got.map((r) => r.index)).size, n);
+    assert.ok(got.every((r) => r.value.state === 'queued'));
+  });
+
+  test('purging a job\'s item keys a page of sequences at a time removes all of them and none of another job', async () => {
+    for (let i = 0; i < 300; i += 100) await Promise.all(Array.from({ length: 100 }, (_, k) => store.casItem('jd', i + k, rec(i + k), 0)));
+    await store.putDef('jd', 0, { customId: 'd0' });
+    await store.casItem('je', 0, rec(0), 0);
+    const { firstSeq, lastSeq } = await store.itemSeqBounds();
+    let purged = 0;
+    for (let seq = firstSeq; seq <= lastSeq; seq += 100) purged += await store.purgeItemsBelow('jd', Math.min(seq + 100, lastSeq + 1));
+    assert.equal(purged, 301);
+    assert.equal(await store.purgeItemsBelow('jd', lastSeq + 1), 0, 'purging again is a no-op');
+    assert.deepEqual(await all(store.itemRecords('jd')), []);
+    assert.equal(await store.getDef('jd', 0), undefined);
+    assert.equal((await all(store.itemRecords('je'))).length, 1);
   });
 });

@@ -29,6 +29,7 @@ export function jobsTestConfig(jobs: Record<string, unknown> = {}, deployment: R
 export interface JobMsg {
   job_id: string; state: string; total: string; done: string; failed: string; succeeded: string; queued: string; running: string; cancelled: string;
   attempts: string; items_per_second: number; eta_seconds: number; output_uri: string; job_key: string; message: string; max_attempts: number;
+  expired: string; expires_at: { seconds: string; nanos: number } | null; finished_at: { seconds: string; nanos: number } | null;
 }
 
 /** SubmitJob with the tests' template (64×64 synthetic images of `model`) and `req`. */
@@ -75,7 +76,7 @@ export async function waitJob(client: ImageServiceClient, jobId: string, pred: (
   }
 }
 
-export const isFinal = (j: JobMsg): boolean => j.state === 'completed' || j.state === 'cancelled';
+export const isFinal = (j: JobMsg): boolean => j.state === 'completed' || j.state === 'cancelled' || j.state === 'expired';
 
 /** What a job left in its file sink directory. */
 export function sinkContents(dir: string): { outputs: string[]; manifest: Array<Record<string, unknown>>; jobJson: Record<string, unknown> | undefined; contactSheet: boolean } {

@@ -110,6 +110,14 @@ items:
     assert.equal(err.message, 'g.yaml: grid.colors: must be a list of strings');
   });
 
+  test('a completion window in the file goes into the request; a non-boolean no_completion_window is named', () => {
+    const spec = parseJobYaml('completion_window_s: 7200\ngrid: { colors: [a] }\n', 'w.yaml');
+    assert.equal(submitRequest(spec, { grid: spec.grid }).completion_window_s, 7200);
+    const none = parseJobYaml('no_completion_window: true\ngrid: { colors: [a] }\n', 'w.yaml');
+    assert.equal(submitRequest(none, { grid: none.grid }).no_completion_window, true);
+    assert.equal(fileError(() => parseJobYaml('no_completion_window: yes please\ngrid: { colors: [a] }\n', 'w.yaml')).where, 'no_completion_window');
+  });
+
   test('an unknown key is named with the keys that exist (a typo in a template field)', () => {
     const err = fileError(() => parseJobYaml('template: { stpes: 30 }\ngrid: { colors: [a] }\n', 'g.yaml'));
     assert.equal(err.where, 'template.stpes');

@@ -265,3 +265,19 @@ describe('parseConfig', () => {
     );
   });
 });
+
+describe('jobs: completion window and retention', () => {
+  test('default to a 24-hour window and 7 days of retention; hours may be fractions, 0 turns them off', () => {
+    const d = compileConfig(minimal()).jobs;
+    assert.equal(d.defaultCompletionWindowMs, 24 * 3_600_000);
+    assert.equal(d.retentionMs, 168 * 3_600_000);
+    const c = compileConfig(minimal({ jobs: { default_completion_window_h: 0, retention_h: 0.001 } })).jobs;
+    assert.equal(c.defaultCompletionWindowMs, 0);
+    assert.equal(c.retentionMs, 3600);
+  });
+
+  test('a negative or absurd value is refused naming the key', () => {
+    rejects(minimal({ jobs: { retention_h: -1 } }), 'jobs.retention_h', /≥ 0/);
+    rejects(minimal({ jobs: { default_completion_window_h: 1e9 } }), 'jobs.default_completion_window_h', /at most 87600/);
+  });
+});

@@ -19,6 +19,26 @@ function throwsField(fn: () => unknown, field: string, re?: RegExp): void {
   });
 }
 
+describe('job completion window', () => {
+  const grid = { template: { pipeline: 'syn' }, grid: { colors: ['red'] } };
+  test('a job without completion_window_s gets the cluster default (24 h unless configured)', () => {
+    assert.equal(compile(grid).spec.completionWindowMs, 24 * 3_600_000);
+    const short = compileConfig({ deployments: { syn: { stage: 'synthetic', models: ['syn-a'] } }, jobs: { default_completion_window_h: 0.5 } });
+    assert.equal(compileSubmit(short, grid, () => 1n).spec.completionWindowMs, 1_800_000);
+  });
+
+  test('completion_window_s sets the window; no_completion_window leaves the job without one', () => {
+    assert.equal(compile({ ...grid, completion_window_s: '2' }).spec.completionWindowMs, 2000);
+    assert.equal(compile({ ...grid, no_completion_window: true }).spec.completionWindowMs, 0);
+  });
+
+  test('a window beyond 366 days, or one given with no_completion_window, is refused naming completion_window_s', () => {
+    throwsField(() => compile({ ...grid, completion_window_s: 366 * 86_400 + 1 }), 'completion_window_s', /more than 31622400/);
+    throwsField(() => compile({ ...grid, completion_window_s: 60, no_completion_window: true }), 'completion_window_s', /together with no_completion_window/);
+    throwsField(() => compile({ ...grid, completion_window_s: '-1' }), 'completion_window_s');
+  });
+});
+
 describe('job spec', () => {
   test('a grid job records the pipeline, model, size, extension and a random base seed when the template has none', () => {
     const c = compile({ template: { pipeline: 'syn', aspect: '21:9', output_format: 'JPEG' }, grid: { colors: ['red', 'blue'], seeds_per_prompt: 3 } });

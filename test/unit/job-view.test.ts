@@ -23,7 +23,7 @@ describe('job view', () => {
     v.apply(1, rec('failed', 3, 0), 0);
     v.apply(2, rec('running'), 0);
     const c = v.counts(job());
-    assert.deepEqual(c, { total: 10, queued: 7, running: 1, succeeded: 1, failed: 1, cancelled: 0, attempts: 5, qcFlagged: 0, qcRerolls: 0 });
+    assert.deepEqual(c, { total: 10, queued: 7, running: 1, succeeded: 1, failed: 1, cancelled: 0, expired: 0, attempts: 5, qcFlagged: 0, qcRerolls: 0 });
     assert.equal(v.stateOf(1), 'failed');
     assert.equal(v.stateOf(9), 'none');
     assert.equal(v.allFinal(10), false);
@@ -36,6 +36,20 @@ describe('job view', () => {
     const c = v.counts(job({ state: 'cancelling' }));
     assert.equal(c.cancelled, 9);
     assert.equal(c.queued, 0);
+  });
+
+  test('items of an expiring job that never finished count as expired, never as done or cancelled', () => {
+    const v = new JobView();
+    v.apply(0, rec('succeeded', 1, 0), 0);
+    v.apply(1, rec('expired', 1, 0), 0);
+    v.apply(2, rec('running'), 0);
+    const c = v.counts(job({ state: 'expiring' }));
+    assert.equal(c.expired, 8, 'the expired record and the 7 never started');
+    assert.equal(c.running, 1);
+    assert.equal(c.cancelled, 0);
+    assert.equal(c.queued, 0);
+    assert.equal(c.succeeded, 1);
+    assert.equal(v.allFinal(2), true, 'an expired record is final');
   });
 
   test('items per second counts only finishes within the last minute; ETA is what is left at that rate', () => {
@@ -57,9 +71,9 @@ describe('job view', () => {
 });
 
 describe('counts after RetryJob', () => {
-  test('failed and cancelled items count as queued again; successes and attempts stay', () => {
-    const c = countsAfterRetry({ total: 10, queued: 0, running: 0, succeeded: 6, failed: 3, cancelled: 1, attempts: 14 });
-    assert.deepEqual(c, { total: 10, queued: 4, running: 0, succeeded: 6, failed: 0, cancelled: 0, attempts: 14 });
+  test('failed, cancelled and expired items count as queued again; successes and attempts stay', () => {
+    const c = countsAfterRetry({ total: 12, queued: 0, running: 0, succeeded: 6, failed: 3, cancelled: 1, expired: 2, attempts: 14 });
+    assert.deepEqual(c, { total: 12, queued: 6, running: 0, succeeded: 6, failed: 0, cancelled: 0, expired: 0, attempts: 14 });
   });
 });
 

@@ -9,13 +9,14 @@
  * retry raced the view), it puts the job back in progress.
  *
  * A cancel ends the same way from `cancelling` once nothing runs: the job's remaining messages are
- * purged, unfinished records become cancelled, and the files are written; then → cancelled.
+ * purged, unfinished records become cancelled, and the files are written; then → cancelled. An
+ * expiry (the completion window passed) ends from `expiring` alike, its unfinished items expired.
  * Writing twice is harmless (puts replace), so a finalizer presumed dead is simply replaced.
  */
-import { JobStateError } from '../../common/errors.js';
+import { JobExpiredError, JobStateError } from '../../common/errors.js';
 import type { Logger } from '../../common/logger.js';
 import type { JobManager, LiveJob } from './job-manager.js';
-import { FINAL_ITEM_STATES, isConflict, type IndexedRecord, type ItemRecord, type JobCounts, type JobRecord } from './job-store.js';
+import { FINAL_ITEM_STATES, isConflict, STOPPING_JOB_STATES, type IndexedRecord, type ItemRecord, type JobCounts, type JobRecord } from './job-store.js';
 import { contactSheet } from './sinks/contact-sheet.js';
 import { manifestLine, type ManifestEntry } from './sinks/manifest.js';
 
@@ -35,14 +36,14 @@ function entry(job: JobRecord, rec: ItemRecord): ManifestEntry {
 
 /** What writing a manifest found: counts (without never-started items) and the contact sheet's tiles. */
 export interface ManifestTally {
-  readonly counts: { succeeded: number; failed: number; cancelled: number; attempts: number; qcFlagged: number; qcRerolls: number };
+  readonly counts: { succeeded: number; failed: number; cancelled: number; expired: number; attempts: number; qcFlagged: number; qcRerolls: number };
   /** The succeeded items of lowest index (at most SHEET_TILES), in item order. */
   readonly tiles: Array<{ index: number; label: string; file: string }>;
   lines: number;
 }
 
 export function newTally(): ManifestTally {
-  return { counts: { succeeded: 0, failed: 0, cancelled: 0, attempts: 0, qcFlagged: 0, qcRerolls: 0 }, tiles: [], lines: 0 };
+  return { counts: { succeeded: 0, failed: 0, cancelled: 0, expired: 0, attempts: 0, qcFlagged: 0, qcRerolls: 0 }, tiles: [], lines: 0 };
 }
 
 function addTile(tiles: ManifestTally['tiles'], index: number, label: string, file: string): void {
@@ -68,7 +69,7 @@ export async function* manifestChunks(job: JobRecord, records: AsyncIterable<Ind
       tally.counts.qcRerolls += rec.qc.attempts - 1;
       if (!rec.qc.passed) tally.counts.qcFlagged++;
     }
-    tally.counts[rec.state as 'succeeded' | 'failed' | 'cancelled']++;
+    tally.counts[rec.state as 'succeeded' | 'failed' | 'cancelled' | 'expired']++;
     pending.push(manifestLine(entry(job, rec)));
     tally.lines++;
     if (pending.length >= MANIFEST_CHUNK_LINES) {
@@ -82,25 +83,26 @@ export async function* manifestChunks(job: JobRecord, records: AsyncIterable<Ind
 
 /**
  * Writes manifest.jsonl (streamed into the sink), job.json and contact-sheet.png; returns the
- * counts, or undefined when an item turned out not final (only when `requireAllFinal`: the
- * manifest's put is then abandoned). Records still queued or running become cancelled when
- * `cancelRest` (a cancelled job).
+ * counts, or undefined when an item turned out not final (only without `rest`: the manifest's
+ * put is then abandoned). With `rest` (a cancelled or expired job), records still queued or
+ * running end in that state, and so do the items that never started.
  */
-async function writeOutputs(m: JobManager, live: LiveJob, job: JobRecord, opts: { requireAllFinal: boolean; cancelRest: boolean }, log: Logger): Promise<JobCounts | undefined> {
+async function writeOutputs(m: JobManager, live: LiveJob, job: JobRecord, rest: 'cancelled' | 'expired' | undefined, log: Logger): Promise<JobCounts | undefined> {
   const t0 = performance.now();
   const sink = await m.sinkOf(live);
   const tally = newTally();
   const notFinal = new JobStateError(job.id, 'an item is not final yet');
   const settle = async (r: IndexedRecord): Promise<ItemRecord> => {
-    if (opts.requireAllFinal) throw notFinal;
-    const cancelled: ItemRecord = { ...r.value, state: 'cancelled', error: 'cancelled with its job', code: 'ORRERY_ERR_CANCELLED', finishedAtMs: Date.now() };
+    if (!rest) throw notFinal;
+    const why = rest === 'expired' ? new JobExpiredError(job.id) : { message: 'cancelled with its job', code: 'ORRERY_ERR_CANCELLED' };
+    const ended: ItemRecord = { ...r.value, state: rest, error: why.message, code: why.code, finishedAtMs: Date.now() };
     try {
-      await m.store.casItem(job.id, r.index, cancelled, r.revision);
-      return cancelled;
+      await m.store.casItem(job.id, r.index, ended, r.revision);
+      return ended;
     } catch (err) {
       if (!isConflict(err)) throw err;
       const now = (await m.store.getItem(job.id, r.index))?.value;
-      return now && FINAL_ITEM_STATES.includes(now.state) ? now : cancelled;
+      return now && FINAL_ITEM_STATES.includes(now.state) ? now : ended;
     }
   };
   try {
@@ -110,8 +112,12 @@ async function writeOutputs(m: JobManager, live: LiveJob, job: JobRecord, opts: 
     throw err;
   }
   const c = tally.counts;
-  // Items never started (a cancelled job's unpublished or purged items) are cancelled too.
-  const counts: JobCounts = { total: job.total, queued: 0, running: 0, succeeded: c.succeeded, failed: c.failed, cancelled: job.total - c.succeeded - c.failed, attempts: c.attempts, qcFlagged: c.qcFlagged, qcRerolls: c.qcRerolls };
+  // Items never started (a stopped job's unpublished or purged items) end as the job's rest did.
+  const unstarted = job.total - c.succeeded - c.failed - c.cancelled - c.expired;
+  const counts: JobCounts = {
+    total: job.total, queued: 0, running: 0, succeeded: c.succeeded, failed: c.failed, cancelled: c.cancelled + (rest === 'cancelled' ? unstarted : 0),
+    expired: c.expired + (rest === 'expired' ? unstarted : 0), attempts: c.attempts, qcFlagged: c.qcFlagged, qcRerolls: c.qcRerolls,
+  };
   const t1 = performance.now();
   const jobJson = { job_id: job.id, name: job.name, job_key: job.jobKey, output_uri: job.outputUri, created_at: new Date(job.createdAtMs).toISOString(), spec: job.spec, counts };
   await sink.put('job.json', new TextEncoder().encode(`${JSON.stringify(jobJson, null, 2)}\n`), 'application/json');
@@ -120,7 +126,7 @@ async function writeOutputs(m: JobManager, live: LiveJob, job: JobRecord, opts: 
     try {
       const png = await contactSheet(
         tally.tiles.map((t) => ({ label: t.label, image: () => sink.get(t.file) })),
-        { title: `${job.name || job.id}: ${counts.succeeded} succeeded, ${counts.failed} failed, ${counts.cancelled} cancelled of ${counts.total}` },
+        { title: `${job.name || job.id}: ${counts.succeeded} succeeded, ${counts.failed} failed, ${counts.cancelled} cancelled${counts.expired ? `, ${counts.expired} expired` : ''} of ${counts.total}` },
       );
       await sink.put('contact-sheet.png', png, 'image/png');
     } catch (err) {
@@ -129,6 +135,11 @@ async function writeOutputs(m: JobManager, live: LiveJob, job: JobRecord, opts: 
   }
   log.info({ lines: tally.lines, manifestMs: Math.round(t1 - t0), jobJsonMs: Math.round(t2 - t1), contactSheetMs: Math.round(performance.now() - t2) }, 'job outputs written');
   return counts;
+}
+
+/** A completed job's message: how many items failed, if any. */
+function completedMessage(counts: JobCounts): string {
+  return counts.failed > 0 ? `${counts.failed} of ${counts.total} items failed (RetryJob runs them again)` : '';
 }
 
 /** in_progress → finalizing → completed (`takeover`: replace a finalizer presumed dead). */
@@ -143,7 +154,7 @@ export async function finalizeJob(m: JobManager, live: LiveJob, log: Logger, tak
   if (!won?.changed) return;
   log.info('all items final; writing the manifest');
   const job = won.job.value;
-  const counts = await writeOutputs(m, live, job, { requireAllFinal: true, cancelRest: false }, log);
+  const counts = await writeOutputs(m, live, job, undefined, log);
   if (!counts) {
     log.info('an item is not final yet; back in progress');
     await m.setJob(r.id, (j) => (j.state === 'finalizing' && j.finalizingAtMs === now ? { ...j, state: 'in_progress' } : undefined));
@@ -151,7 +162,7 @@ export async function finalizeJob(m: JobManager, live: LiveJob, log: Logger, tak
   }
   const done = await m.setJob(r.id, (j) =>
     j.state === 'finalizing' && j.finalizingAtMs === now
-      ? { ...j, state: 'completed', counts, finishedAtMs: Date.now(), message: counts.failed > 0 ? `${counts.failed} of ${counts.total} items failed (RetryJob runs them again)` : '' }
+      ? { ...j, state: 'completed', counts, finishedAtMs: Date.now(), message: completedMessage(counts) }
       : undefined,
   );
   if (done?.changed) {
@@ -161,26 +172,31 @@ export async function finalizeJob(m: JobManager, live: LiveJob, log: Logger, tak
 }
 
 /**
- * cancelling → cancelled, once no item runs (or after an ack wait: a router that died holding an
- * item never reports it). The router that starts finishing records itself as the finalizer; another
- * takes over only after FINALIZE_LEASE_MS (`leaseMs`).
+ * cancelling → cancelled, expiring → expired (completed, should nothing have been left to
+ * expire), once no item runs (or after an ack wait: a router
+ * that died holding an item never reports it). The router that starts finishing records itself as
+ * the finalizer; another takes over only after FINALIZE_LEASE_MS (`leaseMs`).
  */
-export async function finalizeCancel(m: JobManager, live: LiveJob, log: Logger, leaseMs: number): Promise<void> {
+export async function finalizeStop(m: JobManager, live: LiveJob, log: Logger, leaseMs: number, nowMs: number): Promise<void> {
   const r = live.rec.value;
-  const now = Date.now();
+  const outcome = STOPPING_JOB_STATES[r.state];
+  if (!outcome) return;
   const since = r.finalizingAtMs ?? 0;
   if (r.finalizer) {
-    if (now - since < leaseMs) return;
-  } else if ((live.view?.recorded('running') ?? 0) > 0 && now - since < m.queue.ackWaitMs + 5000) return;
+    if (nowMs - since < leaseMs) return;
+  } else if ((live.view?.recorded('running') ?? 0) > 0 && nowMs - since < m.queue.ackWaitMs + 5000) return;
   const me = m.options.routerId;
-  const won = await m.setJob(r.id, (j) => (j.state === 'cancelling' && (j.finalizingAtMs ?? 0) === since && j.finalizer === r.finalizer ? { ...j, finalizingAtMs: now, finalizer: me } : undefined));
+  const won = await m.setJob(r.id, (j) => (j.state === r.state && (j.finalizingAtMs ?? 0) === since && j.finalizer === r.finalizer ? { ...j, finalizingAtMs: nowMs, finalizer: me } : undefined));
   if (!won?.changed) return;
-  log.info({ waitedMs: now - since }, 'nothing of the job runs; finishing the cancel');
+  log.info({ waitedMs: nowMs - since, outcome }, 'nothing of the job runs; finishing it');
   await m.queue.purgeJob(r.id);
-  const counts = (await writeOutputs(m, live, won.job.value, { requireAllFinal: false, cancelRest: true }, log))!;
-  const done = await m.setJob(r.id, (j) => (j.state === 'cancelling' && j.finalizingAtMs === now && j.finalizer === me ? { ...j, state: 'cancelled', counts, finishedAtMs: Date.now() } : undefined));
+  const counts = (await writeOutputs(m, live, won.job.value, outcome, log))!;
+  // The window passed as the last items finished: nothing expired, the job completed.
+  const final = outcome === 'expired' && counts.expired === 0 ? 'completed' : outcome;
+  const message = final === 'expired' ? `${won.job.value.message}: ${counts.expired} of ${counts.total} items expired (RetryJob runs them again)` : final === 'completed' ? completedMessage(counts) : won.job.value.message;
+  const done = await m.setJob(r.id, (j) => (j.state === r.state && j.finalizingAtMs === nowMs && j.finalizer === me ? { ...j, state: final, counts, message, finishedAtMs: m.now() } : undefined));
   if (done?.changed) {
-    m.options.metrics.jobFinished('cancelled');
-    log.info({ ...counts }, 'job cancelled');
+    m.options.metrics.jobFinished(final);
+    log.info({ ...counts }, `job ${final}`);
   }
 }

@@ -3,22 +3,26 @@
  * and sees cancels at once), keeps a JobView for each unfinished job from a watch of its item
  * records, and once every TICK_MS moves each unfinished job along — feed its next window of items
  * (feeder.ts), requeue a retry, resume a paused job whose sink is writable again, finalize a job
- * whose items are all final (finalizer.ts). Every move is a compare-and-set on the job record, so
- * any number of routers can do this at once. The JobRunner pulls and runs the items.
+ * whose items are all final (finalizer.ts), expire a job whose completion window passed and
+ * finish its expiry, delete the records of a job finished longer ago than `jobs.retention_h`
+ * (job-deleter.ts; lifecycle-policy.ts decides when). Every move is a compare-and-set on the job
+ * record, so any number of routers can do this at once. The JobRunner pulls and runs the items.
  */
 import type { KvWatchEntry } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { ClusterConfig } from '../../common/config.js';
-import { CancelledError } from '../../common/errors.js';
+import { CancelledError, JobExpiredError } from '../../common/errors.js';
 import type { Logger } from '../../common/logger.js';
 import type { PipelineRunner } from '../pipeline-runner.js';
 import type { RouterMetrics } from '../router-metrics.js';
 import { feedJob, requeueRetry } from './feeder.js';
-import { finalizeCancel, finalizeJob } from './finalizer.js';
+import { finalizeJob, finalizeStop } from './finalizer.js';
 import { LazyGrid } from './grid.js';
+import { runDeletion, startDeletion } from './job-deleter.js';
 import { JobRunner } from './job-runner.js';
-import { FINAL_JOB_STATES, JobStore, type ItemRecord, type JobCounts, type JobRecord, type Versioned } from './job-store.js';
+import { FINAL_JOB_STATES, JobStore, stoppedItemState, type ItemRecord, type JobCounts, type JobRecord, type Versioned } from './job-store.js';
 import { JobView } from './job-view.js';
+import { retentionDecision, windowDecision } from './lifecycle-policy.js';
 import { openSink, type JobSink } from './sinks/index.js';
 import { WorkQueue } from './work-queue.js';
 
@@ -34,6 +38,8 @@ export interface JobManagerOptions {
   readonly log: Logger;
   readonly routerId: string;
   readonly env?: NodeJS.ProcessEnv;
+  /** The clock completion windows and retention are judged by (default Date.now). */
+  readonly clock?: () => number;
 }
 
 /** What this router knows of one job. */
@@ -71,6 +77,11 @@ export class JobManager {
 
   get config(): ClusterConfig {
     return this.options.config;
+  }
+
+  /** Now, by the injected clock (completion windows, retention, deletion leases). */
+  now(): number {
+    return (this.options.clock ?? Date.now)();
   }
 
   static async start(options: JobManagerOptions): Promise<JobManager> {
@@ -138,7 +149,7 @@ export class JobManager {
     const seen = new Set<string>();
     for (const j of this.live.values()) {
       const r = j.rec.value;
-      if (FINAL_JOB_STATES.includes(r.state) || seen.has(r.spec.pipeline)) continue;
+      if (FINAL_JOB_STATES.includes(r.state) || r.state === 'deleting' || seen.has(r.spec.pipeline)) continue;
       seen.add(r.spec.pipeline);
       cap = Math.max(cap, this.options.runner.bulkCapacity(r.spec.pipeline));
     }
@@ -163,8 +174,21 @@ export class JobManager {
   }
 
   private onJobEntry(e: KvWatchEntry): void {
-    if (e.operation !== 'PUT') return;
+    if (e.operation !== 'PUT') {
+      this.forget(e.key.slice('job.'.length)); // its records were deleted
+      return;
+    }
     this.applyJob({ value: e.json<JobRecord>(), revision: e.revision });
+  }
+
+  /** Drops a job whose records are gone (deleted). */
+  forget(id: string): void {
+    const live = this.live.get(id);
+    if (!live) return;
+    this.live.delete(id);
+    live.stopWatch?.();
+    void live.sink?.then((s) => s.close()).catch(() => undefined);
+    this.changed(id);
   }
 
   private applyJob(rec: Versioned<JobRecord>): void {
@@ -176,7 +200,8 @@ export class JobManager {
       this.live.set(id, live);
     } else live.rec = rec;
     const r = rec.value;
-    const final = FINAL_JOB_STATES.includes(r.state);
+    // A deleting job is finished too: it needs no view.
+    const final = FINAL_JOB_STATES.includes(r.state) || r.state === 'deleting';
     if (!final && !live.view) this.watchItems(live);
     if (final && live.view) {
       live.stopWatch?.();
@@ -185,7 +210,8 @@ export class JobManager {
       void live.sink?.then((s) => s.close()).catch(() => undefined);
       live.sink = undefined;
     }
-    if (r.state === 'cancelling' || r.state === 'cancelled') for (const ac of live.aborts) ac.abort(new CancelledError('with its job'));
+    const stopped = stoppedItemState(r.state);
+    if (stopped) for (const ac of live.aborts) ac.abort(stopped === 'expired' ? new JobExpiredError(r.id) : new CancelledError('with its job'));
     this.changed(id);
   }
 
@@ -220,12 +246,13 @@ export class JobManager {
   }
 
   private onTick(): void {
-    const now = Date.now();
+    const now = this.now();
     const states = new Map<string, number>();
     for (const live of this.live.values()) {
       const r = live.rec.value;
       states.set(r.state, (states.get(r.state) ?? 0) + 1);
-      if (FINAL_JOB_STATES.includes(r.state) || live.busy) continue;
+      if (live.busy) continue;
+      if (FINAL_JOB_STATES.includes(r.state) && retentionDecision(r, now, this.config.jobs.retentionMs).kind !== 'delete') continue;
       live.busy = true;
       this.advance(live, now)
         .catch((err: unknown) => this.log.warn({ err, jobId: r.id }, 'job step failed; retrying'))
@@ -245,11 +272,27 @@ export class JobManager {
     this.options.metrics.jobsByState(states, rate, remaining);
   }
 
-  /** One step of an unfinished job (see the file comment). */
+  /** One step of a job (see the file comment). */
   private async advance(live: LiveJob, now: number): Promise<void> {
     const r = live.rec.value;
     const log = this.log.child({ jobId: r.id });
+    if (windowDecision(r, now).kind === 'expire') {
+      const windowS = Math.round((r.spec.completionWindowMs ?? 0) / 1000);
+      const res = await this.setJob(r.id, (j) =>
+        windowDecision(j, now).kind === 'expire' ? { ...j, state: 'expiring', finalizingAtMs: now, message: `expired: its completion window (${windowS} s) passed before it finished` } : undefined,
+      );
+      if (res?.changed) log.info({ expiresAtMs: r.expiresAtMs }, 'completion window passed; the job expires');
+      return;
+    }
+    if (FINAL_JOB_STATES.includes(r.state)) {
+      const res = await startDeletion(this, r.id, `retention (jobs.retention_h: ${this.config.jobs.retentionMs / 3_600_000}) passed`, now);
+      if (res?.changed) log.info('retention passed; deleting the job\'s records');
+      return;
+    }
     switch (r.state) {
+      case 'deleting':
+        await runDeletion(this, live, log);
+        return;
       case 'paused':
         if (now - live.lastSinkCheckMs < this.config.jobs.sinkCheckIntervalMs) return;
         live.lastSinkCheckMs = now;
@@ -262,7 +305,8 @@ export class JobManager {
         await this.setJob(r.id, (j) => (j.state === 'paused' ? { ...j, state: j.itemsFollow ? 'validating' : 'in_progress', message: '' } : undefined));
         return;
       case 'cancelling':
-        await finalizeCancel(this, live, log, FINALIZE_LEASE_MS);
+      case 'expiring':
+        await finalizeStop(this, live, log, FINALIZE_LEASE_MS, now);
         return;
       case 'finalizing':
         if (now - (r.finalizingAtMs ?? 0) < FINALIZE_LEASE_MS) return;

@@ -15,12 +15,12 @@
  * errors fail at once. A sink that cannot be written pauses the job (the attempt is given back).
  */
 import type { JsMsg } from '@nats-io/jetstream';
-import { asOrreryError, CancelledError, DeadlineExceededError, OrreryError, SinkUnavailableError } from '../../common/errors.js';
+import { asOrreryError, CancelledError, DeadlineExceededError, JobExpiredError, OrreryError, SinkUnavailableError } from '../../common/errors.js';
 import type { Logger } from '../../common/logger.js';
 import { ackWaitFor, retryBackoffMs, shouldUpdateAckWait } from './ack-wait-policy.js';
 import type { JobManager, LiveJob } from './job-manager.js';
 import { isPermanent, itemRequest, sourceOfDef, sourceOfGrid, type ItemSource } from './job-spec.js';
-import { FINAL_ITEM_STATES, isConflict, type ItemRecord, type JobRecord } from './job-store.js';
+import { FINAL_ITEM_STATES, isConflict, stoppedItemState, type ItemRecord, type JobRecord } from './job-store.js';
 import type { WorkMessage } from './work-queue.js';
 
 /** Durations of recent successful items kept for the ack wait. */
@@ -141,7 +141,7 @@ export class JobRunner {
     const live = await this.liveJob(w.j);
     if (!live) return msg.ack(); // the job is gone
     const job = live.rec.value;
-    if (w.g < job.generation || ['cancelling', 'cancelled', 'completed'].includes(job.state)) return msg.ack();
+    if (w.g < job.generation || ['cancelling', 'cancelled', 'expiring', 'expired', 'completed', 'deleting'].includes(job.state)) return msg.ack();
     if (job.state === 'paused') return msg.nak(this.m.config.jobs.sinkCheckIntervalMs);
     // A finalizer that finds an item not final after all puts the job back in progress: keep its message.
     if (job.state === 'finalizing') return msg.nak(1000);
@@ -241,8 +241,11 @@ export class JobRunner {
       if (await giveBack()) msg.nak();
       return;
     }
-    if (reason instanceof CancelledError || live.rec.value.state === 'cancelling' || live.rec.value.state === 'cancelled') {
-      await this.commit(msg, job.id, w.i, { ...claim, state: 'cancelled', error: new CancelledError('with its job').message, code: 'ORRERY_ERR_CANCELLED', finishedAtMs: Date.now() }, claimRev, log);
+    // Stopped with its job: cancelled, or expired (its completion window passed).
+    const stopped = reason instanceof JobExpiredError ? 'expired' : reason instanceof CancelledError ? 'cancelled' : stoppedItemState(live.rec.value.state);
+    if (stopped) {
+      const why = stopped === 'expired' ? new JobExpiredError(job.id) : new CancelledError('with its job');
+      await this.commit(msg, job.id, w.i, { ...claim, state: stopped, error: why.message, code: why.code, finishedAtMs: Date.now() }, claimRev, log);
       return;
     }
     // The cluster could not take the item now (no replica yet, queue full, replica draining): not

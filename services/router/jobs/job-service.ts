@@ -1,6 +1,7 @@
 /**
  * The job RPCs of orrery.v1.ImageService (SubmitJob, AddJobItems, GetJob, WatchJob, CancelJob,
- * ListJobs, ListJobItems, RetryJob). Each validates at the edge and answers from the job records in
+ * ListJobs, ListJobItems, RetryJob, DeleteJob). A job being deleted is no longer shown: every RPC
+ * answers NOT_FOUND for it (DeleteJob itself answers again, so a retried call succeeds). Each validates at the edge and answers from the job records in
  * KV (job-store.ts); the JobManager does the work. Semantics are those documented in
  * proto/orrery/v1/image_service.proto.
  */
@@ -9,12 +10,15 @@ import type { ServerUnaryCall, ServerWritableStream, sendUnaryData } from '@grpc
 import { InvalidArgumentError, JobNotFoundError, JobStateError, OrreryError } from '../../common/errors.js';
 import type { JobManager } from './job-manager.js';
 import { checkUniqueIds, compileItem, compileSubmit, sourceOfDef, sourceOfGrid, type ItemDef, type JobItemWire, type SubmitJobWire } from './job-spec.js';
-import { FINAL_JOB_STATES, type ItemRecord, type ItemState, type JobCounts, type JobRecord, type Versioned } from './job-store.js';
+import { startDeletion } from './job-deleter.js';
+import { FINAL_JOB_STATES, stoppedItemState, type ItemRecord, type ItemState, type JobCounts, type JobRecord, type Versioned } from './job-store.js';
 import { countsAfterRetry } from './job-view.js';
+import { expiresAt } from './lifecycle-policy.js';
 import { openSink } from './sinks/index.js';
 
-const ITEM_STATES: readonly ItemState[] = ['queued', 'running', 'succeeded', 'failed', 'cancelled'];
-const JOB_STATES = ['validating', 'in_progress', 'paused', 'finalizing', 'completed', 'cancelling', 'cancelled'];
+const ITEM_STATES: readonly ItemState[] = ['queued', 'running', 'succeeded', 'failed', 'cancelled', 'expired'];
+/** The states ListJobs filters by (`deleting` is not shown). */
+const JOB_STATES = ['validating', 'in_progress', 'paused', 'finalizing', 'completed', 'expiring', 'expired', 'cancelling', 'cancelled'];
 const WRITE_CONCURRENCY = 64;
 /** Items ListJobItems looks at per call when filtering by state (the token continues the scan). */
 const MAX_SCAN = 100_000;
@@ -37,7 +41,7 @@ export function jobMessage(m: JobManager, rec: JobRecord, counts?: JobCounts): R
   const final = FINAL_JOB_STATES.includes(rec.state);
   return {
     job_id: rec.id, state: rec.state, total: c.total, done: c.succeeded, failed: c.failed, succeeded: c.succeeded, queued: c.queued, running: c.running,
-    cancelled: c.cancelled, attempts: c.attempts, items_per_second: final ? 0 : m.itemsPerSecond(rec.id), eta_seconds: final ? 0 : m.etaSeconds(rec),
+    cancelled: c.cancelled, expired: c.expired ?? 0, expires_at: timestamp(rec.expiresAtMs), attempts: c.attempts, items_per_second: final ? 0 : m.itemsPerSecond(rec.id), eta_seconds: final ? 0 : m.etaSeconds(rec),
     created_at: timestamp(rec.createdAtMs), started_at: timestamp(rec.startedAtMs), finished_at: timestamp(rec.finishedAtMs), output_uri: rec.outputUri,
     job_key: rec.jobKey, name: rec.name, pipeline: rec.spec.pipeline, model_id: rec.spec.modelId, message: rec.message, max_attempts: rec.spec.maxAttempts,
     qc_flagged: c.qcFlagged ?? 0, qc_rerolls: c.qcRerolls ?? 0,
@@ -51,9 +55,10 @@ function requireId(raw: unknown): string {
   return id;
 }
 
+/** The job, unless it is unknown or being deleted (NOT_FOUND). */
 async function mustGet(m: JobManager, id: string): Promise<Versioned<JobRecord>> {
   const job = await m.getJob(requireId(id));
-  if (!job) throw new JobNotFoundError(id);
+  if (!job || job.value.state === 'deleting') throw new JobNotFoundError(id);
   return job;
 }
 
@@ -78,6 +83,7 @@ export interface JobServiceHandlers {
   ListJobs(call: ServerUnaryCall<unknown, unknown>, cb: sendUnaryData<unknown>): void;
   ListJobItems(call: ServerUnaryCall<unknown, unknown>, cb: sendUnaryData<unknown>): void;
   RetryJob(call: ServerUnaryCall<unknown, unknown>, cb: sendUnaryData<unknown>): void;
+  DeleteJob(call: ServerUnaryCall<unknown, unknown>, cb: sendUnaryData<unknown>): void;
 }
 
 /**
@@ -100,6 +106,7 @@ export function jobHandlers(
       const existing = await m.store.claimJobKey(jobKey, id);
       if (existing) {
         const job = await m.store.getJob(existing);
+        if (job?.value.state === 'deleting') throw new JobStateError(existing, `job_key "${jobKey.slice(0, 80)}" names this job, whose records are being deleted; submit again in a moment`);
         if (job) return jobMessage(m, job.value);
         id = existing; // the submit that claimed the key stopped before creating the job
       }
@@ -113,9 +120,12 @@ export function jobHandlers(
       await sink.close().catch(() => undefined);
     }
     await storeItems(m, id, compiled.items, 0, 0);
+    const createdAtMs = m.now();
+    const expiry = expiresAt(createdAtMs, compiled.spec.completionWindowMs ?? 0);
     const rec: JobRecord = {
       id, jobKey, name: raw.name ?? '', state: compiled.itemsFollow ? 'validating' : 'in_progress', spec: compiled.spec, outputUri,
-      total: compiled.total, itemsFollow: compiled.itemsFollow, cursor: 0, generation: 0, retryPending: false, createdAtMs: Date.now(), message: '',
+      total: compiled.total, itemsFollow: compiled.itemsFollow, cursor: 0, generation: 0, retryPending: false, createdAtMs, message: '',
+      ...(expiry !== undefined ? { expiresAtMs: expiry } : {}),
     };
     try {
       const revision = await m.store.createJob(rec);
@@ -138,7 +148,7 @@ export function jobHandlers(
         if (offset + wires.length <= job.total) return jobMessage(m, job); // a retried chunk already accepted
         throw new JobStateError(job.id, `its item list is closed at ${job.total} items (a chunk with last = true was accepted, or items_follow was not set)`);
       }
-      if (job.state === 'cancelling' || job.state === 'cancelled') throw new JobStateError(job.id, `is ${job.state}`);
+      if (stoppedItemState(job.state)) throw new JobStateError(job.id, `is ${job.state}`);
       if (offset > job.total) throw new InvalidArgumentError('offset', `${offset} is past the ${job.total} items accepted so far; send the missing chunk first`);
       const skip = job.total - offset;
       const fresh = wires.slice(skip);
@@ -169,11 +179,18 @@ export function jobHandlers(
   async function retry(id: string): Promise<unknown> {
     const { value } = await mustGet(m, id);
     let before: JobRecord | undefined;
+    const now = m.now();
     const res = await m.setJob(value.id, (j) => {
-      if (!FINAL_JOB_STATES.includes(j.state) || !j.counts || j.counts.failed + j.counts.cancelled === 0) return undefined;
+      const expired = j.counts?.expired ?? 0;
+      if (!FINAL_JOB_STATES.includes(j.state) || !j.counts || j.counts.failed + j.counts.cancelled + expired === 0) return undefined;
       before = j;
-      const { counts: _c, finishedAtMs: _f, finalizingAtMs: _z, finalizer: _r, ...rest } = j;
-      return { ...rest, state: j.itemsFollow ? 'validating' : 'in_progress', generation: j.generation + 1, retryPending: true, message: `retry ${j.generation + 1}: ${j.counts.failed} failed and ${j.counts.cancelled} cancelled items run again` };
+      const { counts: _c, finishedAtMs: _f, finalizingAtMs: _z, finalizer: _r, expiresAtMs: _e, ...rest } = j;
+      // A new completion window, as long as the job's, from now.
+      const expiry = expiresAt(now, j.spec.completionWindowMs ?? 0);
+      return {
+        ...rest, state: j.itemsFollow ? 'validating' : 'in_progress', generation: j.generation + 1, retryPending: true, ...(expiry !== undefined ? { expiresAtMs: expiry } : {}),
+        message: `retry ${j.generation + 1}: ${j.counts.failed} failed, ${j.counts.cancelled} cancelled and ${expired} expired items run again`,
+      };
     });
     if (!res?.changed) return jobMessage(m, res?.job.value ?? value);
     m.log.info({ jobId: value.id, generation: res.job.value.generation }, 'job retried');
@@ -192,7 +209,7 @@ export function jobHandlers(
     for (const id of ids) {
       if (after && id >= after) continue;
       const job = await m.getJob(id);
-      if (!job || (state && job.value.state !== state)) continue;
+      if (!job || job.value.state === 'deleting' || (state && job.value.state !== state)) continue;
       if (jobs.length === size) {
         next = (jobs[jobs.length - 1] as { job_id: string }).job_id;
         break;
@@ -211,7 +228,8 @@ export function jobHandlers(
     if (!Number.isInteger(index) || index < 0) throw new InvalidArgumentError('page_token', 'is not a token from ListJobItems');
     const live = m.live.get(job.id) ?? { rec: { value: job, revision: 0 }, busy: false, lastSinkCheckMs: 0, aborts: new Set<AbortController>() };
     const grid = m.gridOf(live);
-    const cancelledJob = job.state === 'cancelling' || job.state === 'cancelled';
+    // A stopped job's unfinished items show as it left them (cancelled or expired).
+    const stopped = stoppedItemState(job.state);
     const items: unknown[] = [];
     const stop = Math.min(job.total, index + MAX_SCAN);
     while (index < stop && items.length < size) {
@@ -221,7 +239,7 @@ export function jobHandlers(
         index = idx[k]! + 1;
         const i = idx[k]!;
         const rec: ItemRecord | undefined = recs[k]?.value;
-        const itemState: ItemState = rec ? (cancelledJob && (rec.state === 'queued' || rec.state === 'running') ? 'cancelled' : rec.state) : cancelledJob ? 'cancelled' : 'queued';
+        const itemState: ItemState = rec ? (stopped && (rec.state === 'queued' || rec.state === 'running') ? stopped : rec.state) : stopped ?? 'queued';
         if (state && itemState !== state) continue;
         let customId = rec?.customId ?? '';
         let seed = rec?.seed ?? '';
@@ -260,7 +278,9 @@ export function jobHandlers(
       for (;;) {
         if (call.cancelled) return;
         if (m.stopping) throw new OrreryError('ORRERY_ERR_NO_REPLICA', 'the router is stopping; watch the job again (any router serves it)');
-        const job = (await m.getJob(first.id))!.value;
+        const cur = await m.getJob(first.id);
+        if (!cur || cur.value.state === 'deleting') throw new JobNotFoundError(first.id);
+        const job = cur.value;
         const msg = jobMessage(m, job);
         const text = JSON.stringify({ ...msg, items_per_second: 0, eta_seconds: 0 });
         if (text !== last) {
@@ -287,6 +307,20 @@ export function jobHandlers(
     }
   }
 
+  /** Starts deleting a finished job's records; a job already being deleted answers the same (a retried call). */
+  async function remove(raw: string): Promise<unknown> {
+    const id = requireId(raw);
+    const job = await m.getJob(id);
+    if (!job) throw new JobNotFoundError(id);
+    if (job.value.state === 'deleting') return { job_id: id };
+    const res = await startDeletion(m, id, 'DeleteJob', m.now());
+    if (!res) throw new JobNotFoundError(id);
+    const state = res.job.value.state;
+    if (state !== 'deleting') throw new JobStateError(id, `is ${state}; only a finished job (${FINAL_JOB_STATES.join(', ')}) can be deleted — CancelJob stops it first`);
+    if (res.changed) m.log.info({ jobId: id }, 'job deletion asked for');
+    return { job_id: id };
+  }
+
   const req = <T>(call: ServerUnaryCall<unknown, unknown>): T => call.request as T;
   return {
     SubmitJob: (call, cb) => unary('SubmitJob', cb, () => submit(req<SubmitJobWire>(call))),
@@ -297,5 +331,6 @@ export function jobHandlers(
     ListJobs: (call, cb) => unary('ListJobs', cb, () => listJobs(req(call))),
     ListJobItems: (call, cb) => unary('ListJobItems', cb, () => listItems(req(call))),
     RetryJob: (call, cb) => unary('RetryJob', cb, () => retry(req<{ job_id?: string }>(call).job_id ?? '')),
+    DeleteJob: (call, cb) => unary('DeleteJob', cb, () => remove(req<{ job_id?: string }>(call).job_id ?? '')),
   };
 }

@@ -45,6 +45,8 @@ export interface SubmitJobWire {
   name?: string;
   max_attempts?: number;
   items_follow?: boolean;
+  completion_window_s?: string | number;
+  no_completion_window?: boolean;
 }
 
 /** An explicit item as stored (definition key in the items bucket). */
@@ -69,6 +71,8 @@ export interface JobSpec {
   readonly height: number;
   readonly grid?: GridSpec;
   readonly maxAttempts: number;
+  /** How long the job (and each RetryJob run of it) has to finish before it expires; 0 or absent (older specs): no window. */
+  readonly completionWindowMs?: number;
 }
 
 /** One item's request inputs, from the grid or an explicit definition. */
@@ -79,6 +83,9 @@ export interface ItemSource {
   readonly seed: bigint;
   readonly negativePrompt?: string;
 }
+
+/** Longest completion window a job may ask for: 366 days, in seconds. */
+export const MAX_COMPLETION_WINDOW_S = 366 * 86_400;
 
 const CUSTOM_ID = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$/;
 /** Names the job itself writes beside the items' outputs. */
@@ -206,6 +213,20 @@ export interface CompiledSubmit {
 }
 
 /**
+ * The job's completion window in ms (0: none): `completion_window_s` when set, none with
+ * `no_completion_window`, else the cluster's `jobs.default_completion_window_h`.
+ */
+export function completionWindowMs(config: ClusterConfig, raw: Pick<SubmitJobWire, 'completion_window_s' | 'no_completion_window'>): number {
+  const s = u64('completion_window_s', raw.completion_window_s, 0n);
+  if (raw.no_completion_window) {
+    if (s > 0n) throw new InvalidArgumentError('completion_window_s', `${s} cannot be set together with no_completion_window`);
+    return 0;
+  }
+  if (s > BigInt(MAX_COMPLETION_WINDOW_S)) throw new InvalidArgumentError('completion_window_s', `${s} is more than ${MAX_COMPLETION_WINDOW_S} (366 days); set no_completion_window for a job without one`);
+  return s > 0n ? Number(s) * 1000 : config.jobs.defaultCompletionWindowMs;
+}
+
+/**
  * Validates a SubmitJobRequest. `randomSeed` gives the job's base seed when the template has none
  * (recorded in the spec). Throws InvalidArgumentError / NOT_FOUND errors naming the field.
  */
@@ -230,7 +251,7 @@ export function compileSubmit(config: ClusterConfig, raw: SubmitJobWire, randomS
   const source = raw.items_source ?? (raw.grid ? 'grid' : raw.items ? 'items' : '');
   const base = {
     template: t, pipeline: pipeline.name, modelId: normalized.modelId || (stages[0]?.modelId ?? ''), seed: seed.toString(), ext: EXT[normalized.outputFormat]!,
-    width: finalSize.width, height: finalSize.height, maxAttempts,
+    width: finalSize.width, height: finalSize.height, maxAttempts, completionWindowMs: completionWindowMs(config, raw),
   };
   if (source === 'grid') {
     if (raw.items_follow) throw new InvalidArgumentError('items_follow', 'only jobs of explicit items can have items follow');

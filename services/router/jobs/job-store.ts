@@ -10,17 +10,32 @@
  *
  * Keys use hex for client strings: KV keys are subject tokens and custom ids may hold dots.
  */
-import { DeliverPolicy, jetstream, type JetStreamClient } from '@nats-io/jetstream';
+import { DeliverPolicy, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import { Kvm, type KV, type KvEntry, type KvWatchEntry } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { QcBox } from '../../common/qc-verdict.js';
 import type { ItemDef, JobSpec } from './job-spec.js';
+import type { DeletionProgress, SeqBounds } from './lifecycle-policy.js';
 
-export type JobState = 'validating' | 'in_progress' | 'paused' | 'finalizing' | 'completed' | 'cancelling' | 'cancelled';
-export const FINAL_JOB_STATES: readonly JobState[] = ['completed', 'cancelled'];
+/**
+ * `expiring` and `cancelling` stop a job early (its unfinished items end `expired` / `cancelled`);
+ * `deleting` is a finished job whose records are being removed (retention or DeleteJob): no RPC
+ * shows it any more.
+ */
+export type JobState = 'validating' | 'in_progress' | 'paused' | 'finalizing' | 'completed' | 'expiring' | 'expired' | 'cancelling' | 'cancelled' | 'deleting';
+export const FINAL_JOB_STATES: readonly JobState[] = ['completed', 'cancelled', 'expired'];
+/** States that stop a job before all its items finished, and the final state each leads to. */
+export const STOPPING_JOB_STATES: Readonly<Partial<Record<JobState, 'cancelled' | 'expired'>>> = { cancelling: 'cancelled', expiring: 'expired' };
 
-export type ItemState = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
-export const FINAL_ITEM_STATES: readonly ItemState[] = ['succeeded', 'failed', 'cancelled'];
+export type ItemState = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled' | 'expired';
+export const FINAL_ITEM_STATES: readonly ItemState[] = ['succeeded', 'failed', 'cancelled', 'expired'];
+
+/** The item state a stopped job's unfinished items end in (cancelled or expired), if the job is stopping or stopped that way. */
+export function stoppedItemState(state: JobState): 'cancelled' | 'expired' | undefined {
+  if (state === 'cancelling' || state === 'cancelled') return 'cancelled';
+  if (state === 'expiring' || state === 'expired') return 'expired';
+  return undefined;
+}
 
 /** Final counts, written into the job record when it finishes (and into job.json). */
 export interface JobCounts {
@@ -30,6 +45,8 @@ export interface JobCounts {
   readonly succeeded: number;
   readonly failed: number;
   readonly cancelled: number;
+  /** Items that had not finished when the job's completion window passed; absent in records written before expiry existed. */
+  readonly expired?: number;
   readonly attempts: number;
   /** Quality gate (pipelines with `qc`): items returned flagged, and re-rolls made; absent in records written before the gate existed. */
   readonly qcFlagged?: number;
@@ -66,6 +83,23 @@ export interface JobRecord {
   readonly message: string;
   /** Written when the job reaches a final state. */
   readonly counts?: JobCounts;
+  /**
+   * When the job expires unless finished (creation, or the last RetryJob, + its completion window);
+   * absent: no window (and in records written before windows existed).
+   */
+  readonly expiresAtMs?: number;
+  /** Deleting its records (state deleting): how far it got, who does it and when it last moved. */
+  readonly deletion?: DeletionRecord;
+}
+
+/** A deletion in progress (JobRecord.deletion): resumable from `progress` by any router once `atMs` is old. */
+export interface DeletionRecord {
+  readonly progress: DeletionProgress;
+  /** The router deleting (empty: none started yet) and when it last recorded progress. */
+  readonly router: string;
+  readonly atMs: number;
+  /** Why: `retention` or `DeleteJob`. */
+  readonly reason: string;
 }
 
 export interface ItemRecord {
@@ -133,7 +167,9 @@ export class JobStore {
     readonly jobs: KV,
     readonly items: KV,
     private readonly js: JetStreamClient,
+    private readonly jsm: JetStreamManager,
     private readonly itemsBucket: string,
+    private readonly jobsBucket: string,
   ) {}
 
   /** Opens (creating when missing) both buckets. `bucketPrefix` is the NATS prefix with `_` for dots. */
@@ -141,17 +177,67 @@ export class JobStore {
     const kvm = new Kvm(nc);
     const opts = { history: 1, storage: 'file' as never };
     const itemsBucket = `${bucketPrefix}_job_items`;
-    return new JobStore(await kvm.create(`${bucketPrefix}_jobs`, opts), await kvm.create(itemsBucket, opts), jetstream(nc), itemsBucket);
+    const jobsBucket = `${bucketPrefix}_jobs`;
+    return new JobStore(await kvm.create(jobsBucket, opts), await kvm.create(itemsBucket, opts), jetstream(nc), await jetstreamManager(nc), itemsBucket, jobsBucket);
+  }
+
+  /** The items bucket's stream: first and last sequence (a deletion's item pages). */
+  async itemSeqBounds(): Promise<SeqBounds> {
+    const { state } = await this.jsm.streams.info(`KV_${this.itemsBucket}`);
+    return { firstSeq: state.first_seq, lastSeq: state.last_seq };
+  }
+
+  /**
+   * Removes every key of the job from the items bucket (records, definitions, custom id claims)
+   * stored at a sequence below `belowSeq`: one server-side purge of the job's subjects, no
+   * markers left, no key read into the router. Idempotent. Resolves with the messages removed.
+   */
+  async purgeItemsBelow(jobId: string, belowSeq: number): Promise<number> {
+    const res = await this.jsm.streams.purge(`KV_${this.itemsBucket}`, { filter: `$KV.${this.itemsBucket}.${jobId}.>`, seq: belowSeq });
+    return res.purged;
+  }
+
+  /** Frees `jobKey` if it still names `jobId` (a new job may have taken it since: then it stays). */
+  async releaseJobKey(jobKey: string, jobId: string): Promise<void> {
+    const key = `key.${hex(jobKey)}`;
+    const e = await this.jobs.get(key);
+    if (!e || e.operation !== 'PUT' || e.json<string>() !== jobId) return;
+    try {
+      await this.jobs.delete(key, { previousSeq: e.revision });
+    } catch (err) {
+      if (!isConflict(err)) throw err;
+      return; // taken again this instant
+    }
+    await this.dropMarker(key);
+  }
+
+  /**
+   * Removes the job record: a PURGE marker first (every router's watch sees the job go), then the
+   * marker itself, so nothing of the job stays in the bucket.
+   */
+  async deleteJobRecord(jobId: string): Promise<void> {
+    await this.jobs.purge(`job.${jobId}`);
+    await this.dropMarker(`job.${jobId}`);
+  }
+
+  /** Removes `key`'s delete/purge marker, and only it: a value written after it (a reused job_key) stays. */
+  private async dropMarker(key: string): Promise<void> {
+    const e = await this.jobs.get(key);
+    if (!e || e.operation === 'PUT') return;
+    await this.jsm.streams.purge(`KV_${this.jobsBucket}`, { filter: `$KV.${this.jobsBucket}.${key}`, seq: e.revision + 1 });
   }
 
   /**
    * Every item record of a job, read in pages of RECORD_PAGE through one ordered consumer on the
    * bucket's stream (the last value per key) — not one KV get per item. Records come in the order
-   * they were last written, not in item order; memory does not depend on the job's size.
+   * they were last written, not in item order, each index once: a record rewritten while the read
+   * goes on (a cancel or expiry settling it) is delivered again by the consumer and skipped, as a
+   * bitmap of the indices seen (one bit per item) tells. Memory is that bitmap and one page.
    */
   async *itemRecords(jobId: string): AsyncGenerator<IndexedRecord> {
     const prefix = `$KV.${this.itemsBucket}.${jobId}.r.`;
     const consumer = await this.js.consumers.get(`KV_${this.itemsBucket}`, { filter_subjects: `${prefix}>`, deliver_policy: DeliverPolicy.LastPerSubject });
+    let seen = new Uint8Array(1024);
     try {
       for (;;) {
         let got = 0;
@@ -160,8 +246,20 @@ export class JobStore {
           got++;
           pending = msg.info.pending;
           const op = msg.headers?.get('KV-Operation');
-          if (op === 'DEL' || op === 'PURGE') continue;
-          yield { index: Number(msg.subject.slice(prefix.length)), value: msg.json<ItemRecord>(), revision: msg.seq };
+          const index = Number(msg.subject.slice(prefix.length));
+          if (op !== 'DEL' && op !== 'PURGE') {
+            if (index >> 3 >= seen.length) {
+              const grown = new Uint8Array(Math.max(seen.length * 2, (index >> 3) + 1));
+              grown.set(seen);
+              seen = grown;
+            }
+            if ((seen[index >> 3]! & (1 << (index & 7))) === 0) {
+              seen[index >> 3]! |= 1 << (index & 7);
+              yield { index, value: msg.json<ItemRecord>(), revision: msg.seq };
+            }
+          }
+          // Nothing more to read: end the page now rather than wait out its expiry.
+          if (pending === 0) break;
         }
         if (got === 0 || pending === 0) return;
       }

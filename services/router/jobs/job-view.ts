@@ -4,9 +4,9 @@
  * byte and an attempts counter, in pages created only where records exist: memory follows the
  * items that have started, never the grid's size. A failure is never counted as done.
  */
-import type { ItemRecord, ItemState, JobCounts, JobRecord } from './job-store.js';
+import { FINAL_JOB_STATES, stoppedItemState, type ItemRecord, type ItemState, type JobCounts, type JobRecord } from './job-store.js';
 
-const STATES: readonly (ItemState | 'none')[] = ['none', 'queued', 'running', 'succeeded', 'failed', 'cancelled'];
+const STATES: readonly (ItemState | 'none')[] = ['none', 'queued', 'running', 'succeeded', 'failed', 'cancelled', 'expired'];
 const CODE = new Map(STATES.map((s, i) => [s, i]));
 const PAGE = 4096;
 const RATE_WINDOW_S = 60;
@@ -88,24 +88,28 @@ export class JobView {
     return n / RATE_WINDOW_S;
   }
 
-  /** Every item has a final record (succeeded, failed or cancelled). */
+  /** Every item has a final record (succeeded, failed, cancelled or expired). */
   allFinal(total: number): boolean {
-    return this.recorded('succeeded') + this.recorded('failed') + this.recorded('cancelled') >= total;
+    return this.recorded('succeeded') + this.recorded('failed') + this.recorded('cancelled') + this.recorded('expired') >= total;
   }
 
-  /** The job's counts now. Items of a cancelled job that never ran count as cancelled. */
+  /**
+   * The job's counts now. Items of a cancelled (expired) job that never ran count as cancelled
+   * (expired); none of them is ever counted as done.
+   */
   counts(job: JobRecord): JobCounts {
-    if (job.counts && (job.state === 'completed' || job.state === 'cancelled')) return job.counts;
+    if (job.counts && FINAL_JOB_STATES.includes(job.state)) return job.counts;
     const running = this.recorded('running');
     const succeeded = this.recorded('succeeded');
     const failed = this.recorded('failed');
     let cancelled = this.recorded('cancelled');
-    let queued = Math.max(0, job.total - running - succeeded - failed - cancelled);
-    if (job.state === 'cancelling' || job.state === 'cancelled') {
-      cancelled += queued;
-      queued = 0;
-    }
-    return { total: job.total, queued, running, succeeded, failed, cancelled, attempts: this.attemptsSum, qcFlagged: this.qcFlagged, qcRerolls: this.qcRerolls };
+    let expired = this.recorded('expired');
+    let queued = Math.max(0, job.total - running - succeeded - failed - cancelled - expired);
+    const stopped = stoppedItemState(job.state);
+    if (stopped === 'cancelled') cancelled += queued;
+    if (stopped === 'expired') expired += queued;
+    if (stopped) queued = 0;
+    return { total: job.total, queued, running, succeeded, failed, cancelled, expired, attempts: this.attemptsSum, qcFlagged: this.qcFlagged, qcRerolls: this.qcRerolls };
   }
 
   /** Seconds until done at the current rate; 0 when unknown or finished. */
@@ -117,7 +121,7 @@ export class JobView {
   }
 }
 
-/** A finished job's counts once RetryJob took effect: its failed and cancelled items are queued again. */
+/** A finished job's counts once RetryJob took effect: its failed, cancelled and expired items are queued again. */
 export function countsAfterRetry(c: JobCounts): JobCounts {
-  return { ...c, queued: c.queued + c.running + c.failed + c.cancelled, running: 0, failed: 0, cancelled: 0 };
+  return { ...c, queued: c.queued + c.running + c.failed + c.cancelled + (c.expired ?? 0), running: 0, failed: 0, cancelled: 0, expired: 0 };
 }
