@@ -164,8 +164,8 @@ export class ReplicaHandle {
   }
 
   /**
-   * The replica refused a batch with ORRERY_ERR_REPLICA_FULL (other routers took its slots since
-   * its last heartbeat): no batch goes there until a newer heartbeat shows a free slot.
+   * The replica refused a batch with ORRERY_ERR_REPLICA_FULL (other routers took its slots, or
+   * its running set's room, since its last heartbeat): no batch goes there until a newer heartbeat.
    */
   refused(): void {
     this.full = true;
@@ -255,9 +255,11 @@ export class ReplicaHandle {
   /**
    * The replica as the room policy sees it (continuous batching, room-policy.ts): its running-set
    * counts from the last heartbeat, corrected by this router's batches sent or answered since.
-   * `defaultCapacity` (max_batch_size) stands in for a heartbeat that reports no running set.
+   * `defaultCapacity` (max_batch_size) stands in for a heartbeat that reports no running set;
+   * `waitingImages` (max_waiting_images) is what the replica takes beyond its capacity. A replica
+   * that refused a batch for want of room (other routers filled it) has none until its next heartbeat.
    */
-  roomView(defaultCapacity: number): RoomView {
+  roomView(defaultCapacity: number, waitingImages: number): RoomView {
     const hb = this.hb;
     const models = new Set(hb.loadedModels);
     if (hb.loadingModel) models.add(hb.loadingModel);
@@ -279,7 +281,9 @@ export class ReplicaHandle {
       outstandingItems: outstanding,
       outstandingOnlineItems: online,
       defaultCapacity,
+      waitingImages,
     });
+    if (this.full) return { id: this.id, loadedModels: [...models], room: 0, onlineRoom: 0 };
     return { id: this.id, loadedModels: [...models], room, onlineRoom };
   }
 }

@@ -21,7 +21,7 @@ function dispatched(d: RoomDecision): Extract<RoomDecision, { kind: 'dispatch' }
 }
 
 describe('replicaRoom', () => {
-  const base: RoomInputs = { capacity: 4, heldItems: 0, inFlightItems: 0, releasedItems: 0, unreportedItems: 0, outstandingItems: 0, outstandingOnlineItems: 0, defaultCapacity: 4 };
+  const base: RoomInputs = { capacity: 4, heldItems: 0, inFlightItems: 0, releasedItems: 0, unreportedItems: 0, outstandingItems: 0, outstandingOnlineItems: 0, defaultCapacity: 4, waitingImages: 0 };
 
   test('is capacity − occupied − waiting − images sent that no heartbeat reported', () => {
     assert.deepEqual(replicaRoom({ ...base, capacity: 8, heldItems: 3, unreportedItems: 2, outstandingItems: 5 }), { room: 3, onlineRoom: 8 });
@@ -49,6 +49,11 @@ describe('replicaRoom', () => {
     const r = replicaRoom({ ...base, heldItems: 4, outstandingItems: 4, outstandingOnlineItems: 1 });
     assert.equal(r.room, 0);
     assert.equal(r.onlineRoom, 3);
+  });
+
+  test('reaches waitingImages past the capacity, for images and online images alike', () => {
+    assert.deepEqual(replicaRoom({ ...base, heldItems: 4, outstandingItems: 4, waitingImages: 1 }), { room: 1, onlineRoom: 5 });
+    assert.deepEqual(replicaRoom({ ...base, heldItems: 5, outstandingItems: 5, outstandingOnlineItems: 5, waitingImages: 1 }), { room: 0, onlineRoom: 0 });
   });
 
   test('falls back to max_batch_size less this router\'s images in flight when the replica reports no running set', () => {
