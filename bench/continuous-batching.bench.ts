@@ -10,7 +10,8 @@
  * 3. `dispatch`: router dispatch policies in the step model alone (no processes): why targets
  *    were missed and what closes them.
  * `BENCH_PARTS=load`, `mixed` or `dispatch` runs one part; BENCH_CB_STEP_SCALE (0.25) scales the step costs,
- * BENCH_CB_RUN_S (60) is the arrival time per load point.
+ * BENCH_CB_RUN_S (60) is the arrival time per load point, BENCH_CB_WAITING_IMAGES (1) the continuous
+ * deployments' max_waiting_images (0: the room-only dispatch from before).
  */
 import { loadPart } from './continuous-batching/load.js';
 import { dispatchPart } from './continuous-batching/dispatch.js';
