@@ -36,10 +36,14 @@ export interface RoomInputs {
    * way to the executor thread) and finished images of batches not answered yet.
    */
   readonly inFlightItems: number;
-  /** Images of batches that heartbeat listed whose replies have arrived since (they left the replica). */
+  /** `in_flight_online_items` of the last heartbeat: the online images among `inFlightItems`. */
+  readonly inFlightOnlineItems: number;
+  /** Images of batches that heartbeat listed whose replies have arrived since (they left the replica), and the online ones among them. */
   readonly releasedItems: number;
-  /** Images of this router's batches in flight that the heartbeat did not list (sent after it, or not yet sent). */
+  readonly releasedOnlineItems: number;
+  /** Images of this router's batches in flight that the heartbeat did not list (sent after it, or not yet sent), and the online ones among them. */
   readonly unreportedItems: number;
+  readonly unreportedOnlineItems: number;
   /** Images of this router's batches in flight on the replica, and the online ones among them. */
   readonly outstandingItems: number;
   readonly outstandingOnlineItems: number;
@@ -64,9 +68,10 @@ export interface RoomInputs {
  * no running set (capacity 0: an older replica, or one still starting) gets `defaultCapacity`
  * less this router's own images in flight there.
  *
- * `onlineRoom` counts only online images against the capacity (this router's, which is all the
- * router can tell apart): the replica puts an online image into its set at the next step in the
- * place of a bulk image, so online work must reach it even when bulk work fills it.
+ * `onlineRoom` counts only online images against the capacity: the replica puts an online image
+ * into its set at the next step in the place of a bulk image, so online work must reach it even
+ * when bulk work fills it. The online images are counted as the images are (every router's, from
+ * `in_flight_online_items`, corrected the same way), and never below this router's own.
  *
  * Why room reaches past the capacity by `waitingImages`: a row frees when an image's last step
  * ends, and the replica starts its next step at once. An image the router sends only then (on the
@@ -79,9 +84,12 @@ export function replicaRoom(r: RoomInputs): { room: number; onlineRoom: number }
   const load = r.capacity > 0
     ? Math.max(0, Math.max(r.heldItems, r.inFlightItems) - r.releasedItems) + r.unreportedItems
     : r.outstandingItems;
+  const onlineLoad = r.capacity > 0
+    ? Math.max(Math.max(0, r.inFlightOnlineItems - r.releasedOnlineItems) + r.unreportedOnlineItems, r.outstandingOnlineItems)
+    : r.outstandingOnlineItems;
   const limit = capacity + r.waitingImages;
   const room = Math.max(0, limit - load);
-  return { room, onlineRoom: Math.max(room, limit - r.outstandingOnlineItems) };
+  return { room, onlineRoom: Math.max(room, limit - onlineLoad) };
 }
 
 export interface RoomPolicyOptions {

@@ -203,11 +203,12 @@ export class Replica {
     if (!this.nc || this.nc.isClosed()) return;
     this.refusedSinceHeartbeat = false;
     const items = [...this.inFlight.values()].reduce((n, b) => n + b.items, 0);
+    const online = [...this.inFlight.values()].reduce((n, b) => n + b.online, 0);
     this.metrics.inFlightItems.set({ deployment: this.dep.name }, items);
     this.metrics.inFlightBatches.set({ deployment: this.dep.name }, this.inFlight.size);
     this.nc.publish(this.subjects.heartbeat(this.dep.name), wire.heartbeat.encode({
       replicaId: this.id, deployment: this.dep.name, state: this.stateValue, loadedModels: this.executor.loadedModels(),
-      inFlightBatches: [...this.inFlight.keys()], inFlightItems: items, maxOngoingBatches: this.dep.maxOngoingBatches,
+      inFlightBatches: [...this.inFlight.keys()], inFlightItems: items, inFlightOnlineItems: online, maxOngoingBatches: this.dep.maxOngoingBatches,
       maxModelsPerReplica: this.dep.maxModelsPerReplica, seq: ++this.seq, intervalMs: this.options.config.worker.heartbeatIntervalMs,
       loadingModel: this.executor.loadingModel() ?? '', ...this.runningSetFields(),
     }));

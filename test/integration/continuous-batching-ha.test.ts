@@ -96,6 +96,7 @@ describe('continuous batching: two routers on the same replicas', () => {
     // An image runs twice only when a router declared its batch lost (a replica starved of CPU past its heartbeats): never for a refusal.
     assert.ok(images >= 2 * perRouter && images <= 2 * perRouter + lostRetries, `${images} images ran for ${2 * perRouter} requests (${lostRetries} retried after a lost batch)`);
     assert.equal(joins, images, 'each image that ran joined a running set once');
+    process.stderr.write(`batches refused: ${refused}; images requeued: ${requeued}\n`);
     assert.ok(refused > 0, 'the routers sent into the same room at least once (the replicas refused the extra batches)');
     assert.ok(requeued >= refused, `${refused} refused batches, ${requeued} images requeued`);
   });

@@ -8,7 +8,7 @@ function hb(seq: number, over: Partial<Heartbeat> = {}): Heartbeat {
   return {
     replicaId: 'r1', deployment: 'sdxl', state: 'running', loadedModels: ['m'], inFlightBatches: [], inFlightItems: 0,
     maxOngoingBatches: 2, maxModelsPerReplica: 2, seq, intervalMs: 100, loadingModel: '',
-    runningSetCapacity: 4, runningSetOccupied: 0, runningSetWaiting: 0, ...over,
+    runningSetCapacity: 4, runningSetOccupied: 0, runningSetWaiting: 0, inFlightOnlineItems: 0, ...over,
   };
 }
 

@@ -14,7 +14,7 @@ function hb(seq: number, inFlightBatches: string[] = []): Heartbeat {
   return {
     replicaId: 'r1', deployment: 'd', state: 'running', loadedModels: ['m'], inFlightBatches, inFlightItems: inFlightBatches.length,
     maxOngoingBatches: 2, maxModelsPerReplica: 1, seq, intervalMs: 100, loadingModel: '',
-    runningSetCapacity: 0, runningSetOccupied: 0, runningSetWaiting: 0,
+    runningSetCapacity: 0, runningSetOccupied: 0, runningSetWaiting: 0, inFlightOnlineItems: 0,
   };
 }
 
