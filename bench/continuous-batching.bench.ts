@@ -7,15 +7,19 @@
  *    50–80 % load; throughput not lower at 95 %.
  * 2. `mixed`: an online image's wait before its first step while bulk images fill the replica —
  *    target: at most one UNet call + transport.
- * `BENCH_PARTS=load` or `mixed` runs one part; BENCH_CB_STEP_SCALE (0.25) scales the step costs,
- * BENCH_CB_RUN_S (60) is the arrival time per load point.
+ * 3. `dispatch`: router dispatch policies in the step model alone (no processes): why targets
+ *    were missed and what closes them.
+ * `BENCH_PARTS=load`, `mixed` or `dispatch` runs one part; BENCH_CB_STEP_SCALE (0.25) scales the step costs,
+ * BENCH_CB_RUN_S (60) is the arrival time per load point, BENCH_CB_WAITING_IMAGES (1) the continuous
+ * deployments' max_waiting_images (0: the room-only dispatch from before).
  */
 import { loadPart } from './continuous-batching/load.js';
+import { dispatchPart } from './continuous-batching/dispatch.js';
 import { mixedPart } from './continuous-batching/mixed.js';
 import { runParts } from './lib/parts.js';
 import type { BenchResult } from './lib/types.js';
 
-const PARTS = { load: loadPart, mixed: mixedPart };
+const PARTS = { load: loadPart, mixed: mixedPart, dispatch: dispatchPart };
 
 export function run(): Promise<BenchResult> {
   return runParts('continuous-batching', 'Continuous (step-level) batching vs request-level batching', PARTS);

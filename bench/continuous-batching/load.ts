@@ -141,7 +141,7 @@ export async function loadPart(): Promise<{ checks: Check[]; tables: Table[]; no
     const aloneMs = CB.steps * modelOptions().stepMs(2);
     const notes = [
       `No batching mode can bring an image's time to image below ${round(aloneMs)} ms here (${CB.steps} steps of one image alone, ${round(modelOptions().stepMs(2))} ms each at this scale), so the p50 can be lower than request-level's by at most 1 − ${round(aloneMs)} / request-level p50: ${points.filter((p) => p.mode === 'request').map((p) => `${round(100 * (1 - aloneMs / p.p50Ms))} % at ${p.load * 100} %, ${p.replicas} replica${p.replicas > 1 ? 's' : ''}`).join('; ')}. Where that bound is under 25 % (several replicas at low load: little queueing to remove), the 25 % target cannot be met by any scheduler.`,
-      'Request-level batching: a batch of up to max_batch_size images runs all its steps; an image that arrives one step after a batch started waits for the whole batch. Continuous batching: the router sends an image as soon as a replica\'s running set has room (services/router/room-policy.ts) and it joins at the next step boundary.',
+      `Request-level batching: a batch of up to max_batch_size images runs all its steps; an image that arrives one step after a batch started waits for the whole batch. Continuous batching: the router sends an image as soon as a replica's running set has room, or ahead of a free row into the replica's waiting place (max_waiting_images: ${CB.waitingImages}; services/router/room-policy.ts), and it joins at the next step boundary.`,
     ];
     if ((used.other?.cores ?? 0) > 0.25) notes.push(`Caution: other work on the machine used ${used.other!.cores} cores on average during the runs.`);
     ok = true;

@@ -29,6 +29,8 @@ export const CB = {
   deadlineMs: 120_000,
   /** Request-level batch wait: the router's default. */
   batchWaitTimeoutMs: 10,
+  /** Continuous: max_waiting_images (BENCH_CB_WAITING_IMAGES; default 1, the deployment default; 0: room only, as before). */
+  waitingImages: Number(process.env.BENCH_CB_WAITING_IMAGES ?? 1),
 } as const;
 
 /** One UNet call over a full running set (ms, scaled). */
@@ -47,6 +49,7 @@ export function deployment(mode: Mode, replicas: number, progress: boolean): obj
   return {
     stage: 'synthetic', models: ['sdxl-sim'], replicas, batching: mode, max_batch_size: CB.maxBatch,
     batch_wait_timeout_ms: CB.batchWaitTimeoutMs, max_ongoing_batches: 2, max_queued_requests: 100_000, default_steps: CB.steps,
+    ...(mode === 'continuous' ? { max_waiting_images: CB.waitingImages } : {}),
     options: { step_cost_ms: DEFAULT_STEP_COST_MS, step_time_scale: CB.stepTimeScale, progress },
   };
 }

@@ -56,6 +56,13 @@ export interface DeploymentConfig {
    * replica's running set at every step, and the router sends work whenever a replica has room.
    */
   readonly batching: Batching;
+  /**
+   * `max_waiting_images` (continuous batching; default 1): images a replica holds beyond its
+   * running set's `max_batch_size`, waiting to join. Routers send that many ahead, so a row that
+   * frees is filled at the same step boundary instead of one step later (after the reply's round
+   * trip); the replica refuses a batch past the limit with ORRERY_ERR_REPLICA_FULL (several routers).
+   */
+  readonly maxWaitingImages: number;
 }
 
 /** How a deployment batches images: whole batches, or step-level (docs/configuration.md). */
@@ -256,7 +263,7 @@ function section(obj: Obj, key: string, path: string): Obj {
 
 const DEPLOYMENT_KEYS = [
   'stage', 'models', 'replicas', 'max_batch_size', 'batch_wait_timeout_ms', 'max_ongoing_batches',
-  'max_queued_requests', 'max_models_per_replica', 'preload_models', 'max_model_bytes_per_replica', 'affinity_wait_ms', 'spill_backlog_batches', 'default_steps', 'default_guidance_scale', 'options', 'autoscaling', 'batching',
+  'max_queued_requests', 'max_models_per_replica', 'preload_models', 'max_model_bytes_per_replica', 'affinity_wait_ms', 'spill_backlog_batches', 'default_steps', 'default_guidance_scale', 'options', 'autoscaling', 'batching', 'max_waiting_images',
 ] as const;
 
 const AUTOSCALING_KEYS = [
@@ -354,6 +361,7 @@ function compileDeployment(name: string, raw: unknown): DeploymentConfig {
     options: structuredClone(section(raw, 'options', path)),
     ...(autoscaling ? { autoscaling } : {}),
     batching,
+    maxWaitingImages: int(raw, 'max_waiting_images', path, 1, 0, 1024),
   };
 }
 

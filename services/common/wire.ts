@@ -47,6 +47,8 @@ export interface Heartbeat {
   runningSetOccupied: number;
   /** Images the replica holds that wait to join (or to resume). */
   runningSetWaiting: number;
+  /** Online images among `inFlightItems` (continuous batching: the room online images have, room-policy.ts). */
+  inFlightOnlineItems: number;
 }
 
 export interface Codec<T> {

@@ -168,7 +168,7 @@ export class DeploymentScheduler {
     const opts = { maxBatchSize: this.config.maxBatchSize, affinityWaitMs: this.deps.affinityWaitMs, spillBacklogBatches: this.config.spillBacklogBatches };
     for (;;) {
       const now = this.deps.now();
-      const views = this.deps.registry.serving(this.config.name).map((r) => r.roomView(this.config.maxBatchSize));
+      const views = this.deps.registry.serving(this.config.name).map((r) => r.roomView(this.config.maxBatchSize, this.config.maxWaitingImages));
       this.deps.metrics.runningSetRoom(this.config.name, views.reduce((n, v) => n + v.room, 0));
       if (this.queue.length === 0) return;
       const d = decideByRoom(this.queue, views, opts, now, this.deps.rng);

@@ -85,8 +85,9 @@ export class ReplicaHandle {
   private busyUntilMs = Number.NaN;
   /** Batches the last heartbeat listed (continuous batching: their images are in its running-set counts). */
   private listed: ReadonlySet<string>;
-  /** Images of listed batches answered since the last heartbeat: they have left its running set. */
+  /** Images of listed batches answered since the last heartbeat: they have left its running set (and the online ones among them). */
   private releasedItems = 0;
+  private releasedOnlineItems = 0;
 
   constructor(heartbeat: Heartbeat, nowMs: number) {
     this.hb = heartbeat;
@@ -132,6 +133,7 @@ export class ReplicaHandle {
     this.lastSeen = nowMs;
     this.listed = new Set(hb.inFlightBatches);
     this.releasedItems = 0;
+    this.releasedOnlineItems = 0;
     if (this.answered.size > 0) {
       const listed = new Set(hb.inFlightBatches);
       for (const id of this.answered) if (!listed.has(id)) this.answered.delete(id);
@@ -156,7 +158,10 @@ export class ReplicaHandle {
   /** Takes a batch off the replica (its outcome is known): the replica works on what is left. */
   end(slot: BatchSlot, nowMs: number): void {
     if (!this.slots.delete(slot)) return;
-    if (this.listed.has(slot.batchId)) this.releasedItems += slot.items;
+    if (this.listed.has(slot.batchId)) {
+      this.releasedItems += slot.items;
+      this.releasedOnlineItems += slot.onlineItems;
+    }
     // A batch declared lost may still run there (a paused replica): while heartbeats list it, it takes a slot.
     if (slot.settlement?.kind === 'reply' && slot.batchId) this.answered.add(slot.batchId);
     this.busyUntilMs = nowMs;
@@ -164,8 +169,8 @@ export class ReplicaHandle {
   }
 
   /**
-   * The replica refused a batch with ORRERY_ERR_REPLICA_FULL (other routers took its slots since
-   * its last heartbeat): no batch goes there until a newer heartbeat shows a free slot.
+   * The replica refused a batch with ORRERY_ERR_REPLICA_FULL (other routers took its slots, or
+   * its running set's room, since its last heartbeat): no batch goes there until a newer heartbeat.
    */
   refused(): void {
     this.full = true;
@@ -255,31 +260,42 @@ export class ReplicaHandle {
   /**
    * The replica as the room policy sees it (continuous batching, room-policy.ts): its running-set
    * counts from the last heartbeat, corrected by this router's batches sent or answered since.
-   * `defaultCapacity` (max_batch_size) stands in for a heartbeat that reports no running set.
+   * `defaultCapacity` (max_batch_size) stands in for a heartbeat that reports no running set;
+   * `waitingImages` (max_waiting_images) is what the replica takes beyond its capacity. A replica
+   * that refused a batch for want of room (other routers filled it) has none until its next heartbeat.
    */
-  roomView(defaultCapacity: number): RoomView {
+  roomView(defaultCapacity: number, waitingImages: number): RoomView {
     const hb = this.hb;
     const models = new Set(hb.loadedModels);
     if (hb.loadingModel) models.add(hb.loadingModel);
     let outstanding = 0;
     let online = 0;
     let unreported = 0;
+    let unreportedOnline = 0;
     for (const s of this.slots) {
       models.add(s.modelId);
       outstanding += s.items;
       online += s.onlineItems;
-      if (!this.listed.has(s.batchId)) unreported += s.items;
+      if (!this.listed.has(s.batchId)) {
+        unreported += s.items;
+        unreportedOnline += s.onlineItems;
+      }
     }
     const { room, onlineRoom } = replicaRoom({
       capacity: hb.runningSetCapacity ?? 0,
       heldItems: (hb.runningSetOccupied ?? 0) + (hb.runningSetWaiting ?? 0),
       inFlightItems: hb.inFlightItems,
+      inFlightOnlineItems: hb.inFlightOnlineItems ?? 0,
       releasedItems: this.releasedItems,
+      releasedOnlineItems: this.releasedOnlineItems,
       unreportedItems: unreported,
+      unreportedOnlineItems: unreportedOnline,
       outstandingItems: outstanding,
       outstandingOnlineItems: online,
       defaultCapacity,
+      waitingImages,
     });
+    if (this.full) return { id: this.id, loadedModels: [...models], room: 0, onlineRoom: 0 };
     return { id: this.id, loadedModels: [...models], room, onlineRoom };
   }
 }

@@ -36,20 +36,29 @@ export interface RoomInputs {
    * way to the executor thread) and finished images of batches not answered yet.
    */
   readonly inFlightItems: number;
-  /** Images of batches that heartbeat listed whose replies have arrived since (they left the replica). */
+  /** `in_flight_online_items` of the last heartbeat: the online images among `inFlightItems`. */
+  readonly inFlightOnlineItems: number;
+  /** Images of batches that heartbeat listed whose replies have arrived since (they left the replica), and the online ones among them. */
   readonly releasedItems: number;
-  /** Images of this router's batches in flight that the heartbeat did not list (sent after it, or not yet sent). */
+  readonly releasedOnlineItems: number;
+  /** Images of this router's batches in flight that the heartbeat did not list (sent after it, or not yet sent), and the online ones among them. */
   readonly unreportedItems: number;
+  readonly unreportedOnlineItems: number;
   /** Images of this router's batches in flight on the replica, and the online ones among them. */
   readonly outstandingItems: number;
   readonly outstandingOnlineItems: number;
   /** `max_batch_size` of the deployment: the capacity of a replica that does not report one. */
   readonly defaultCapacity: number;
+  /**
+   * `max_waiting_images` of the deployment: images a replica takes beyond its running set's
+   * capacity, to join as rows free (0: only into free rows).
+   */
+  readonly waitingImages: number;
 }
 
 /**
- * Room of one replica (the contract of issue 12): capacity − occupied − waiting − images sent
- * that no heartbeat has reported yet, where occupied + waiting is never taken below the images of
+ * Room of one replica (the contract of issue 12): capacity + `waitingImages` − occupied − waiting
+ * − images sent that no heartbeat has reported yet, where occupied + waiting is never taken below the images of
  * the batches the heartbeat lists (`inFlightItems`): a replica lists a batch as soon as it
  * receives it, before its images reach the running set's counts, and a router that trusted the
  * counts alone would send a second set's worth meanwhile (seen with real replicas). Two more
@@ -59,17 +68,28 @@ export interface RoomInputs {
  * no running set (capacity 0: an older replica, or one still starting) gets `defaultCapacity`
  * less this router's own images in flight there.
  *
- * `onlineRoom` counts only online images against the capacity (this router's, which is all the
- * router can tell apart): the replica puts an online image into its set at the next step in the
- * place of a bulk image, so online work must reach it even when bulk work fills it.
+ * `onlineRoom` counts only online images against the capacity: the replica puts an online image
+ * into its set at the next step in the place of a bulk image, so online work must reach it even
+ * when bulk work fills it. The online images are counted as the images are (every router's, from
+ * `in_flight_online_items`, corrected the same way), and never below this router's own.
+ *
+ * Why room reaches past the capacity by `waitingImages`: a row frees when an image's last step
+ * ends, and the replica starts its next step at once. An image the router sends only then (on the
+ * reply) arrives during that step and joins at the one after: the row stays empty for a step at
+ * every leave (1.85 % of a saturated replica's throughput in bench/continuous-batching's step
+ * model). An image already waiting at the replica joins at the very boundary the row frees.
  */
 export function replicaRoom(r: RoomInputs): { room: number; onlineRoom: number } {
   const capacity = r.capacity > 0 ? r.capacity : r.defaultCapacity;
   const load = r.capacity > 0
     ? Math.max(0, Math.max(r.heldItems, r.inFlightItems) - r.releasedItems) + r.unreportedItems
     : r.outstandingItems;
-  const room = Math.max(0, capacity - load);
-  return { room, onlineRoom: Math.max(room, capacity - r.outstandingOnlineItems) };
+  const onlineLoad = r.capacity > 0
+    ? Math.max(Math.max(0, r.inFlightOnlineItems - r.releasedOnlineItems) + r.unreportedOnlineItems, r.outstandingOnlineItems)
+    : r.outstandingOnlineItems;
+  const limit = capacity + r.waitingImages;
+  const room = Math.max(0, limit - load);
+  return { room, onlineRoom: Math.max(room, limit - onlineLoad) };
 }
 
 export interface RoomPolicyOptions {

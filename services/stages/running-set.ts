@@ -9,8 +9,10 @@
  *   4. runs one model call per group of images with equal `key` ({@link StepModel.step}), each
  *      image advancing one step of its own schedule,
  *   5. lets the images whose last step is done leave ({@link StepModel.finish}: e.g. VAE decode).
- * Model work of one set never overlaps; what an image carries between steps (latents, step index,
- * noise stream) is the member's own, so pausing is not stepping it, and resuming continues it.
+ * Model work of one set never overlaps, and with a {@link DeviceTurns} (the replica's device lock)
+ * neither does that of the sets of other models on the same device: every model call takes a turn.
+ * What an image carries between steps (latents, step index, noise stream) is the member's own, so
+ * pausing is not stepping it, and resuming continues it.
  * The stage decides what a member is (sdxl/sdxl-step-model.ts, synthetic-step-model.ts).
  */
 import diagnostics from 'node:diagnostics_channel';
@@ -67,6 +69,9 @@ export interface RunningSetEvent extends RunningSetReport {
 
 const channel = diagnostics.channel(RUNNING_SET_CHANNEL);
 
+/** A set does not stop waiting for its turn: its images' signals are checked at the next boundary. */
+const NEVER_ABORTED = new AbortController().signal;
+
 /** An `onReport` that publishes model `modelId`'s reports on {@link RUNNING_SET_CHANNEL}. */
 export function publishRunningSet(modelId: string): (report: RunningSetReport) => void {
   return (report) => {
@@ -74,9 +79,26 @@ export function publishRunningSet(modelId: string): (report: RunningSetReport) =
   };
 }
 
+/**
+ * The device the running sets of one replica share (services/worker/device-lock.ts): one model
+ * call at a time, online callers before bulk ones, each kind in the order asked. A set keeps its
+ * turn from one of its calls to the next unless another set waits whose call ranks as high (an
+ * online call over a bulk one; equal: the one waiting goes first). So two busy models alternate
+ * call by call, an online image of one model waits for at most one call of another, and a model
+ * stepping online images is not interrupted by another model's bulk images.
+ */
+export interface DeviceTurns {
+  /** Resolves with the release function once the device is the caller's. */
+  acquire(signal: AbortSignal, priority: Priority): Promise<() => void>;
+  /** Priority of the first caller waiting for the device; undefined when none waits. */
+  readonly nextPriority: Priority | undefined;
+}
+
 export interface RunningSetOptions {
   /** Most images stepping at once (the deployment's max_batch_size). */
   readonly capacity: number;
+  /** The replica's device, shared with other models' sets; absent: this set's calls need no turn. */
+  readonly device?: DeviceTurns;
   /** Called after every step, on arrivals and when the set becomes idle. */
   readonly onReport?: (report: RunningSetReport) => void;
 }
@@ -94,6 +116,8 @@ export class RunningSet<M extends StepMember> {
   private nextSeq = 0;
   private looping = false;
   private counts = { joins: 0, leaves: 0, preemptions: 0 };
+  /** Releases the device turn this set holds between its calls (with `options.device`). */
+  private turn: (() => void) | undefined;
 
   constructor(private readonly model: StepModel<M>, private readonly options: RunningSetOptions) {
     if (!(Number.isInteger(options.capacity) && options.capacity >= 1)) throw new RangeError(`capacity must be an integer ≥ 1, got ${options.capacity}`);
@@ -130,6 +154,8 @@ export class RunningSet<M extends StepMember> {
       // Not reached by model failures (they fail their images): a bug in the loop itself.
       for (const e of this.entries.splice(0)) e.settle(err instanceof Error ? err : new Error(String(err)));
     } finally {
+      this.turn?.();
+      this.turn = undefined;
       this.looping = false;
       this.model.idle?.();
       this.report(false);
@@ -169,14 +195,27 @@ export class RunningSet<M extends StepMember> {
     }
   }
 
-  /** Runs model work for `entries`; if it fails, they leave with the error. */
+  /** Runs model work for `entries` in a turn on the device; if it fails, they leave with the error. */
   private async attempt(entries: Array<Entry<M>>, work: (members: readonly M[]) => Promise<void>): Promise<void> {
+    await this.takeTurn(entries.some((e) => e.member.priority === 'online') ? 'online' : 'bulk');
     try {
       await work(entries.map((e) => e.member));
     } catch (err) {
       const error = err instanceof Error ? err : new Error(String(err));
       for (const e of entries) if (this.has(e)) this.leave(e, error);
     }
+  }
+
+  /** Holds the device for a call of `priority` (see DeviceTurns): keeps the turn held, or gives it up to a waiter that ranks as high. */
+  private async takeTurn(priority: Priority): Promise<void> {
+    const device = this.options.device;
+    if (!device) return;
+    const waiting = device.nextPriority;
+    if (this.turn && waiting !== undefined && !(priority === 'online' && waiting === 'bulk')) {
+      this.turn();
+      this.turn = undefined;
+    }
+    this.turn ??= await device.acquire(NEVER_ABORTED, priority);
   }
 
   private has(e: Entry<M>): boolean {

@@ -7,6 +7,7 @@
  * SDXL, img2img and the upscaler plug in here the same way `synthetic` and `texture` do.
  */
 import type { QcVerdictData } from '../common/qc-verdict.js';
+import type { DeviceTurns } from './running-set.js';
 import type { WorkItemData } from '../common/work-item.js';
 
 /**
@@ -69,11 +70,17 @@ export interface StageContext {
   /**
    * The deployment's `batching` (default `request`). `continuous` (stages that step: `sdxl`,
    * `synthetic`): each loaded model keeps a running set (running-set.ts) that run() puts its items
-   * into; concurrent run() calls share it, and the executor takes no device lock for them.
+   * into; concurrent run() calls share it, and the executor takes no device lock for whole
+   * batches: the sets take turns on `device` call by call instead.
    */
   readonly batching?: 'request' | 'continuous';
   /** The deployment's max_batch_size: with `continuous`, the images a step holds. */
   readonly maxBatchSize?: number;
+  /**
+   * With `continuous`: the replica's device (its executor thread's device lock), which the running
+   * sets of all its loaded models share, one model call at a time. Set by the executor thread.
+   */
+  readonly device?: DeviceTurns;
 }
 
 export interface Stage {

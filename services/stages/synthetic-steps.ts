@@ -68,15 +68,37 @@ export class SyntheticImage implements StepMember {
   }
 }
 
+/** One step call of a synthetic running set (option `call_log` records them, with the model id). */
+export interface SyntheticCall {
+  /** Wall-clock ms (performance.timeOrigin + performance.now()) when the call began and ended. */
+  readonly startMs: number;
+  readonly endMs: number;
+  readonly rows: number;
+  /** Images in the call, and the online ones among them. */
+  readonly images: number;
+  readonly online: number;
+}
+
 /** Timer time per call from the cost model; nothing to ready or finish. */
 export class SyntheticStepModel implements StepModel<SyntheticImage> {
-  constructor(private readonly cost: StepCost, private readonly progress: boolean) {}
+  constructor(
+    private readonly cost: StepCost,
+    private readonly progress: boolean,
+    /** Told of every step call once it ends (option `call_log`). */
+    private readonly onCall?: (call: SyntheticCall) => void,
+  ) {}
 
   async start(): Promise<void> {}
 
   async step(images: readonly SyntheticImage[]): Promise<void> {
-    const ms = this.cost.ms(stepRows(images.map((m) => m.item)));
+    const startMs = performance.timeOrigin + performance.now();
+    const rows = stepRows(images.map((m) => m.item));
+    const ms = this.cost.ms(rows);
     if (ms > 0) await sleep(ms);
+    this.onCall?.({
+      startMs, endMs: performance.timeOrigin + performance.now(), rows,
+      images: images.length, online: images.filter((m) => m.priority === 'online').length,
+    });
     for (const m of images) {
       m.step++;
       if (this.progress) m.onStep(m.step, m.item.steps);

@@ -15,16 +15,21 @@
  *   synthetic-steps.ts). Set, a batch of n items takes `steps × step_cost_ms(rows) × scale`
  *   instead of `fixed_ms + per_item_ms × n`; with `batching: continuous` it is the cost of every
  *   step of the model's running set (default: the calibrated table of synthetic-steps.ts);
+ * - `call_log` (unset): with `batching: continuous`, a file to which every step call of the
+ *   running sets appends one JSON line (`{modelId, startMs, endMs, rows, images, online}`,
+ *   synthetic-steps.ts SyntheticCall), so tests and benchmarks can see how the models' calls
+ *   shared the device;
  * - `fail_models` ([]): model ids whose load fails with ORRERY_ERR_MODEL_LOAD_FAILED;
  * - `crash_models` ([]): model ids whose load throws an uncaught exception, killing the executor
  *   thread (fault injection for crash-handling tests; never set it in production).
  * Any other model id loads.
  */
+import fs from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CancelledError, ConfigError, OrreryError } from '../common/errors.js';
 import { publishRunningSet, RunningSet } from './running-set.js';
 import type { LoadedModel, RunContext, Stage, StageContext, StageItem, StageOutput } from './stage.js';
-import { compileStepCost, DEFAULT_STEP_COST_MS, stepRows, SyntheticImage, SyntheticStepModel, type StepCost } from './synthetic-steps.js';
+import { compileStepCost, DEFAULT_STEP_COST_MS, stepRows, SyntheticImage, SyntheticStepModel, type StepCost, type SyntheticCall } from './synthetic-steps.js';
 
 /** What a synthetic payload's header line says. */
 export interface SyntheticHeader {
@@ -50,6 +55,7 @@ interface SyntheticOptions {
   readonly failModels: readonly string[];
   readonly crashModels: readonly string[];
   readonly stepCost?: StepCost;
+  readonly callLog?: string;
 }
 
 function compileOptions(options: Readonly<Record<string, unknown>>): SyntheticOptions {
@@ -70,7 +76,10 @@ function compileOptions(options: Readonly<Record<string, unknown>>): SyntheticOp
   const imageBytes = num('image_bytes', MAX_IMAGE_BYTES);
   if (!Number.isInteger(imageBytes)) throw new ConfigError('options.image_bytes', `must be an integer, got ${imageBytes}`);
   const stepCost = compileStepCost(options);
+  const callLog = options['call_log'];
+  if (callLog !== undefined && (typeof callLog !== 'string' || callLog === '')) throw new ConfigError('options.call_log', `must be a file path, got ${JSON.stringify(callLog)}`);
   return Object.freeze({
+    ...(callLog !== undefined ? { callLog } : {}),
     ...(stepCost ? { stepCost } : {}),
     fixedMs: num('fixed_ms', 3_600_000),
     perItemMs: num('per_item_ms', 3_600_000),
@@ -194,7 +203,10 @@ export const syntheticStage: Stage = {
       throw new OrreryError('ORRERY_ERR_MODEL_LOAD_FAILED', `synthetic: model ${modelId} is configured to fail (options.fail_models)`);
     }
     if (ctx.batching !== 'continuous') return new SyntheticModel(modelId, opts);
-    const model = new SyntheticStepModel(opts.stepCost ?? compileStepCost({ step_cost_ms: DEFAULT_STEP_COST_MS })!, opts.progress);
-    return new SyntheticModel(modelId, opts, new RunningSet(model, { capacity: ctx.maxBatchSize ?? 1, onReport: publishRunningSet(modelId) }));
+    const log = opts.callLog;
+    // Appended synchronously: a line is a few dozen bytes per step, and the order of lines is the order of calls.
+    const onCall = log ? (call: SyntheticCall) => fs.appendFileSync(log, `${JSON.stringify({ modelId, ...call })}\n`) : undefined;
+    const model = new SyntheticStepModel(opts.stepCost ?? compileStepCost({ step_cost_ms: DEFAULT_STEP_COST_MS })!, opts.progress, onCall);
+    return new SyntheticModel(modelId, opts, new RunningSet(model, { capacity: ctx.maxBatchSize ?? 1, onReport: publishRunningSet(modelId), ...(ctx.device ? { device: ctx.device } : {}) }));
   },
 };

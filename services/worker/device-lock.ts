@@ -6,6 +6,8 @@
  * the device never waits for PNG encoding, a NATS round trip or the router between batches.
  * A batch holding online work goes ahead of waiting bulk-only batches (work-item.ts Priority), so
  * an online request waits for at most the batch that is running, never for queued bulk batches.
+ * With continuous batching the running sets of the replica's models take it per model call
+ * instead (services/stages/running-set.ts DeviceTurns), so two models never step at once.
  */
 import { CancelledError } from '../common/errors.js';
 import type { Priority } from '../common/work-item.js';
@@ -18,6 +20,11 @@ export class DeviceLock {
   /** Batches waiting for the device. */
   get queued(): number {
     return this.waiting.length;
+  }
+
+  /** Priority of the caller that gets the device next; undefined when none waits. */
+  get nextPriority(): Priority | undefined {
+    return this.waiting[0]?.priority;
   }
 
   /**

@@ -4,8 +4,9 @@
  * typed in executor.ts. Batches run concurrently, but their model work takes turns on the
  * replica's device (device-lock.ts): a batch waits for it after its model is loaded and frees it
  * when its stage calls computeDone (before encoding its images) or returns. A continuous-batching
- * deployment (StageContext.batching) takes no device lock: each loaded model's running set
- * (services/stages/running-set.ts) owns the device and merges concurrent batches step by step.
+ * deployment (StageContext.batching) takes no device lock per batch: each loaded model's running
+ * set (services/stages/running-set.ts) merges concurrent batches step by step and takes the lock
+ * per model call (StageContext.device), so the sets of two loaded models take turns on the device.
  */
 import diagnostics from 'node:diagnostics_channel';
 import { parentPort, workerData } from 'node:worker_threads';
@@ -28,10 +29,14 @@ function post(msg: FromThread, transfer: ArrayBuffer[] = []): void {
   port.postMessage(msg, transfer);
 }
 
+const continuous = init.stageContext.batching === 'continuous';
+/** The replica's device: batches take it whole; continuous running sets take it per model call. */
+const device = new DeviceLock();
+
 const cache: ModelCache = new ModelCache({
   maxModels: init.maxModels,
   ...(init.maxModelBytes !== undefined ? { maxBytes: init.maxModelBytes } : {}),
-  load: (modelId) => stage.load(modelId, init.stageContext),
+  load: (modelId) => stage.load(modelId, continuous ? { ...init.stageContext, device } : init.stageContext),
   onLoad: (modelId, seconds, model) => post({
     type: 'model-loaded', modelId, seconds, sizeBytes: model.sizeBytes, loaded: cache.loadedModels(), loading: cache.loadingModel(),
     ...(model.loadReport ? { report: { ...model.loadReport, loraModulesUnmatched: [...model.loadReport.loraModulesUnmatched] } } : {}),
@@ -45,7 +50,6 @@ const cache: ModelCache = new ModelCache({
 diagnostics.subscribe(SESSION_LOAD_CHANNEL, (report) => post({ type: 'session-load', report: report as SessionLoadReport }));
 // Running sets report every step (occupancy, joins, leaves, preemptions) for heartbeats and metrics.
 diagnostics.subscribe(RUNNING_SET_CHANNEL, (event) => post({ type: 'running-set', event: event as RunningSetEvent }));
-const continuous = init.stageContext.batching === 'continuous';
 
 interface Run {
   readonly batchId: string;
@@ -54,7 +58,6 @@ interface Run {
   readonly items: readonly AbortController[];
 }
 const runs = new Map<number, Run>();
-const device = new DeviceLock();
 
 /** `p`, or a CancelledError as soon as `signal` aborts (a lease that arrives late is released). */
 function unlessAborted(p: Promise<ModelLease>, signal: AbortSignal, what: string): Promise<ModelLease> {

@@ -2,8 +2,9 @@
  * A replica process of one deployment: takes batches addressed to it over NATS, runs them on
  * the executor thread, answers, heartbeats, and drains on SIGTERM (finish in-flight work, then
  * exit; batches that arrive while draining are refused with ORRERY_ERR_REPLICA_DRAINING so the
- * router queues them elsewhere). It admits at most max_ongoing_batches batches at once, whichever
- * routers send them, and refuses more with ORRERY_ERR_REPLICA_FULL (admission.ts).
+ * router queues them elsewhere). It admits at most max_ongoing_batches batches at once (with
+ * continuous batching: max_batch_size + max_waiting_images images), whichever routers send them,
+ * and refuses more with ORRERY_ERR_REPLICA_FULL (admission.ts).
  * Lifecycle: starting → running → draining → stopped.
  */
 import { randomUUID } from 'node:crypto';
@@ -41,6 +42,8 @@ export type ReplicaState = 'starting' | 'running' | 'draining' | 'stopped' | 'fa
 
 interface InFlight {
   readonly items: number;
+  /** Online images among `items`. */
+  readonly online: number;
 }
 
 export class Replica {
@@ -63,6 +66,8 @@ export class Replica {
   private idleWaiters: Array<() => void> = [];
   /** Most batches in flight at once since the start (admission keeps it ≤ max_ongoing_batches). */
   private peakInFlightBatches = 0;
+  /** Most images in flight at once since the start (continuous batching: admission bounds it). */
+  private peakInFlightItems = 0;
   /** A batch was refused (no free slot) since the last heartbeat. */
   private refusedSinceHeartbeat = false;
 
@@ -198,11 +203,12 @@ export class Replica {
     if (!this.nc || this.nc.isClosed()) return;
     this.refusedSinceHeartbeat = false;
     const items = [...this.inFlight.values()].reduce((n, b) => n + b.items, 0);
+    const online = [...this.inFlight.values()].reduce((n, b) => n + b.online, 0);
     this.metrics.inFlightItems.set({ deployment: this.dep.name }, items);
     this.metrics.inFlightBatches.set({ deployment: this.dep.name }, this.inFlight.size);
     this.nc.publish(this.subjects.heartbeat(this.dep.name), wire.heartbeat.encode({
       replicaId: this.id, deployment: this.dep.name, state: this.stateValue, loadedModels: this.executor.loadedModels(),
-      inFlightBatches: [...this.inFlight.keys()], inFlightItems: items, maxOngoingBatches: this.dep.maxOngoingBatches,
+      inFlightBatches: [...this.inFlight.keys()], inFlightItems: items, inFlightOnlineItems: online, maxOngoingBatches: this.dep.maxOngoingBatches,
       maxModelsPerReplica: this.dep.maxModelsPerReplica, seq: ++this.seq, intervalMs: this.options.config.worker.heartbeatIntervalMs,
       loadingModel: this.executor.loadingModel() ?? '', ...this.runningSetFields(),
     }));
@@ -223,16 +229,29 @@ export class Replica {
     const req = wire.batchRequest.decode(msg.data);
     const log = this.options.log.child({ batchId: req.batchId, modelId: req.modelId });
     if (this.stateValue !== 'running') return this.refuse(msg, req, 'ORRERY_ERR_REPLICA_DRAINING', `replica ${this.id} is ${this.stateValue}`);
-    if (!admitsBatch(this.dep, this.inFlight.size)) {
+    const held = { items: 0, online: 0 };
+    for (const b of this.inFlight.values()) {
+      held.items += b.items;
+      held.online += b.online;
+    }
+    const batch = { items: req.items.length, online: req.items.filter((it) => it.priority !== 'bulk').length };
+    if (!admitsBatch(this.dep, this.inFlight.size, held, batch)) {
       this.metrics.batchesRefused.inc({ deployment: this.dep.name });
       // The refused router waits for a heartbeat that shows a free slot: send one when one frees.
       this.refusedSinceHeartbeat = true;
-      return this.refuse(msg, req, 'ORRERY_ERR_REPLICA_FULL', `replica ${this.id} is running ${this.inFlight.size} batches (max_ongoing_batches=${this.dep.maxOngoingBatches})`);
+      const why = this.dep.batching === 'continuous'
+        ? `holds ${held.items} images (${held.online} online) and was sent ${batch.items} more (${batch.online} online); max_batch_size + max_waiting_images = ${this.dep.maxBatchSize + this.dep.maxWaitingImages}`
+        : `is running ${this.inFlight.size} batches (max_ongoing_batches=${this.dep.maxOngoingBatches})`;
+      return this.refuse(msg, req, 'ORRERY_ERR_REPLICA_FULL', `replica ${this.id} ${why}`);
     }
-    this.inFlight.set(req.batchId, { items: req.items.length });
+    this.inFlight.set(req.batchId, batch);
     if (this.inFlight.size > this.peakInFlightBatches) {
       this.peakInFlightBatches = this.inFlight.size;
       this.metrics.inFlightBatchesPeak.set({ deployment: this.dep.name }, this.peakInFlightBatches);
+    }
+    if (held.items + batch.items > this.peakInFlightItems) {
+      this.peakInFlightItems = held.items + batch.items;
+      this.metrics.inFlightItemsPeak.set({ deployment: this.dep.name }, this.peakInFlightItems);
     }
     const labels = { deployment: this.dep.name, model: req.modelId };
     let deadlineTimer: NodeJS.Timeout | undefined;

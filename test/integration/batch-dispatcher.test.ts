@@ -29,7 +29,7 @@ function replica(id: string): ReplicaHandle {
   return new ReplicaHandle({
     replicaId: id, deployment: 'dep', state: 'running', loadedModels: ['m'], inFlightBatches: [], inFlightItems: 0,
     maxOngoingBatches: 2, maxModelsPerReplica: 1, seq: 1, intervalMs: 100, loadingModel: '',
-    runningSetCapacity: 0, runningSetOccupied: 0, runningSetWaiting: 0,
+    runningSetCapacity: 0, runningSetOccupied: 0, runningSetWaiting: 0, inFlightOnlineItems: 0,
   }, Date.now());
 }
 

@@ -1,7 +1,7 @@
 /**
  * A replica of a `batching: continuous` deployment (synthetic stage, per-step cost model) on a
  * real nats-server, driven by BatchRequests as the router sends them: batches merge in the
- * model's running set without the device lock, an online image overtakes bulk images at a step
+ * model's running set (no device lock per batch), an online image overtakes bulk images at a step
  * boundary (its reply comes first), heartbeats carry running_set_capacity / _occupied / _waiting,
  * and the running-set metrics count joins, leaves, preemptions and per-step occupancy.
  */

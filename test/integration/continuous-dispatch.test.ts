@@ -3,7 +3,7 @@
  * real in-process Router, with replicas that keep a running set and report it in their
  * heartbeats (test/support/running-set-replica.ts): an image goes to a replica as soon as its set
  * has room, while other images are stepping there, and no replica is given more images than its
- * set holds.
+ * set and its waiting list (max_waiting_images, default 1) hold.
  */
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, test } from 'node:test';
@@ -66,7 +66,7 @@ describe('continuous batching: dispatch by room', () => {
     assert.equal(new TextDecoder().decode(b.images[0]!.data), `gated:${r.itemsReceived[1]}`);
   });
 
-  test('gives no replica more images than its running set holds, and every image comes back once', async () => {
+  test('gives no replica more images than its running set and waiting list hold, and every image comes back once', async () => {
     for (const id of ['r1', 'r2']) replicas.push(await RunningSetReplica.start({ natsUrl: nats.url, id, deployment: 'cont', models: ['m'], capacity: 3, stepMs: 5, heartbeatMs: 50 }));
     await eventually(async () => (await fetch(router.metricsUrl)).text().then((t) => /orrery_replicas\{deployment="cont",state="running"\} 2/.test(t)), 10_000, 'the router to see both replicas');
     const replies = await Promise.all(Array.from({ length: 30 }, (_, i) => image(i, 8)));
@@ -75,12 +75,12 @@ describe('continuous batching: dispatch by room', () => {
     assert.equal(received.length, 30, 'each image sent exactly once');
     assert.equal(new Set(received).size, 30);
     for (const r of replicas) {
-      assert.ok(r.maxHeld <= 3, `replica held ${r.maxHeld} images at once; its set holds 3`);
+      assert.ok(r.maxHeld <= 3 + 1, `replica held ${r.maxHeld} images at once; its set holds 3 and 1 waits`);
       assert.ok(r.itemsReceived.length > 0, 'both replicas took work');
     }
     // Each reply is the image its replica made for that request.
     for (const rep of replies) assert.match(new TextDecoder().decode(rep.images[0]!.data), /^r[12]:/);
-    // With the work done, the router sees both sets empty again: room for 2 × 3 images.
-    await eventually(async () => (await metricSum(router.metricsUrl, 'orrery_running_set_room_images', { deployment: 'cont' })) === 6, 10_000, 'the room gauge to show two empty sets');
+    // With the work done, the router sees both sets empty again: room for 2 × (3 + 1) images.
+    await eventually(async () => (await metricSum(router.metricsUrl, 'orrery_running_set_room_images', { deployment: 'cont' })) === 8, 10_000, 'the room gauge to show two empty sets');
   });
 });

@@ -105,6 +105,7 @@ export class RunningSetReplica {
       inFlightBatches: [...this.batches.keys()], inFlightItems: this.running.length + this.waiting.length,
       maxOngoingBatches: 1, maxModelsPerReplica: 1, seq: ++this.seq, intervalMs: this.o.heartbeatMs, loadingModel: '',
       runningSetCapacity: this.o.capacity, runningSetOccupied: this.running.length, runningSetWaiting: this.waiting.length,
+      inFlightOnlineItems: [...this.running, ...this.waiting].filter((img) => img.online).length,
     }));
   }
 

@@ -94,6 +94,7 @@ describe('compileConfig: defaults', () => {
       defaultGuidanceScale: 5,
       options: {},
       batching: 'request',
+      maxWaitingImages: 1,
     });
   });
 
@@ -196,6 +197,10 @@ describe('compileConfig: errors name the key', () => {
   });
   test('rejects batching: continuous for a stage that runs whole batches, naming the key', () =>
     rejects({ deployments: { up: { stage: 'upscaler', models: ['m'], batching: 'continuous' } } }, 'deployments.up.batching', /needs a stage that steps \(sdxl, synthetic\); stage upscaler/));
+  test('reads max_waiting_images (default 1) and rejects a negative one, naming the key', () => {
+    assert.equal(compileConfig({ deployments: { d: { stage: 'synthetic', models: ['m'], batching: 'continuous', max_waiting_images: 3 } } }).deployments.d!.maxWaitingImages, 3);
+    rejects(minimal({ deployments: { synthetic: { stage: 'synthetic', models: ['m'], max_waiting_images: -1 } } }), 'deployments.synthetic.max_waiting_images', /./);
+  });
   test('rejects an unknown batching mode, naming the key', () =>
     rejects(minimal({ deployments: { synthetic: { stage: 'synthetic', models: ['m'], batching: 'iteration' } } }), 'deployments.synthetic.batching', /must be request or continuous, got "iteration"/));
   test('rejects a fractional replica count', () => rejects(minimal({ deployments: { synthetic: { stage: 'synthetic', models: ['m'], replicas: 1.5 } } }), 'deployments.synthetic.replicas'));

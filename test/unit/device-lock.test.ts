@@ -66,4 +66,19 @@ describe('DeviceLock', () => {
     await Promise.all(all);
     assert.deepEqual(order, ['online-1', 'online-2', 'bulk-1', 'bulk-2']);
   });
+
+  test('tells the priority of the caller that gets the device next', async () => {
+    const lock = new DeviceLock();
+    const never = new AbortController().signal;
+    const release = await lock.acquire(never, 'bulk');
+    assert.equal(lock.nextPriority, undefined);
+    const bulk = lock.acquire(never, 'bulk');
+    assert.equal(lock.nextPriority, 'bulk');
+    const online = lock.acquire(never, 'online');
+    assert.equal(lock.nextPriority, 'online');
+    release();
+    (await online)();
+    (await bulk)();
+    assert.equal(lock.nextPriority, undefined);
+  });
 });

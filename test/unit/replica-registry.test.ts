@@ -20,6 +20,7 @@ function hb(replicaId: string, over: Partial<Heartbeat> = {}): Heartbeat {
     runningSetCapacity: 0,
     runningSetOccupied: 0,
     runningSetWaiting: 0,
+    inFlightOnlineItems: 0,
     ...over,
   };
 }

@@ -1,6 +1,6 @@
 /**
- * Slots shared by several routers: the replica admits at most max_ongoing_batches batches
- * (services/worker/admission.ts), and a router's ReplicaHandle counts the batches other routers
+ * Slots shared by several routers: the replica admits at most max_ongoing_batches batches, or
+ * with continuous batching max_batch_size + max_waiting_images images (services/worker/admission.ts), and a router's ReplicaHandle counts the batches other routers
  * have there (from heartbeats) and a refusal against the replica's free slots.
  */
 import assert from 'node:assert/strict';
@@ -14,7 +14,7 @@ function hb(seq: number, inFlightBatches: string[] = []): Heartbeat {
   return {
     replicaId: 'r1', deployment: 'd', state: 'running', loadedModels: ['m'], inFlightBatches, inFlightItems: inFlightBatches.length,
     maxOngoingBatches: 2, maxModelsPerReplica: 1, seq, intervalMs: 100, loadingModel: '',
-    runningSetCapacity: 0, runningSetOccupied: 0, runningSetWaiting: 0,
+    runningSetCapacity: 0, runningSetOccupied: 0, runningSetWaiting: 0, inFlightOnlineItems: 0,
   };
 }
 
@@ -27,16 +27,34 @@ function send(h: ReplicaHandle, batchId: string, nowMs: number) {
 }
 
 describe('admission at the replica', () => {
+  const none = { items: 0, online: 0 };
+  const one = { items: 1, online: 0 };
+  const req = (maxOngoingBatches: number) => ({ maxOngoingBatches, batching: 'request' as const, maxBatchSize: 4, maxWaitingImages: 1 });
+  /** A running set of 4 images and 1 waiting: 5 images in all. */
+  const cont = { maxOngoingBatches: 1, batching: 'continuous' as const, maxBatchSize: 4, maxWaitingImages: 1 };
+
   test('admits batches while fewer than max_ongoing_batches run, and refuses the next', () => {
-    assert.equal(admitsBatch({ maxOngoingBatches: 2, batching: 'request' }, 0), true);
-    assert.equal(admitsBatch({ maxOngoingBatches: 2, batching: 'request' }, 1), true);
-    assert.equal(admitsBatch({ maxOngoingBatches: 2, batching: 'request' }, 2), false);
-    assert.equal(admitsBatch({ maxOngoingBatches: 1, batching: 'request' }, 1), false);
+    assert.equal(admitsBatch(req(2), 0, none, one), true);
+    assert.equal(admitsBatch(req(2), 1, one, one), true);
+    assert.equal(admitsBatch(req(2), 2, one, one), false);
+    assert.equal(admitsBatch(req(1), 1, one, one), false);
   });
 
-  test('a continuous deployment takes every batch: its images wait in the running set\'s join queue', () => {
-    assert.equal(admitsBatch({ maxOngoingBatches: 2, batching: 'continuous' }, 2), true);
-    assert.equal(admitsBatch({ maxOngoingBatches: 1, batching: 'continuous' }, 9), true);
+  test('a continuous deployment takes batches, however many, while its images fit max_batch_size + max_waiting_images', () => {
+    assert.equal(admitsBatch(cont, 9, { items: 3, online: 0 }, { items: 2, online: 0 }), true);
+    assert.equal(admitsBatch(cont, 1, { items: 4, online: 0 }, { items: 2, online: 0 }), false);
+    assert.equal(admitsBatch(cont, 1, { items: 5, online: 1 }, one), false);
+  });
+
+  test('a continuous deployment takes an online-only batch while the online images fit: they take bulk images\' places', () => {
+    assert.equal(admitsBatch(cont, 2, { items: 5, online: 0 }, { items: 2, online: 2 }), true);
+    assert.equal(admitsBatch(cont, 2, { items: 5, online: 4 }, { items: 2, online: 2 }), false);
+    // Bulk images riding along count against every image held.
+    assert.equal(admitsBatch(cont, 2, { items: 5, online: 0 }, { items: 2, online: 1 }), false);
+  });
+
+  test('an idle continuous replica takes a batch larger than its limit (a router configured otherwise is not refused forever)', () => {
+    assert.equal(admitsBatch(cont, 0, none, { items: 9, online: 0 }), true);
   });
 });
 

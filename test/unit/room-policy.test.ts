@@ -21,7 +21,10 @@ function dispatched(d: RoomDecision): Extract<RoomDecision, { kind: 'dispatch' }
 }
 
 describe('replicaRoom', () => {
-  const base: RoomInputs = { capacity: 4, heldItems: 0, inFlightItems: 0, releasedItems: 0, unreportedItems: 0, outstandingItems: 0, outstandingOnlineItems: 0, defaultCapacity: 4 };
+  const base: RoomInputs = {
+    capacity: 4, heldItems: 0, inFlightItems: 0, inFlightOnlineItems: 0, releasedItems: 0, releasedOnlineItems: 0, unreportedItems: 0, unreportedOnlineItems: 0,
+    outstandingItems: 0, outstandingOnlineItems: 0, defaultCapacity: 4, waitingImages: 0,
+  };
 
   test('is capacity − occupied − waiting − images sent that no heartbeat reported', () => {
     assert.deepEqual(replicaRoom({ ...base, capacity: 8, heldItems: 3, unreportedItems: 2, outstandingItems: 5 }), { room: 3, onlineRoom: 8 });
@@ -44,11 +47,26 @@ describe('replicaRoom', () => {
     assert.equal(replicaRoom({ ...base, heldItems: 6, unreportedItems: 2 }).room, 0);
   });
 
-  test('counts only this router\'s online images against the capacity for online room', () => {
-    // The set is full of bulk images (3 of them this router's) plus one online image of ours.
-    const r = replicaRoom({ ...base, heldItems: 4, outstandingItems: 4, outstandingOnlineItems: 1 });
+  test('counts only online images against the capacity for online room', () => {
+    // The set is full: 3 bulk images and one online image (all this router's).
+    const r = replicaRoom({ ...base, heldItems: 4, inFlightItems: 4, inFlightOnlineItems: 1, outstandingItems: 4, outstandingOnlineItems: 1 });
     assert.equal(r.room, 0);
     assert.equal(r.onlineRoom, 3);
+  });
+
+  test('counts every router\'s online images against online room, from the heartbeat, corrected like the images', () => {
+    // The set holds 4 images, 3 of them online (2 another router's); this router's online one is listed.
+    const r = { ...base, heldItems: 4, inFlightItems: 4, inFlightOnlineItems: 3, outstandingItems: 1, outstandingOnlineItems: 1 };
+    assert.deepEqual(replicaRoom(r), { room: 0, onlineRoom: 1 });
+    // One of them answered since; one more of ours sent since.
+    assert.equal(replicaRoom({ ...r, releasedItems: 1, releasedOnlineItems: 1, unreportedItems: 1, unreportedOnlineItems: 1, outstandingItems: 2, outstandingOnlineItems: 2 }).onlineRoom, 1);
+    // Never below this router's own online images (a replica that does not report them says 0).
+    assert.equal(replicaRoom({ ...r, inFlightOnlineItems: 0, outstandingOnlineItems: 3 }).onlineRoom, 1);
+  });
+
+  test('reaches waitingImages past the capacity, for images and online images alike', () => {
+    assert.deepEqual(replicaRoom({ ...base, heldItems: 4, outstandingItems: 4, waitingImages: 1 }), { room: 1, onlineRoom: 5 });
+    assert.deepEqual(replicaRoom({ ...base, heldItems: 5, inFlightOnlineItems: 5, outstandingItems: 5, outstandingOnlineItems: 5, waitingImages: 1 }), { room: 0, onlineRoom: 0 });
   });
 
   test('falls back to max_batch_size less this router\'s images in flight when the replica reports no running set', () => {

@@ -1,13 +1,15 @@
 /**
  * The step loop of running sets (services/stages/running-set.ts) with a step model that records
  * its calls: images join at step boundaries, leave when finished, cancelled or failed, share calls
- * by key, and online images preempt bulk ones — all at boundaries, whatever the model does.
+ * by key, and online images preempt bulk ones — all at boundaries, whatever the model does; the
+ * sets of two models sharing the replica's device lock take turns on it call by call.
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { CancelledError } from '../../services/common/errors.js';
 import { RunningSet, type RunningSetReport, type StepMember, type StepModel } from '../../services/stages/running-set.js';
+import { DeviceLock } from '../../services/worker/device-lock.js';
 
 class Img implements StepMember {
   done = 0;
@@ -117,5 +119,58 @@ describe('running set', () => {
     const [r] = await set.run([a]);
     assert.ok(r instanceof CancelledError);
     assert.deepEqual(model.calls, []);
+  });
+});
+
+/** A step model of one named model whose calls take `ms` of timer time, logged in `log` as `model:kind:images` with their overlap. */
+class Timed implements StepModel<Img> {
+  constructor(private readonly model: string, private readonly ms: number, private readonly log: string[], private readonly busy: { calls: number; overlaps: number }) {}
+  start(ms: readonly Img[]): Promise<void> {
+    return this.call('start', ms, () => undefined);
+  }
+  step(ms: readonly Img[]): Promise<void> {
+    return this.call('step', ms, () => ms.forEach((m) => { m.done++; }));
+  }
+  finish(ms: readonly Img[]): Promise<void> {
+    return this.call('finish', ms, () => undefined);
+  }
+  private async call(kind: string, ms: readonly Img[], effect: () => void): Promise<void> {
+    if (++this.busy.calls > 1) this.busy.overlaps++;
+    await new Promise((resolve) => setTimeout(resolve, this.ms));
+    effect();
+    this.log.push(`${this.model}:${kind}:${ms.map((m) => m.name).join(',')}`);
+    this.busy.calls--;
+  }
+}
+
+describe('running sets of two models sharing a device', () => {
+  test('take turns call by call: no two calls overlap, and two busy models alternate', async () => {
+    const log: string[] = [];
+    const busy = { calls: 0, overlaps: 0 };
+    const device = new DeviceLock();
+    const a = new RunningSet(new Timed('A', 2, log, busy), { capacity: 2, device });
+    const b = new RunningSet(new Timed('B', 2, log, busy), { capacity: 2, device });
+    await Promise.all([a.run([new Img('a1', 4, 'bulk')]), b.run([new Img('b1', 4, 'bulk')])]);
+    assert.equal(busy.overlaps, 0);
+    const steps = log.filter((c) => c.includes(':step:')).map((c) => c[0]);
+    assert.deepEqual(steps, ['A', 'B', 'A', 'B', 'A', 'B', 'A', 'B']);
+  });
+
+  test('an online image of one model steps at the next turn, ahead of another model\'s bulk steps', async () => {
+    const log: string[] = [];
+    const busy = { calls: 0, overlaps: 0 };
+    const device = new DeviceLock();
+    const bulkA = new RunningSet(new Timed('A', 2, log, busy), { capacity: 2, device });
+    const onlineB = new RunningSet(new Timed('B', 2, log, busy), { capacity: 2, device });
+    const bulk = bulkA.run([new Img('a1', 12, 'bulk'), new Img('a2', 12, 'bulk')]);
+    // Once A has stepped twice, B's online image arrives and needs 3 steps.
+    while (log.filter((c) => c.startsWith('A:step')).length < 2) await new Promise((resolve) => setTimeout(resolve, 1));
+    const arrivedAt = log.length;
+    await onlineB.run([new Img('o', 3, 'online')]);
+    const during = log.slice(arrivedAt, log.lastIndexOf('B:finish:o') + 1);
+    // At most the A call running when it arrived comes before each of B's calls: B's calls (start, 3 steps, finish) run back to back.
+    assert.ok(during.filter((c) => c.startsWith('A:')).length <= 1, during.join(' '));
+    await bulk;
+    assert.equal(busy.overlaps, 0);
   });
 });

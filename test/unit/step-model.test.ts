@@ -1,7 +1,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { simulateContinuous, simulateRequestLevel, type StepModelOptions } from '../../bench/continuous-batching/step-model.js';
+import { simulateContinuous, simulateRequestLevel, type ContinuousModelOptions, type StepModelOptions } from '../../bench/continuous-batching/step-model.js';
 import { DEFAULT_STEP_COST_MS, stepCostAt } from '../../services/stages/synthetic-steps.js';
 
 /** Three steps of 10 ms whatever the rows, one replica, sets of up to 4, no batch wait. */
@@ -53,5 +53,27 @@ describe('simulateContinuous', () => {
     const r = simulateContinuous([0, 0], { ...flat, replicas: 2, stepMs: (rows) => rows * 5 });
     // Each alone on its own replica: 3 steps of 2 rows.
     assert.deepEqual(r.latencies, [30, 30]);
+  });
+
+  test('with transport and room only, a row freed by a leave stays empty until the reply has reached the router and the next image the replica', () => {
+    // One row, 2 steps of 10 ms, 1 ms each way. The second image is sent on the first one's reply
+    // (at 22), reaches the replica at 23, and is answered at 44.
+    const o: ContinuousModelOptions = { ...flat, maxBatch: 1, steps: 2, transportMs: 1 };
+    assert.deepEqual(simulateContinuous([0, 0], o).latencies, [22, 44]);
+    // One waiting image: sent at once, it joins at the boundary the row frees (21).
+    assert.deepEqual(simulateContinuous([0, 0], { ...o, waitingImages: 1 }).latencies, [22, 42]);
+  });
+
+  test('soonest-row sends an image to wait where a row frees first, where most-room goes by the images held', () => {
+    // Two replicas of 2 rows and 1 waiting place, 4 steps of 10 ms. At 44 both sets are full:
+    // replica 0's images have 3 steps left, replica 1's first image 1 step.
+    const o: ContinuousModelOptions = { steps: 4, maxBatch: 2, replicas: 2, stepMs: () => 10, waitMs: 0, waitingImages: 1 };
+    const arrivals = [0, 5, 41, 42, 43, 44];
+    assert.equal(simulateContinuous(arrivals, o).latencies[5], 77);
+    assert.equal(simulateContinuous(arrivals, { ...o, dispatch: 'soonest-row' }).latencies[5], 41);
+  });
+
+  test('request-level batching adds one round trip of transport to every image', () => {
+    assert.deepEqual(simulateRequestLevel([0, 15], { ...flat, transportMs: 2 }).latencies, [34, 49]);
   });
 });

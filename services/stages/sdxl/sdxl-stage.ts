@@ -251,7 +251,7 @@ export const sdxlStage: Stage = {
       const tokenizer = ClipTokenizer.fromDirectory(bundle.tokenizerDirs[1], { mode: opts.tokenizerMode });
       const tokenizer2 = ClipTokenizer.fromDirectory(bundle.tokenizerDirs[2], { mode: opts.tokenizerMode });
       const report = fused ? { loraFile: files.loraFile!, loraModulesFused: fused.matched, loraModulesUnmatched: fused.unmatched } : undefined;
-      const set = continuous ? sdxlRunningSet(modelId, bundle, tokenizer, tokenizer2, opts.mode === 'image-to-image', ctx.maxBatchSize ?? 1) : undefined;
+      const set = continuous ? sdxlRunningSet(modelId, bundle, tokenizer, tokenizer2, opts.mode === 'image-to-image', ctx) : undefined;
       return new SdxlModel(modelId, bundle, tokenizer, tokenizer2, parseSchedulerConfig(bundle.schedulerConfigJson), opts, report, removeFused, set);
     } catch (err) {
       await bundle.dispose();
@@ -275,15 +275,15 @@ async function perRowOverrides(bundleDir: string, fused: { paths: Readonly<Recor
   return { modelPaths: fused?.paths ?? {}, cachedModelPaths: { unet: perRow.path } };
 }
 
-/** The running set of a continuous deployment's model, reporting on RUNNING_SET_CHANNEL. */
-function sdxlRunningSet(modelId: string, b: SdxlBundle, tokenizer: ClipTokenizer, tokenizer2: ClipTokenizer, img2img: boolean, capacity: number): RunningSet<SdxlImage> {
+/** The running set of a continuous deployment's model, reporting on RUNNING_SET_CHANNEL, taking turns on the replica's device. */
+function sdxlRunningSet(modelId: string, b: SdxlBundle, tokenizer: ClipTokenizer, tokenizer2: ClipTokenizer, img2img: boolean, ctx: StageContext): RunningSet<SdxlImage> {
   const step = new SdxlStepModel({
     encoders: { textEncoder: b.textEncoder, textEncoder2: b.textEncoder2, tokenizer, tokenizer2, forceZerosForEmptyPrompt: b.forceZerosForEmptyPrompt },
     unet: { session: b.unet, dtype: b.dtype, timestep: b.timestepInput },
     vae: { decoder: b.vaeDecoder, encoder: b.vaeEncoder, encoderOutput: b.vaeEncoderOutput, dtype: b.dtype, scalingFactor: b.scalingFactor },
     img2img,
   });
-  return new RunningSet(step, { capacity, onReport: publishRunningSet(modelId) });
+  return new RunningSet(step, { capacity: ctx.maxBatchSize ?? 1, onReport: publishRunningSet(modelId), ...(ctx.device ? { device: ctx.device } : {}) });
 }
 
 /** A pre-fused folder has its LoRA strength in its weights: a deployment asking for another one is a config error. */
