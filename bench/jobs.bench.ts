@@ -269,13 +269,17 @@ export async function run(): Promise<BenchResult> {
       const t0 = performance.now();
       const { job, outDir } = await submit(jobs, b, 'zero', GRID_ITEMS, 'large-grid');
       const submitMs = performance.now() - t0;
+      // RSS at every poll (2 s, so finalizing's peak is seen); every 10 s in the report.
+      const samples: Array<[number, number]> = [];
       const rss: Array<[number, number]> = [];
       let storePeak = 0;
       let lastSample = 0;
       const f = await follow(jobs, job.job_id, 2000, (_j, t) => {
+        const sample: [number, number] = [t / 1000, round(rssMiB(b.cluster.router?.pid))];
+        samples.push(sample);
         if (t - lastSample >= 10_000 || rss.length === 0) {
           lastSample = t;
-          rss.push([Math.round(t / 1000), round(rssMiB(b.cluster.router?.pid))]);
+          rss.push([Math.round(sample[0]), sample[1]]);
           storePeak = Math.max(storePeak, duMiB(storeDir));
         }
       }, GRID_MAX_S * 1000);
@@ -283,8 +287,11 @@ export async function run(): Promise<BenchResult> {
       const done = num(f.job.succeeded) + num(f.job.failed);
       const storeEnd = duMiB(storeDir);
       const outMiB = duMiB(outDir);
-      const rssValues = rss.map(([, v]) => v).filter(Number.isFinite);
-      const half = rssValues.slice(Math.floor(rssValues.length / 2));
+      const rssValues = samples.map(([, v]) => v).filter(Number.isFinite);
+      // Flat = no more memory for the second half of the items than for the first: memory that
+      // grows with progress (or with finalizing's size) makes the second half's peak the higher.
+      const firstPeak = Math.max(...rssValues.slice(0, Math.floor(rssValues.length / 2)));
+      const secondPeak = Math.max(...rssValues.slice(Math.floor(rssValues.length / 2)));
       data.largeGrid = { items: GRID_ITEMS, submitMs, wallS, done, final: f.job, timedOut: f.timedOut, rssBefore, rss, storePeakMiB: storePeak, storeEndMiB: storeEnd, outMiB };
       tables.push({
         title: `A ${GRID_ITEMS.toLocaleString('en-US')}-item grid on zero-cost replicas (two replicas, batches of 32)`,
@@ -293,7 +300,10 @@ export async function run(): Promise<BenchResult> {
         note: `Router RSS every 10 s (s, MiB): ${rss.map(([t, v]) => `${t}:${v}`).join(' ')}`,
       });
       checks.push({ name: `${GRID_ITEMS.toLocaleString('en-US')}-item grid finished`, measured: done, unit: 'items', target: `${GRID_ITEMS} within ${GRID_MAX_S} s`, pass: !f.timedOut && done === GRID_ITEMS });
-      checks.push({ name: 'router RSS growth over the second half of the run', measured: round(Math.max(...half) - Math.min(...half)), unit: 'MiB', target: '≤ 64 MiB (flat)', pass: half.length > 0 && Math.max(...half) - Math.min(...half) <= 64 });
+      checks.push({
+        name: 'router RSS peak, second half of the run (finalizing included) − first half', measured: round(secondPeak - firstPeak), unit: 'MiB', target: '≤ 64 MiB (flat)',
+        pass: rssValues.length >= 2 && secondPeak - firstPeak <= 64, note: `peaks ${round(firstPeak)} / ${round(secondPeak)} MiB, sampled every 2 s`,
+      });
       if (f.timedOut) await jobs.cancel(job.job_id);
     } finally {
       jobs.close();
