@@ -39,10 +39,28 @@ export async function run(): Promise<BenchResult> {
         rows: [[r.faults.replicaKills, r.faults.natsRestarts, r.faults.natsRestartFailures, r.faults.routerKills, r.faults.replicaPauses]],
       },
       {
+        title: 'Failures by status and message',
+        columns: ['status', 'message (ids as <id>, numbers as N)', 'calls'],
+        rows: Object.entries(r.failureMessages).flatMap(([code, byMessage]) => Object.entries(byMessage).map(([message, n]) => [code, message, n])),
+        note: `Fault times (s after the start): ${r.faultTimes.map((f) => `${f.atS} ${f.fault}`).join('; ')}.`,
+      },
+      {
+        title: 'Payloads left in the object store',
+        columns: ['object', 'bytes', 'stored at (s after the start)'],
+        rows: r.payloadsLeftDetails.map((p) => [p.name, p.size, p.storedAtS]),
+        note: 'Output images are named `out-<batch id>-<index>`; match their time against the fault times above.',
+      },
+      {
         title: 'RSS of the long-lived processes',
         columns: ['process', 'samples', 'first (MiB)', 'last (MiB)', 'slope after warm-up (MiB/min)'],
         rows: r.rss.map((s) => [s.process, s.samples, s.firstMiB.toFixed(1), s.lastMiB.toFixed(1), s.slopeMiBPerMin.toFixed(2)]),
         note: 'The client is the load generator (it keeps every call\'s record), listed for reference, not checked.',
+      },
+      {
+        title: 'JS heap in use of the long-lived processes (nodejs_heap_size_used_bytes, every 5 s)',
+        columns: ['process', 'samples', 'first (MiB)', 'last (MiB)', 'slope after warm-up (MiB/min)'],
+        rows: r.heapUsed.map((s) => [s.process, s.samples, s.firstMiB.toFixed(1), s.lastMiB.toFixed(1), s.slopeMiBPerMin.toFixed(2)]),
+        note: 'Live JS objects plus garbage not yet collected: a leak of JS objects shows here as a steady slope; RSS also holds the V8 young generation, which grows with the allocation rate up to its cap.',
       },
     ],
     notes: [

@@ -113,13 +113,6 @@ export class PayloadStore {
     return this.pendingDeletes.size;
   }
 
-  /** Stops retrying failed deletions (the connection is closing); the TTL removes what is left. */
-  close(): void {
-    clearTimeout(this.retryTimer);
-    this.retryTimer = undefined;
-    this.pendingDeletes.clear();
-  }
-
   /** The object's bytes, chunk by chunk with direct gets (no consumer), checked against its size and digest. */
   private async read(name: string): Promise<Uint8Array> {
     const { os, jsm } = await this.bucket();
@@ -159,6 +152,7 @@ export class PayloadStore {
     }
   }
 
+  /** Retries on an unref'd timer while the connection is open; once it is closed the bucket's TTL removes what is left. */
   private scheduleRetry(): void {
     if (this.retryTimer || this.pendingDeletes.size === 0 || this.nc.isClosed()) return;
     this.retryTimer = setTimeout(() => {

@@ -40,8 +40,6 @@ describe('payload store on a real nats-server', () => {
     reader = new PayloadStore(readerNc, { bucket: BUCKET, maxInlineBytes: 1000, deleteRetryMs: 100 });
   });
   after(async () => {
-    writer.close();
-    reader.close();
     await writerNc.close();
     await readerNc.close();
     await nats.close();
