@@ -65,7 +65,8 @@ export async function run(): Promise<BenchResult> {
     ],
     notes: [
       'Loopback only: nats-server, two routers, three synthetic replicas (200 ms + 10 ms per image, batches of 4, 2 slots), one synthetic replica with 150 kB images (object store), one tiny-SDXL replica, each its own process under serve-local\'s supervisor, which restarts killed replicas; the second router is not restarted after its kill -9 (its callers retry on the first with the README\'s retry policy).',
-      'UNAVAILABLE answers come from the router kill (streams already answering and unary calls whose answer had begun are not retried by gRPC) and from images whose replica was lost twice.',
+      'Every failure is listed with its status message under "Failures by status and message". UNAVAILABLE `read ECONNRESET` comes from the router kill (streams already answering and unary calls whose answer had begun are not retried by gRPC); `replica lost twice` from images whose replica was killed (or lost its reply in a NATS restart) on both attempts. A batch whose images the object store could not take or give back during a NATS restart used to answer INTERNAL `timeout`; it is now ORRERY_ERR_PAYLOAD_UNAVAILABLE, retried once.',
+      'The cluster\'s processes run with NODE_OPTIONS=--max-semi-space-size=4 (test/support/chaos-soak.ts). Uncapped, V8 resizes the young generation with the allocation rate (8-80 MiB in the router) and shrinks it at a major GC: the router\'s RSS moved by 70 MiB within a minute, which is what the first run\'s 5 MiB/min slope measured. Heap evidence from a 200 s soak with the cap: the router\'s heap snapshots 60 s and 180 s in held 17.35 and 17.41 MB, no object type growing but compiled code (+0.37 MB); its JS heap in use sloped +0.47 MiB/min. Taking a snapshot raised the router\'s RSS by 72 MiB at once (serialization buffers), so this run takes none.',
     ],
     data: { ...r },
   };
