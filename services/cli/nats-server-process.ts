@@ -65,7 +65,7 @@ export class NatsServerProcess {
       stderr = (stderr + d.toString()).slice(-4000);
     });
     // A restart recovers every stream and consumer from the store first: seconds when there are
-    // hundreds (the chaos soak's payload bucket).
+    // hundreds (the chaos soak's payload bucket had, before payload reads stopped creating consumers).
     const deadline = Date.now() + 30_000;
     while (Date.now() < deadline) {
       if (child.exitCode !== null) throw new Error(`nats-server exited with ${child.exitCode}: ${stderr}`);

@@ -32,6 +32,8 @@ export const ERROR_CODES = {
   ORRERY_ERR_UNAUTHENTICATED: GrpcStatus.UNAUTHENTICATED,
   ORRERY_ERR_PERMISSION_DENIED: GrpcStatus.PERMISSION_DENIED,
   ORRERY_ERR_INTERNAL: GrpcStatus.INTERNAL,
+  /** The NATS object store could not store or read an image (NATS restarting): retryable. Routers retry the batch once. */
+  ORRERY_ERR_PAYLOAD_UNAVAILABLE: GrpcStatus.UNAVAILABLE,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
@@ -99,6 +101,14 @@ export class CancelledError extends OrreryError {
 export class NoReplicaError extends OrreryError {
   constructor(deployment: string) {
     super('ORRERY_ERR_NO_REPLICA', `deployment ${deployment} has no ready replica`);
+  }
+}
+
+/** An image could not go through the NATS object store (e.g. nats-server was restarting). */
+export class PayloadUnavailableError extends OrreryError {
+  constructor(what: string, options?: { cause?: unknown }) {
+    const why = options?.cause instanceof Error ? options.cause.message : 'unknown cause';
+    super('ORRERY_ERR_PAYLOAD_UNAVAILABLE', `the NATS object store is unavailable: ${what} failed (${why})`, options);
   }
 }
 

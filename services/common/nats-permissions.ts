@@ -61,7 +61,9 @@ export function natsAuthorizationBlock(prefix: string, users: Record<NatsRole, N
     const c = users[role];
     const who = 'nkey' in c ? `nkey: ${JSON.stringify(c.nkey)}` : `user: ${JSON.stringify(c.user)}, password: ${JSON.stringify(c.password)}`;
     const p = perms[role];
-    return `    # ${role}\n    { ${who},\n      permissions: { publish: { allow: ${list(p.publish)} },\n                     subscribe: { allow: ${list(p.subscribe)} } } }`;
+    // A router acknowledges replies that carry stored images (replica.ts answer()): it may answer the requests it receives.
+    const responses = role === 'router' ? ', allow_responses: true' : '';
+    return `    # ${role}\n    { ${who},\n      permissions: { publish: { allow: ${list(p.publish)} },\n                     subscribe: { allow: ${list(p.subscribe)} }${responses} } }`;
   });
   return `authorization {\n  users = [\n${lines.join('\n')}\n  ]\n}\n`;
 }

@@ -13,7 +13,7 @@ import { randomUUID } from 'node:crypto';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import { clampTimerMs } from '../common/deadline.js';
 import type { Logger } from '../common/logger.js';
-import type { PayloadStore } from '../common/payload-store.js';
+import { outputPayloadName, type PayloadStore } from '../common/payload-store.js';
 import { decodeQcVerdict, type QcVerdictData } from '../common/qc-verdict.js';
 import type { Subjects } from '../common/subjects.js';
 import { wire, type BatchReply, type ErrorInfo, type Progress, type WorkItem } from '../common/wire.js';
@@ -104,7 +104,14 @@ export class BatchDispatcher {
     this.inFlight.set(batchId, { slot, ...(wantsProgress ? { progress: progressRouter(units) } : {}) });
     let timer: NodeJS.Timeout | undefined;
     try {
-      const items: WorkItem[] = await Promise.all(units.map((u) => this.toWireItem(u)));
+      const stored = await Promise.allSettled(units.map((u) => this.toWireItem(u)));
+      const failed = stored.find((r) => r.status === 'rejected');
+      if (failed) {
+        // The batch will not be sent: the input images stored for it would never be read.
+        for (const r of stored) if (r.status === 'fulfilled') void this.payloads.discard(r.value.initImage);
+        throw failed.reason;
+      }
+      const items = stored.map((r) => (r as PromiseFulfilledResult<WorkItem>).value);
       // The replica was lost while the inputs were being stored: the scheduler retries the work
       // elsewhere, so sending it too would run it twice.
       const early = slot.settlement;
@@ -123,7 +130,11 @@ export class BatchDispatcher {
       // images in the object store above may take longer than a heartbeat interval.
       slot.sentAtMs = Date.now();
       const s = await settled;
-      return s.kind === 'reply' ? await this.readReply(wire.batchReply.decode(s.data), replicaId) : s;
+      if (s.kind === 'reply') return await this.readReply(wire.batchReply.decode(s.data), replicaId);
+      // Its reply may have been lost after the replica stored the images (a NATS restart drops
+      // a reply published before the router resubscribed): nobody will read them now.
+      if (s.ran && !this.closed) for (let i = 0; i < units.length; i++) void this.payloads.discardName(outputPayloadName(batchId, i));
+      return s;
     } catch (err) {
       // Storing a payload or publishing failed (the connection is closed): the batch may not
       // have reached a replica, but nothing proves it did not.
@@ -147,6 +158,8 @@ export class BatchDispatcher {
       if (kind === 'progress') {
         b?.progress?.(wire.progress.decode(msg.data));
       } else if (kind === 'reply') {
+        // A replica whose reply carries stored images asks for an acknowledgement (replica.ts answer()).
+        if (msg.reply) msg.respond();
         // nats-server answers a publish nobody is subscribed to with an empty 503 status message.
         if (msg.data.length === 0 && msg.headers?.code === 503) b?.slot.settle({ kind: 'lost', reason: 'no replica is subscribed (no responders)', ran: false });
         // A reply after its batch was declared lost (and retried): free its stored payloads.

@@ -275,6 +275,8 @@ export class DeploymentScheduler {
         this.deps.registry.get(replicaId)?.refused();
         return this.retry(units, false, 'replica full', 'replica_full');
       }
+      // The replica could not read its inputs or store its outputs (NATS restarting): retried once, like a lost batch.
+      if (outcome.error.code === 'ORRERY_ERR_PAYLOAD_UNAVAILABLE') return this.retry(units, true, outcome.error.message, 'payload_unavailable');
       const err = fromWire(outcome.error);
       for (const u of units) u.fail(err);
       return;

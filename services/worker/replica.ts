@@ -8,7 +8,7 @@
  * Lifecycle: starting → running → draining → stopped.
  */
 import { randomUUID } from 'node:crypto';
-import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
+import { errors, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 import type { ClusterConfig, DeploymentConfig } from '../common/config.js';
 import { clampTimerMs } from '../common/deadline.js';
 import { ConfigError, DeadlineExceededError, OrreryError, toWire, type WireError } from '../common/errors.js';
@@ -16,10 +16,10 @@ import type { Logger } from '../common/logger.js';
 import { startMetricsServer, type MetricsServer } from '../common/metrics-server.js';
 import { connectNats } from '../common/nats-connection.js';
 import { inboxPrefix } from '../common/nats-permissions.js';
-import { PayloadStore } from '../common/payload-store.js';
+import { outputPayloadName, PayloadStore } from '../common/payload-store.js';
 import { encodeQcVerdict } from '../common/qc-verdict.js';
 import { subjects, type Subjects } from '../common/subjects.js';
-import { wire, type BatchRequest, type ItemResult } from '../common/wire.js';
+import { wire, type BatchRequest, type ItemResult, type Payload } from '../common/wire.js';
 import { decodeWorkItem } from '../common/work-item.js';
 import type { SessionLoadReport } from '../models/session-load-report.js';
 import type { RunningSetEvent } from '../stages/running-set.js';
@@ -45,6 +45,9 @@ interface InFlight {
   /** Online images among `items`. */
   readonly online: number;
 }
+
+/** How long a reply carrying stored images waits for its router's acknowledgement (only a "no responders" answer matters). */
+const REPLY_ACK_TIMEOUT_MS = 10_000;
 
 export class Replica {
   readonly id: string;
@@ -260,6 +263,7 @@ export class Replica {
     // (this reply can reach the router before the router's own deadline timer fires).
     const why = (e: WireError): WireError => (deadlinePassed && e.code === 'ORRERY_ERR_CANCELLED' ? toWire(new DeadlineExceededError(`on replica ${this.id} (${e.message})`)) : e);
     let reply: Uint8Array;
+    let stored: Payload[] = [];
     try {
       if (req.deadlineUnixMs) {
         deadlineTimer = setTimeout(() => {
@@ -272,12 +276,22 @@ export class Replica {
         ? (i: number, step: number, total: number) => this.nc.publish(req.progressSubject, wire.progress.encode({ batchId: req.batchId, requestId: items[i]!.requestId, imageIndex: items[i]!.imageIndex, step, totalSteps: total }))
         : () => undefined;
       const res = await this.executor.run({ batchId: req.batchId, modelId: req.modelId, items }, onProgress);
-      const results: ItemResult[] = await Promise.all(res.results.map(async (r, i): Promise<ItemResult> => {
+      const settled = await Promise.allSettled(res.results.map(async (r, i): Promise<ItemResult> => {
         const it = req.items[i]!;
         if ('error' in r) return { requestId: it.requestId, imageIndex: it.imageIndex, width: 0, height: 0, mimeType: '', error: why(r.error), qcJson: '' };
         this.metrics.images.inc(labels);
-        return { requestId: it.requestId, imageIndex: it.imageIndex, width: r.width, height: r.height, mimeType: r.mimeType, image: await this.payloads.put(r.data, `out-${it.requestId}`), qcJson: encodeQcVerdict(r.qc) };
+        // Named after the batch, so a router that declares the batch lost can delete it (batch-dispatcher.ts).
+        const image = await this.payloads.put(r.data, 'out', outputPayloadName(req.batchId, i));
+        return { requestId: it.requestId, imageIndex: it.imageIndex, width: r.width, height: r.height, mimeType: r.mimeType, image, qcJson: encodeQcVerdict(r.qc) };
       }));
+      const failed = settled.find((s) => s.status === 'rejected');
+      if (failed) {
+        // The reply carries no image, so nobody would read the ones stored.
+        for (const s of settled) if (s.status === 'fulfilled') void this.payloads.discard(s.value.image);
+        throw failed.reason;
+      }
+      const results = settled.map((s) => (s as PromiseFulfilledResult<ItemResult>).value);
+      stored = results.flatMap((r) => (r.image?.objectName ? [r.image] : []));
       this.metrics.batches.inc({ ...labels, outcome: 'ok' });
       this.metrics.batchRunSeconds.observe({ deployment: this.dep.name }, res.runSeconds);
       reply = wire.batchReply.encode({ batchId: req.batchId, attempt: req.attempt, replicaId: this.id, results, runSeconds: res.runSeconds, loadSeconds: res.loadSeconds });
@@ -290,10 +304,29 @@ export class Replica {
       clearTimeout(deadlineTimer);
     }
     // Answer first, then stop listing the batch: a heartbeat without it must never precede the reply.
-    msg.respond(reply);
+    this.answer(msg, reply, stored);
     this.inFlight.delete(req.batchId);
     if (this.refusedSinceHeartbeat) this.heartbeat();
     if (this.inFlight.size === 0) this.idleWaiters.splice(0).forEach((w) => w());
+  }
+
+  /**
+   * Sends a batch's reply. A reply whose images are in the object store goes as a request that the
+   * router acknowledges: when its router has died, nats-server answers "no responders" at once and
+   * the images are deleted (nobody else would read them). An acknowledgement that never comes
+   * (lost in a NATS restart) changes nothing: the router deletes the images of a batch it declared
+   * lost (batch-dispatcher.ts).
+   */
+  private answer(msg: Msg, reply: Uint8Array, stored: readonly Payload[]): void {
+    if (stored.length === 0 || !msg.reply) {
+      msg.respond(reply);
+      return;
+    }
+    this.nc.request(msg.reply, reply, { timeout: REPLY_ACK_TIMEOUT_MS }).catch((err: unknown) => {
+      if (!(err instanceof errors.RequestError && err.isNoResponders())) return;
+      this.options.log.warn({ replySubject: msg.reply, images: stored.length }, 'no router takes this reply (it died): deleting its stored images');
+      for (const p of stored) void this.payloads.discard(p);
+    });
   }
 
   /**

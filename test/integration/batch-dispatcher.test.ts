@@ -6,16 +6,18 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { Objm } from '@nats-io/obj';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { NatsServerProcess } from '../../services/cli/nats-server-process.js';
 import { createLogger } from '../../services/common/logger.js';
-import { PayloadStore } from '../../services/common/payload-store.js';
+import { outputPayloadName, PayloadStore } from '../../services/common/payload-store.js';
 import { subjects as makeSubjects } from '../../services/common/subjects.js';
-import { wire } from '../../services/common/wire.js';
+import { wire, type Payload } from '../../services/common/wire.js';
 import { BatchDispatcher } from '../../services/router/batch-dispatcher.js';
 import { ReplicaHandle } from '../../services/router/replica-handle.js';
 import { batchKey, WorkUnit } from '../../services/router/work-unit.js';
 import { workItem } from '../support/work-items.js';
+import { eventually } from './harness.js';
 
 const subjects = makeSubjects('orrery');
 
@@ -135,6 +137,27 @@ describe('batch dispatcher on a real nats-server', () => {
     await routerNc.flush();
     assert.equal(slow.ongoingBatches, 0);
     sub.unsubscribe();
+  });
+
+  test('a batch declared lost whose replica had stored its output image (its reply lost in a NATS restart): the image is deleted', async () => {
+    const replicaPayloads = new PayloadStore(replicaNc, { bucket: subjects.payloadBucket, maxInlineBytes: 1000 });
+    let stored: Payload | undefined;
+    const sub = replicaNc.subscribe(subjects.batch('mute'), {
+      callback: (_err, msg) => {
+        // Stores the image as a replica does, and its reply never reaches the router.
+        const req = wire.batchRequest.decode(msg.data);
+        void replicaPayloads.put(new Uint8Array(5000).fill(3), 'out', outputPayloadName(req.batchId, 0)).then((p) => { stored = p; });
+      },
+    });
+    await replicaNc.flush();
+    const mute = replica('mute');
+    const pending = sendOn(dispatcher, mute, [unit('h', Date.now() + 10_000)]);
+    while (!stored) await new Promise((r) => setTimeout(r, 5));
+    mute.lose('its heartbeats stopped listing the batch');
+    assert.equal((await pending).kind, 'lost');
+    sub.unsubscribe();
+    const os = await new Objm(routerNc).open(subjects.payloadBucket);
+    await eventually(async () => (await os.info(stored!.objectName!))?.deleted !== false, 5000, 'the lost batch\'s output image deleted');
   });
 
   test('a replica lost while the batch\'s input image is being stored: the batch is not sent, and its retry does not count', async () => {

@@ -2,8 +2,9 @@
  * The chaos soak for 60 s (test/support/chaos-soak.ts; 10 minutes in `make bench`, soak): mixed
  * load on two routers and four replicas while replicas are killed every 5 s, nats-server restarts
  * every 30 s, one router is killed and one replica paused past its heartbeat timeout. Every call
- * ends (lost = 0), none is answered twice or with another request's image. Payloads left and RSS
- * slopes are reported (the 10-minute run records them in bench/results/soak.md).
+ * ends (lost = 0), none is answered twice or with another request's image, none INTERNAL, and no
+ * payload is left in the object store. RSS slopes are reported (the 10-minute run records them in
+ * bench/results/soak.md).
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
@@ -17,6 +18,9 @@ describe('chaos soak (60 s)', () => {
     assert.equal(r.lost, 0, 'calls without an outcome by their deadline');
     assert.equal(r.answeredTwice, 0, 'calls answered twice');
     assert.equal(r.wrongAnswers, 0, 'answers with another request\'s image');
+    // Every failure is a deliberate status: a replica or NATS lost is UNAVAILABLE, never INTERNAL.
+    assert.equal(r.failedByCode.INTERNAL, undefined, `INTERNAL answers: ${JSON.stringify(r.failureMessages.INTERNAL)}`);
+    assert.deepEqual(r.payloadsLeftDetails, [], 'payloads left in the object store');
     const failed = Object.values(r.failedByCode).reduce((a, b) => a + b, 0);
     assert.equal(r.ok + r.cancelledByCaller + failed, r.sent, 'every call ended one way');
     assert.ok(r.ok > r.sent / 2, `most calls answered OK (${r.ok} of ${r.sent}; failed ${JSON.stringify(r.failedByCode)})`);

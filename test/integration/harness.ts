@@ -36,7 +36,7 @@ export function testConfig(deployments: Record<string, object>, extra: Record<st
 }
 
 /** Starts a cluster; the caller stops it (`after(() => c.stop())`). */
-export async function startCluster(config: Record<string, unknown>, options: { restartReplicas?: boolean; natsAuth?: boolean } = {}): Promise<TestCluster> {
+export async function startCluster(config: Record<string, unknown>, options: { restartReplicas?: boolean; natsAuth?: boolean; env?: NodeJS.ProcessEnv } = {}): Promise<TestCluster> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'orrery-it-'));
   const file = path.join(dir, 'config.yaml');
   fs.writeFileSync(file, toYaml({ model_repository: path.join(dir, 'models'), ...config }));
@@ -46,7 +46,7 @@ export async function startCluster(config: Record<string, unknown>, options: { r
   await prepareLocalModels(loaded.config);
   let cluster: LocalCluster;
   try {
-    cluster = await LocalCluster.start({ loaded, grpcPort: 0, logs: logFd, restartReplicas: options.restartReplicas ?? false, readyTimeoutMs: 30_000, natsAuth: options.natsAuth });
+    cluster = await LocalCluster.start({ loaded, grpcPort: 0, logs: logFd, restartReplicas: options.restartReplicas ?? false, readyTimeoutMs: 30_000, natsAuth: options.natsAuth, ...(options.env ? { env: options.env } : {}) });
   } catch (err) {
     process.stderr.write(fs.readFileSync(logFile, 'utf8').slice(-8000));
     throw err;

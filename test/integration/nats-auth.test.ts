@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { connect, errors, type NatsConnection } from '@nats-io/transport-node';
 import pino from 'pino';
 import { Registry } from 'prom-client';
 import { stringify as toYaml } from 'yaml';
@@ -189,6 +189,25 @@ describe('NATS authorization: wrong credentials and permissions of the worker us
       assert.equal((await permissionErrors(registry, 'publish')) + (await permissionErrors(registry, 'subscription')), 0);
     } finally {
       await nc.close();
+    }
+  });
+
+  test('the router user acknowledges a worker\'s reply (allow_responses); a reply to a router nobody runs is answered "no responders"', async () => {
+    const { log } = captureLogger();
+    const workerRegistry = new Registry();
+    const routerRegistry = new Registry();
+    const worker = await connectNats(nats.url, 'worker', log, { security: security(auth, 'worker'), inboxPrefix: inboxPrefix('orrery', 'worker'), registry: workerRegistry });
+    const router = await connectNats(nats.url, 'router', log, { security: security(auth, 'router'), inboxPrefix: inboxPrefix('orrery', 'router'), registry: routerRegistry });
+    try {
+      router.subscribe(`${subjects('orrery').routerInbox('r1')}.>`, { callback: (_err, msg) => { msg.respond(); } });
+      await router.flush();
+      const ack = await worker.request(subjects('orrery').batchReply('r1', 'b1'), new Uint8Array([1]), { timeout: 5000 });
+      assert.equal(ack.data.length, 0);
+      await assert.rejects(worker.request(subjects('orrery').batchReply('gone', 'b2'), new Uint8Array([1]), { timeout: 5000 }), (err: unknown) => err instanceof errors.RequestError && err.isNoResponders());
+      for (const r of [workerRegistry, routerRegistry]) assert.equal((await permissionErrors(r, 'publish')) + (await permissionErrors(r, 'subscription')), 0);
+    } finally {
+      await worker.close();
+      await router.close();
     }
   });
 });

@@ -47,6 +47,16 @@ export interface RssSeries {
   readonly slopeMiBPerMin: number;
 }
 
+/** The JS heap in use (V8, after the last GC) of a long-lived process, read from its /metrics every 5 s: tells a leak of JS objects from RSS noise. */
+export interface HeapSeries {
+  readonly process: string;
+  readonly samples: number;
+  readonly firstMiB: number;
+  readonly lastMiB: number;
+  /** Least-squares slope after the warm-up, MiB per minute. */
+  readonly slopeMiBPerMin: number;
+}
+
 export interface SoakReport {
   readonly durationS: number;
   readonly arrivalsPerS: number;
@@ -64,10 +74,25 @@ export interface SoakReport {
   readonly wrongAnswers: number;
   /** Objects left in the payload object store once every call ended. */
   readonly payloadsLeft: number;
+  /** Those objects: name (its hint says whose: `out-<requestId>…`), size, and when stored (s after the start). */
+  readonly payloadsLeftDetails: ReadonlyArray<{ readonly name: string; readonly size: number; readonly storedAtS: number }>;
+  /** Every failure's status message, by status code name then message (ids replaced by `<id>`), with its count. */
+  readonly failureMessages: Readonly<Record<string, Readonly<Record<string, number>>>>;
+  /** When each nats-server restart, router kill and replica pause happened (s after the start), to match failures and leftovers against. */
+  readonly faultTimes: ReadonlyArray<{ readonly atS: number; readonly fault: string }>;
   readonly faults: { readonly replicaKills: number; readonly natsRestarts: number; readonly natsRestartFailures: number; readonly routerKills: number; readonly replicaPauses: number };
   readonly rss: readonly RssSeries[];
+  readonly heapUsed: readonly HeapSeries[];
 }
 
+/**
+ * Node options of the cluster's processes: a capped V8 young generation. Uncapped, V8 resizes it
+ * with the allocation rate between 8 and 80 MiB (router, Node 24) and shrinks it back at a major
+ * GC, which moved the router's RSS by 70 MiB within a minute while its heap after GC stayed flat:
+ * the RSS slope then measured the resizing, not leaks. Capped, RSS follows the old generation and
+ * native memory, where leaks accumulate.
+ */
+const MEASURED_NODE_OPTIONS = '--max-semi-space-size=4';
 const CALL_TIMEOUT_MS = 20_000;
 const GRACE_MS = 10_000;
 /** The synthetic deployment's cost: a batch of n takes 200 + 10 n ms of (timer) device time. */
@@ -87,6 +112,8 @@ interface Call {
   readonly prompt: string;
   readonly sentAtMs: number;
   outcome?: string;
+  /** The status message of a failed call. */
+  detail?: string;
   answers: number;
   wrong: boolean;
 }
@@ -125,7 +152,7 @@ export async function runChaosSoak(options: SoakOptions): Promise<SoakReport> {
     synthetic: SYNTHETIC,
     'synthetic-big': SYNTHETIC_BIG,
     'sdxl-base': { stage: 'sdxl', models: ['tiny-sdxl'], default_steps: 2, max_batch_size: 2, replicas: 1 },
-  }, { max_inline_payload_bytes: 100_000 }), { restartReplicas: true });
+  }, { max_inline_payload_bytes: 100_000 }), { restartReplicas: true, env: { NODE_OPTIONS: [process.env.NODE_OPTIONS, MEASURED_NODE_OPTIONS].filter(Boolean).join(' ') } });
   let second: SecondRouter | undefined;
   let client: ImageServiceClient | undefined;
   const timers: NodeJS.Timeout[] = [];
@@ -138,6 +165,11 @@ export async function runChaosSoak(options: SoakOptions): Promise<SoakReport> {
     const started = Date.now();
     const endAt = started + options.durationMs;
     let paused: number | undefined;
+    const faultTimes: Array<{ atS: number; fault: string }> = [];
+    const fault = (what: string) => {
+      faultTimes.push({ atS: Math.round((Date.now() - started) / 100) / 10, fault: what });
+      say(what);
+    };
 
     // RSS of the processes that live through the run: router A, the SDXL replica, this client.
     const sdxlPid = c.cluster.replicas.find((r) => r.deployment === 'sdxl-base')?.child.pid;
@@ -153,6 +185,19 @@ export async function runChaosSoak(options: SoakOptions): Promise<SoakReport> {
       }
     }, 1000));
 
+    // Heap in use of the router and the SDXL replica (prom-client's nodejs_heap_size_used_bytes).
+    const sdxlMetrics = c.cluster.replicas.find((r) => r.deployment === 'sdxl-base')?.metricsUrl;
+    const heapTracked: Array<{ name: string; url: () => string | undefined; points: Array<[number, number]> }> = [
+      { name: 'router', url: () => c.cluster.metricsUrl, points: [] },
+      { name: 'sdxl replica', url: () => sdxlMetrics, points: [] },
+    ];
+    timers.push(setInterval(() => {
+      for (const t of heapTracked) {
+        const url = t.url();
+        if (url) void heapUsedMiB(url).then((mib) => mib !== undefined && t.points.push([Date.now() - started, mib]));
+      }
+    }, 5000));
+
     const syntheticReplicas = () => c.cluster.replicas.filter((r) => r.deployment === 'synthetic' && r.child.pid !== paused && r.child.exitCode === null);
     timers.push(setInterval(() => {
       const live = syntheticReplicas();
@@ -166,7 +211,7 @@ export async function runChaosSoak(options: SoakOptions): Promise<SoakReport> {
       if (restarting) return;
       restarting = true;
       faults.natsRestarts++;
-      say(`nats-server restart ${faults.natsRestarts}`);
+      fault(`nats-server restart ${faults.natsRestarts}`);
       c.cluster.nats!.restart().catch((err: Error) => {
         // Counted and reported; the next interval starts it again.
         faults.natsRestartFailures++;
@@ -177,7 +222,7 @@ export async function runChaosSoak(options: SoakOptions): Promise<SoakReport> {
     }, options.natsRestartEveryMs ?? 30_000));
     timers.push(setTimeout(() => {
       faults.routerKills++;
-      say('kill -9 of the second router');
+      fault('kill -9 of the second router');
       second!.cluster.router?.kill('SIGKILL');
     }, options.durationMs * 0.4));
     timers.push(setTimeout(() => {
@@ -185,7 +230,7 @@ export async function runChaosSoak(options: SoakOptions): Promise<SoakReport> {
       if (!victim?.child.pid) return;
       paused = victim.child.pid;
       faults.replicaPauses++;
-      say(`SIGSTOP of replica ${victim.id} for 3 s`);
+      fault(`SIGSTOP of replica ${victim.id} for 3 s`);
       process.kill(paused, 'SIGSTOP');
       // 3 s: three times the heartbeat timeout of the test config (10 intervals of 100 ms).
       timers.push(setTimeout(() => {
@@ -218,8 +263,15 @@ export async function runChaosSoak(options: SoakOptions): Promise<SoakReport> {
     await Promise.race([Promise.all([...pending]), sleep(CALL_TIMEOUT_MS + GRACE_MS)]);
     const lost = calls.filter((x) => x.outcome === undefined).length;
     const failedByCode: Record<string, number> = {};
-    for (const x of calls) if (x.outcome && x.outcome !== 'OK' && x.outcome !== 'CANCELLED_BY_CALLER') failedByCode[x.outcome] = (failedByCode[x.outcome] ?? 0) + 1;
-    const payloadsLeft = await countPayloads(c);
+    const failureMessages: Record<string, Record<string, number>> = {};
+    for (const x of calls) {
+      if (!x.outcome || x.outcome === 'OK' || x.outcome === 'CANCELLED_BY_CALLER') continue;
+      failedByCode[x.outcome] = (failedByCode[x.outcome] ?? 0) + 1;
+      const byMessage = (failureMessages[x.outcome] ??= {});
+      const message = genericMessage(x.detail ?? '');
+      byMessage[message] = (byMessage[message] ?? 0) + 1;
+    }
+    const payloadsLeftDetails = await storedPayloads(c, started);
     return {
       durationS: options.durationMs / 1000,
       arrivalsPerS,
@@ -230,12 +282,13 @@ export async function runChaosSoak(options: SoakOptions): Promise<SoakReport> {
       lost,
       answeredTwice: calls.filter((x) => x.answers > 1).length,
       wrongAnswers: calls.filter((x) => x.wrong).length,
-      payloadsLeft,
+      payloadsLeft: payloadsLeftDetails.length,
+      payloadsLeftDetails,
+      failureMessages,
+      faultTimes,
       faults,
-      rss: tracked.map((t) => {
-        const after = t.points.filter(([ms]) => ms >= options.durationMs / 4);
-        return { process: t.name, samples: t.points.length, firstMiB: t.points[0]?.[1] ?? 0, lastMiB: t.points.at(-1)?.[1] ?? 0, slopeMiBPerMin: slopePerMin(after) };
-      }),
+      rss: tracked.map((t) => series(t.name, t.points, options.durationMs)),
+      heapUsed: heapTracked.map((t) => series(t.name, t.points, options.durationMs)),
     };
   } finally {
     for (const t of timers) clearInterval(t);
@@ -245,15 +298,37 @@ export async function runChaosSoak(options: SoakOptions): Promise<SoakReport> {
   }
 }
 
+/** First, last and the slope after the warm-up (the first quarter of the run) of a memory series. */
+function series(name: string, points: ReadonlyArray<readonly [number, number]>, durationMs: number): RssSeries {
+  const after = points.filter(([ms]) => ms >= durationMs / 4);
+  return { process: name, samples: points.length, firstMiB: points[0]?.[1] ?? 0, lastMiB: points.at(-1)?.[1] ?? 0, slopeMiBPerMin: slopePerMin(after) };
+}
+
+/** A process's JS heap in use (MiB) from its Prometheus metrics, or undefined when it does not answer. */
+async function heapUsedMiB(metricsUrl: string): Promise<number | undefined> {
+  try {
+    const text = await (await fetch(metricsUrl, { signal: AbortSignal.timeout(2000) })).text();
+    const m = /^\w*nodejs_heap_size_used_bytes (\d+(?:\.\d+)?(?:e\+\d+)?)$/m.exec(text);
+    return m ? Number(m[1]) / 1048576 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Payload objects still stored (the reader deletes each after reading it). */
-async function countPayloads(c: TestCluster): Promise<number> {
+async function storedPayloads(c: TestCluster, startedMs: number): Promise<SoakReport['payloadsLeftDetails']> {
   const nc = await connect({ servers: c.cluster.natsUrl });
   try {
-    const names = await (await new Objm(nc).open(subjects('orrery').payloadBucket)).list();
-    return names.filter((o) => !o.deleted).length;
+    const infos = await (await new Objm(nc).open(subjects('orrery').payloadBucket)).list();
+    return infos.filter((o) => !o.deleted).map((o) => ({ name: o.name, size: o.size, storedAtS: Math.round((Date.parse(o.mtime) - startedMs) / 100) / 10 }));
   } finally {
     await nc.close();
   }
+}
+
+/** A status message with its ids (UUIDs, replica ids' random suffixes, numbers) replaced, so equal causes group. */
+function genericMessage(message: string): string {
+  return message.replace(/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/gi, '<id>').replace(/-[0-9a-f]{8}\b/g, '-<id>').replace(/\d+/g, 'N').slice(0, 300);
 }
 
 /** One call of `call.kind`; records its outcome, its answers, and whether it got its own image. */
@@ -263,8 +338,10 @@ function runCall(client: ImageServiceClient, call: Call, i: number, cancelAt: nu
     ? { prompt: call.prompt, seed: String(i), num_images: 1, pipeline: 'sdxl-base', width: 128, height: 64 }
     : { prompt: call.prompt, seed: String(i), num_images: 1, pipeline: call.kind === 'big' ? 'synthetic-big' : 'synthetic', steps: 3 };
   const deadline = Date.now() + CALL_TIMEOUT_MS;
-  const end = (outcome: string) => {
-    call.outcome ??= outcome;
+  const end = (outcome: string, err?: ServiceError) => {
+    if (call.outcome !== undefined) return;
+    call.outcome = outcome;
+    if (err && outcome !== 'CANCELLED_BY_CALLER') call.detail = err.details || err.message;
   };
   const codeName = (err: ServiceError) => STATUS_NAMES[err.code] ?? String(err.code);
   // Cancelled calls end at a random point between 0 and 400 ms: queued, running, or done.
@@ -287,7 +364,7 @@ function runCall(client: ImageServiceClient, call: Call, i: number, cancelAt: nu
         if (e.done && ++done > 1) call.answers = done;
       });
       s.on('error', (err: ServiceError) => {
-        end(cancelled && err.code === status.CANCELLED ? 'CANCELLED_BY_CALLER' : codeName(err));
+        end(cancelled && err.code === status.CANCELLED ? 'CANCELLED_BY_CALLER' : codeName(err), err);
         resolve();
       });
       s.on('end', () => {
@@ -301,7 +378,7 @@ function runCall(client: ImageServiceClient, call: Call, i: number, cancelAt: nu
     let cancelled = false;
     const unary = client.Generate(req, new Metadata(), { deadline }, (err: ServiceError | null, res: GenerateResponse) => {
       call.answers++;
-      if (err) end(cancelled && err.code === status.CANCELLED ? 'CANCELLED_BY_CALLER' : codeName(err));
+      if (err) end(cancelled && err.code === status.CANCELLED ? 'CANCELLED_BY_CALLER' : codeName(err), err);
       else {
         if (res.images.length !== 1 || !ownImage(res.images[0]!.data, call.prompt, sdxl)) call.wrong = true;
         end('OK');
