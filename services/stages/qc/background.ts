@@ -87,16 +87,12 @@ function fillUnknown(vals: readonly Float32Array[], known: Uint8Array, bw: numbe
   }
 }
 
-/**
- * A smooth field per input plane (row-major, `w` x `h`): block medians over the cells not set in
- * `exclude`, unknown blocks filled from their neighbours, bilinear between block centres.
- */
-export function blockMedianField(planes: readonly Float32Array[], w: number, h: number, exclude?: Uint8Array, block = BLOCK_CELLS): Float32Array[] {
+/** Each block's per-plane median over its sampled cells not set in `exclude`; `known` marks the blocks with enough of them. */
+function blockMedians(planes: readonly Float32Array[], w: number, h: number, exclude: Uint8Array | undefined, block: number, vals: readonly Float32Array[], known: Uint8Array): void {
   const bw = Math.ceil(w / block);
   const bh = Math.ceil(h / block);
-  const vals = planes.map(() => new Float32Array(bw * bh));
-  const known = new Uint8Array(bw * bh);
-  const scratch = new Float32Array(block * block);
+  const perBlock = Math.ceil(block / SAMPLE_STEP) ** 2;
+  const scratch = planes.map(() => new Float32Array(perBlock));
   for (let by = 0; by < bh; by++) {
     for (let bx = 0; bx < bw; bx++) {
       const x0 = bx * block;
@@ -104,18 +100,39 @@ export function blockMedianField(planes: readonly Float32Array[], w: number, h: 
       const x1 = Math.min(w, x0 + block);
       const y1 = Math.min(h, y0 + block);
       const need = Math.max(1, MIN_USABLE * Math.ceil((x1 - x0) / SAMPLE_STEP) * Math.ceil((y1 - y0) / SAMPLE_STEP));
+      let n = 0;
       for (let c = 0; c < planes.length; c++) {
         const plane = planes[c]!;
-        let n = 0;
+        const buf = scratch[c]!;
+        n = 0;
         for (let y = y0; y < y1; y += SAMPLE_STEP) {
-          for (let x = x0, i = y * w + x0; x < x1; x += SAMPLE_STEP, i += SAMPLE_STEP) if (!exclude || !exclude[i]) scratch[n++] = plane[i]!;
+          const end = y * w + x1;
+          if (exclude) {
+            for (let i = y * w + x0; i < end; i += SAMPLE_STEP) if (!exclude[i]) buf[n++] = plane[i]!;
+          } else {
+            for (let i = y * w + x0; i < end; i += SAMPLE_STEP) buf[n++] = plane[i]!;
+          }
         }
         if (n < need) break;
-        vals[c]![by * bw + bx] = medianInPlace(scratch, n);
-        known[by * bw + bx] = 1;
       }
+      if (n < need) continue;
+      for (let c = 0; c < planes.length; c++) vals[c]![by * bw + bx] = medianInPlace(scratch[c]!, n);
+      known[by * bw + bx] = 1;
     }
   }
+}
+
+/**
+ * A smooth field per input plane (row-major, `w` x `h`): block medians over the cells not set in
+ * `exclude`, unknown blocks filled from their neighbours, bilinear between block centres. Writes
+ * into `out` (one w·h plane per input plane) when given.
+ */
+export function blockMedianField(planes: readonly Float32Array[], w: number, h: number, exclude?: Uint8Array, block = BLOCK_CELLS, out?: readonly Float32Array[]): Float32Array[] {
+  const bw = Math.ceil(w / block);
+  const bh = Math.ceil(h / block);
+  const vals = planes.map(() => new Float32Array(bw * bh));
+  const known = new Uint8Array(bw * bh);
+  blockMedians(planes, w, h, exclude, block, vals, known);
   fillUnknown(vals, known, bw, bh);
   // Bilinear weights: per column once, per row once.
   const xa = new Int32Array(w);
@@ -127,45 +144,70 @@ export function blockMedianField(planes: readonly Float32Array[], w: number, h: 
     xb[x] = Math.min(bw - 1, xa[x]! + 1);
     tx[x] = f - xa[x]!;
   }
-  return vals.map((v) => {
-    const out = new Float32Array(w * h);
+  // Each block row interpolated across the columns once (in double precision, as per cell
+  // before): a cell then mixes the two rows around it.
+  const across = new Float64Array(bh * w);
+  return vals.map((v, c) => {
+    for (let by = 0; by < bh; by++) {
+      const rv = by * bw;
+      const ra = by * w;
+      for (let x = 0; x < w; x++) {
+        const t = tx[x]!;
+        across[ra + x] = v[rv + xa[x]!]! * (1 - t) + v[rv + xb[x]!]! * t;
+      }
+    }
+    const field = out?.[c] ?? new Float32Array(w * h);
     for (let y = 0; y < h; y++) {
       const f = Math.max(0, Math.min(bh - 1, (y + 0.5) / block - 0.5));
       const ya = Math.min(Math.floor(f), Math.max(0, bh - 2));
       const ty = f - ya;
-      const ra = ya * bw;
-      const rb = Math.min(bh - 1, ya + 1) * bw;
+      const ra = ya * w;
+      const rb = Math.min(bh - 1, ya + 1) * w;
+      const row = y * w;
       for (let x = 0; x < w; x++) {
-        const t = tx[x]!;
-        const top = v[ra + xa[x]!]! * (1 - t) + v[ra + xb[x]!]! * t;
-        const bot = v[rb + xa[x]!]! * (1 - t) + v[rb + xb[x]!]! * t;
-        out[y * w + x] = top + (bot - top) * ty;
+        const top = across[ra + x]!;
+        field[row + x] = top + (across[rb + x]! - top) * ty;
       }
     }
-    return out;
+    return field;
   });
 }
 
-/** The background colour on `grid`, ignoring cells set in `exclude` (same layout as the grid). */
-export function estimateBackground(grid: ValueGrid, exclude?: Uint8Array, block = BLOCK_CELLS): Background {
-  const [r, g, b] = blockMedianField([grid.r, grid.g, grid.b], grid.w, grid.h, exclude, block);
+/** The background colour on `grid`, ignoring cells set in `exclude` (same layout as the grid); into `out` when given. */
+export function estimateBackground(grid: ValueGrid, exclude?: Uint8Array, block = BLOCK_CELLS, out?: Background): Background {
+  const [r, g, b] = blockMedianField([grid.r, grid.g, grid.b], grid.w, grid.h, exclude, block, out ? [out.r, out.g, out.b] : undefined);
   return { r: r!, g: g!, b: b! };
+}
+
+/**
+ * The larger of two non-negative numbers without a branch: sky noise flips comparisons at random,
+ * so a branch (or Math.max, which branches for NaN and −0) mispredicts about half the time and
+ * costs several times the arithmetic. Exact when a + b and a − b are (float32 inputs in range).
+ */
+function maxNonNegative(a: number, b: number): number {
+  return (a + b + Math.abs(a - b)) * 0.5;
 }
 
 /**
  * Per cell: the largest absolute difference of its red, green or blue from the background. A
  * cell darker than the background in every channel counts only when its own value is at least
  * `visibleMin`: a body's dim limb in front of bright haze is seen, a black silhouette (a
- * crescent's night side against the stars) is not.
+ * crescent's night side against the stars) is not. Into `out` when given.
  */
-export function residual(grid: ValueGrid, bg: Background, visibleMin: number): Float32Array {
-  const out = new Float32Array(grid.v.length);
-  for (let i = 0; i < out.length; i++) {
-    const dr = grid.r[i]! - bg.r[i]!;
-    const dg = grid.g[i]! - bg.g[i]!;
-    const db = grid.b[i]! - bg.b[i]!;
-    const darker = dr <= 0 && dg <= 0 && db <= 0;
-    out[i] = darker && grid.v[i]! < visibleMin ? 0 : Math.max(Math.abs(dr), Math.abs(dg), Math.abs(db));
+export function residual(grid: ValueGrid, bg: Background, visibleMin: number, out: Float32Array = new Float32Array(grid.w * grid.h)): Float32Array {
+  const { r, g, b, v } = grid;
+  const { r: br, g: bgg, b: bb } = bg;
+  const n = grid.w * grid.h;
+  for (let i = 0; i < n; i++) {
+    const dr = r[i]! - br[i]!;
+    const dg = g[i]! - bgg[i]!;
+    const db = b[i]! - bb[i]!;
+    // Rounded to float32 first (as the result is stored): the same result, and the max is exact.
+    const largest = maxNonNegative(maxNonNegative(Math.fround(Math.abs(dr)), Math.fround(Math.abs(dg))), Math.fround(Math.abs(db)));
+    // 1 for a cell darker than the background in every channel and not visible itself. Unary plus
+    // turns a comparison into 0/1 without a branch (a `? 1 : 0` branches).
+    const hidden = +(dr <= 0) & +(dg <= 0) & +(db <= 0) & +(v[i]! < visibleMin);
+    out[i] = largest * (1 - hidden);
   }
   return out;
 }

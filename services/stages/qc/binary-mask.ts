@@ -1,7 +1,9 @@
 /**
- * Binary-mask operations on the detector's grid: a neighbour-count filter, a 3x3 closing, hole
- * filling and connected components (two-pass union-find). Masks are row-major Uint8Array of 0/1,
- * `w` x `h`. Pure; each function returns a new mask or labelling.
+ * Binary-mask operations on the detector's grid: a neighbour-count filter, a 3x3 dilation and
+ * closing, hole filling and connected components (two-pass union-find). Masks are row-major
+ * Uint8Array of 0/1, `w` x `h`. Pure: the input is never changed; each function writes a new mask
+ * (or labelling), into `out` when the caller passes one to reuse (the detector does, so a check
+ * allocates nothing per image). `out` must not be the input.
  */
 
 /**
@@ -9,95 +11,151 @@
  * border count as copies of the cell, so a body cut by the frame keeps its edge). Removes specks
  * of one or two cells (averaged stars) and one-cell lines; a body's limb cells keep ≥ 3.
  */
-export function dropSpecks(mask: Uint8Array, w: number, h: number, minNeighbours = 3): Uint8Array {
-  const out = new Uint8Array(mask.length);
+export function dropSpecks(mask: Uint8Array, w: number, h: number, minNeighbours = 3, out: Uint8Array = new Uint8Array(w * h)): Uint8Array {
+  out.fill(0, 0, w * h);
   for (let y = 0; y < h; y++) {
+    const r = y * w;
+    // Rows beyond the border replicate the cell's own row.
+    const up = y > 0 ? r - w : r;
+    const dn = y < h - 1 ? r + w : r;
     for (let x = 0; x < w; x++) {
-      const i = y * w + x;
-      if (!mask[i]) continue;
-      let n = 0;
-      for (let dy = -1; dy <= 1; dy++) {
-        const yy = y + dy < 0 || y + dy >= h ? y : y + dy;
-        for (let dx = -1; dx <= 1; dx++) {
-          if (dx === 0 && dy === 0) continue;
-          const xx = x + dx < 0 || x + dx >= w ? x : x + dx;
-          n += mask[yy * w + xx]!;
-        }
-      }
-      if (n >= minNeighbours) out[i] = 1;
+      if (!mask[r + x]) continue;
+      const xl = x > 0 ? x - 1 : x;
+      const xr = x < w - 1 ? x + 1 : x;
+      // The cell itself is set; its replicated copies (border) count as neighbours, as before.
+      const n = mask[up + xl]! + mask[up + x]! + mask[up + xr]! + mask[r + xl]! + mask[r + xr]! + mask[dn + xl]! + mask[dn + x]! + mask[dn + xr]!;
+      if (n >= minNeighbours) out[r + x] = 1;
     }
   }
   return out;
 }
 
-function dilateOrErode(mask: Uint8Array, w: number, h: number, dilate: boolean): Uint8Array {
-  // Separable 3x3: horizontal pass then vertical; the border replicates the edge cell.
-  const tmp = new Uint8Array(mask.length);
-  const out = new Uint8Array(mask.length);
+/** One separable 3x3 pass (max for dilation, min for erosion); the border replicates the edge cell. `tmp` holds the horizontal pass. */
+function dilateOrErode(mask: Uint8Array, w: number, h: number, dilate: boolean, tmp: Uint8Array, out: Uint8Array): Uint8Array {
   for (let y = 0; y < h; y++) {
     const r = y * w;
-    for (let x = 0; x < w; x++) {
-      const a = mask[r + (x > 0 ? x - 1 : x)]!;
-      const b = mask[r + x]!;
-      const c = mask[r + (x < w - 1 ? x + 1 : x)]!;
-      tmp[r + x] = dilate ? a | b | c : a & b & c;
+    if (w === 1) {
+      tmp[r] = mask[r]!;
+      continue;
+    }
+    if (dilate) {
+      tmp[r] = mask[r]! | mask[r + 1]!;
+      for (let x = 1; x < w - 1; x++) tmp[r + x] = mask[r + x - 1]! | mask[r + x]! | mask[r + x + 1]!;
+      tmp[r + w - 1] = mask[r + w - 2]! | mask[r + w - 1]!;
+    } else {
+      tmp[r] = mask[r]! & mask[r + 1]!;
+      for (let x = 1; x < w - 1; x++) tmp[r + x] = mask[r + x - 1]! & mask[r + x]! & mask[r + x + 1]!;
+      tmp[r + w - 1] = mask[r + w - 2]! & mask[r + w - 1]!;
     }
   }
   for (let y = 0; y < h; y++) {
     const up = (y > 0 ? y - 1 : y) * w;
     const dn = (y < h - 1 ? y + 1 : y) * w;
     const r = y * w;
-    for (let x = 0; x < w; x++) {
-      const a = tmp[up + x]!;
-      const b = tmp[r + x]!;
-      const c = tmp[dn + x]!;
-      out[r + x] = dilate ? a | b | c : a & b & c;
-    }
+    if (dilate) for (let x = 0; x < w; x++) out[r + x] = tmp[up + x]! | tmp[r + x]! | tmp[dn + x]!;
+    else for (let x = 0; x < w; x++) out[r + x] = tmp[up + x]! & tmp[r + x]! & tmp[dn + x]!;
   }
   return out;
 }
 
-/** Dilation by a (2r+1)-cell square: r passes of the 3x3 one. */
-export function dilate(mask: Uint8Array, w: number, h: number, r: number): Uint8Array {
-  let out = mask;
-  for (let k = 0; k < r; k++) out = dilateOrErode(out, w, h, true);
+/** Dilation by a (2r+1)-cell square: r passes of the 3x3 one. `tmp` (w·h cells) is scratch; pass it to reuse it. */
+export function dilate(mask: Uint8Array, w: number, h: number, r: number, out: Uint8Array = new Uint8Array(w * h), tmp: Uint8Array = new Uint8Array(w * h)): Uint8Array {
+  if (r <= 0) {
+    out.set(mask.subarray(0, w * h));
+    return out;
+  }
+  dilateOrErode(mask, w, h, true, tmp, out);
+  for (let k = 1; k < r; k++) {
+    // out → tmp (the horizontal pass) → out: the vertical pass reads only tmp, so writing out is safe.
+    dilateOrErode(out, w, h, true, tmp, out);
+  }
   return out;
 }
 
-/** Morphological closing with a 3x3 square: bridges one-cell gaps (a dark band across a dim disc). */
-export function close3x3(mask: Uint8Array, w: number, h: number): Uint8Array {
-  return dilateOrErode(dilateOrErode(mask, w, h, true), w, h, false);
+/** Morphological closing with a 3x3 square: bridges one-cell gaps (a dark band across a dim disc). `tmp`, `mid`: scratch. */
+export function close3x3(mask: Uint8Array, w: number, h: number, out: Uint8Array = new Uint8Array(w * h), tmp: Uint8Array = new Uint8Array(w * h), mid: Uint8Array = new Uint8Array(w * h)): Uint8Array {
+  return dilateOrErode(dilateOrErode(mask, w, h, true, tmp, mid), w, h, false, tmp, out);
 }
 
-/** Sets every unset cell that the border cannot reach through unset cells (4-connected): holes inside bodies. */
-export function fillHoles(mask: Uint8Array, w: number, h: number): Uint8Array {
-  const out = Uint8Array.from(mask);
-  const reached = new Uint8Array(mask.length);
-  const stack = new Int32Array(mask.length);
+/**
+ * Sets every unset cell that the border cannot reach through unset cells (4-connected): holes
+ * inside bodies. Only the box around the set cells (grown by one) can hold a hole: every unset
+ * cell outside it reaches the border in a straight line. Inside it, a scanline flood fill from the
+ * box's edge. `stack` (w·h ints) is scratch.
+ */
+export function fillHoles(mask: Uint8Array, w: number, h: number, out: Uint8Array = new Uint8Array(w * h), stack: Int32Array = new Int32Array(w * h)): Uint8Array {
+  out.set(mask.subarray(0, w * h));
+  let x0 = w;
+  let x1 = -1;
+  let y0 = h;
+  let y1 = -1;
+  for (let y = 0; y < h; y++) {
+    const r = y * w;
+    let x = 0;
+    while (x < w && !mask[r + x]) x++;
+    if (x === w) continue;
+    let last = w - 1;
+    while (!mask[r + last]) last--;
+    if (y0 === h) y0 = y;
+    y1 = y;
+    if (x < x0) x0 = x;
+    if (last > x1) x1 = last;
+  }
+  if (y1 < 0) return out;
+  // The flood region: the set cells' box grown by one, clipped to the frame; its edge cells are
+  // reached from outside. In `out`, 0 is unset and not yet seen, 3 queued, 2 reached, 1 set; a
+  // cell is queued at most once, so the stack never holds more than w·h entries.
+  const bx0 = Math.max(0, x0 - 1);
+  const bx1 = Math.min(w - 1, x1 + 1);
+  const by0 = Math.max(0, y0 - 1);
+  const by1 = Math.min(h - 1, y1 + 1);
   let top = 0;
-  const push = (i: number): void => {
-    if (!mask[i] && !reached[i]) {
-      reached[i] = 1;
+  const seedEdge = (i: number): void => {
+    if (out[i] === 0) {
+      out[i] = 3;
       stack[top++] = i;
     }
   };
-  for (let x = 0; x < w; x++) {
-    push(x);
-    push((h - 1) * w + x);
+  for (let x = bx0; x <= bx1; x++) {
+    seedEdge(by0 * w + x);
+    seedEdge(by1 * w + x);
   }
-  for (let y = 0; y < h; y++) {
-    push(y * w);
-    push(y * w + w - 1);
+  for (let y = by0; y <= by1; y++) {
+    seedEdge(y * w + bx0);
+    seedEdge(y * w + bx1);
   }
   while (top > 0) {
-    const i = stack[--top]!;
-    const x = i % w;
-    if (x > 0) push(i - 1);
-    if (x < w - 1) push(i + 1);
-    if (i >= w) push(i - w);
-    if (i < (h - 1) * w) push(i + w);
+    const seed = stack[--top]!;
+    // Already filled as part of a neighbouring run.
+    if (out[seed] !== 3) continue;
+    const y = (seed / w) | 0;
+    const r = y * w;
+    // The run of unset, unreached cells (queued ones included) through the seed, within the region.
+    let a = seed - r;
+    let b = a;
+    while (a > bx0 && (out[r + a - 1] === 0 || out[r + a - 1] === 3)) a--;
+    while (b < bx1 && (out[r + b + 1] === 0 || out[r + b + 1] === 3)) b++;
+    out.fill(2, r + a, r + b + 1);
+    // Queue the rows above and below: the first cell of each run of unseen unset cells over [a, b].
+    for (let ny = y - 1; ny <= y + 1; ny += 2) {
+      if (ny < by0 || ny > by1) continue;
+      const nr = ny * w;
+      let inRun = false;
+      for (let x = a; x <= b; x++) {
+        const free = out[nr + x] === 0;
+        if (free && !inRun) {
+          out[nr + x] = 3;
+          stack[top++] = nr + x;
+        }
+        inRun = free;
+      }
+    }
   }
-  for (let i = 0; i < out.length; i++) if (!mask[i] && !reached[i]) out[i] = 1;
+  // Inside the region: reached (2) → unset; never reached (0) → a hole, set; set (1) stays set.
+  for (let y = by0; y <= by1; y++) {
+    const r = y * w;
+    for (let x = bx0; x <= bx1; x++) out[r + x] = out[r + x] === 2 ? 0 : 1;
+  }
   return out;
 }
 
@@ -126,33 +184,39 @@ function find(parent: Int32Array, a: number): number {
   return a;
 }
 
-/** 8-connected components by the classic two-pass algorithm with a union-find of provisional labels. */
-export function labelComponents(mask: Uint8Array, w: number, h: number): Labelling {
-  const labels = new Int32Array(mask.length);
-  const parent = new Int32Array(Math.ceil(mask.length / 2) + 2);
+/** Merges the sets of provisional labels `a` and `b` (the smaller root wins); returns the root. */
+function union(parent: Int32Array, a: number, b: number): number {
+  const ra = find(parent, a);
+  const rb = find(parent, b);
+  if (ra === rb) return ra;
+  if (ra < rb) {
+    parent[rb] = ra;
+    return ra;
+  }
+  parent[ra] = rb;
+  return rb;
+}
+
+/**
+ * 8-connected components by the classic two-pass algorithm with a union-find of provisional
+ * labels. `labels` (w·h) and `parent` (w·h/2 + 2) may be passed to reuse them.
+ */
+export function labelComponents(mask: Uint8Array, w: number, h: number, labels: Int32Array = new Int32Array(w * h), parent: Int32Array = new Int32Array(Math.ceil((w * h) / 2) + 2)): Labelling {
+  labels.fill(0, 0, w * h);
   let next = 1;
-  const union = (a: number, b: number): number => {
-    const ra = find(parent, a);
-    const rb = find(parent, b);
-    if (ra === rb) return ra;
-    if (ra < rb) {
-      parent[rb] = ra;
-      return ra;
-    }
-    parent[ra] = rb;
-    return rb;
-  };
   for (let y = 0; y < h; y++) {
+    const r = y * w;
     for (let x = 0; x < w; x++) {
-      const i = y * w + x;
+      const i = r + x;
       if (!mask[i]) continue;
       // Already-visited neighbours: W, NW, N, NE.
       let l = x > 0 ? labels[i - 1]! : 0;
       if (y > 0) {
-        for (let dx = -1; dx <= 1; dx++) {
-          if (x + dx < 0 || x + dx >= w) continue;
-          const n = labels[i - w + dx]!;
-          if (n) l = l ? union(l, n) : n;
+        const xl = x > 0 ? x - 1 : x;
+        const xr = x < w - 1 ? x + 1 : x;
+        for (let xx = xl; xx <= xr; xx++) {
+          const nb = labels[i - w + xx - x]!;
+          if (nb) l = l ? union(parent, l, nb) : nb;
         }
       }
       if (!l) {
@@ -165,25 +229,26 @@ export function labelComponents(mask: Uint8Array, w: number, h: number): Labelli
   // Second pass: compact roots to 1..k and gather each component's area and box.
   const compact = new Int32Array(next);
   const components: Component[] = [];
-  for (let i = 0; i < labels.length; i++) {
-    const l = labels[i]!;
-    if (!l) continue;
-    const root = find(parent, l);
-    let c = compact[root]!;
-    if (!c) {
-      c = components.length + 1;
-      compact[root] = c;
-      components.push({ label: c, area: 0, minX: w, maxX: -1, minY: h, maxY: -1 });
+  for (let y = 0; y < h; y++) {
+    const r = y * w;
+    for (let x = 0; x < w; x++) {
+      const l = labels[r + x]!;
+      if (!l) continue;
+      const root = find(parent, l);
+      let c = compact[root]!;
+      if (!c) {
+        c = components.length + 1;
+        compact[root] = c;
+        components.push({ label: c, area: 0, minX: w, maxX: -1, minY: h, maxY: -1 });
+      }
+      labels[r + x] = c;
+      const comp = components[c - 1]!;
+      comp.area++;
+      if (x < comp.minX) comp.minX = x;
+      if (x > comp.maxX) comp.maxX = x;
+      if (y < comp.minY) comp.minY = y;
+      if (y > comp.maxY) comp.maxY = y;
     }
-    labels[i] = c;
-    const comp = components[c - 1]!;
-    const x = i % w;
-    const y = (i - x) / w;
-    comp.area++;
-    if (x < comp.minX) comp.minX = x;
-    if (x > comp.maxX) comp.maxX = x;
-    if (y < comp.minY) comp.minY = y;
-    if (y > comp.maxY) comp.maxY = y;
   }
   return { labels, components };
 }

@@ -38,59 +38,75 @@ export function cellSizeFor(width: number): number {
   return Math.max(1, Math.ceil(width / GRID_TARGET_WIDTH));
 }
 
-/** Downscales `img` into cells of `cell` x `cell` pixels in one pass: each cell's mean R, G, B and their max. */
-export function valueGrid(img: RawImage, cell: number = cellSizeFor(img.width)): ValueGrid {
+/** The grid's size in cells for an image of `width` x `height` pixels and cells of `cell` pixels. */
+export function gridSize(width: number, height: number, cell: number): { w: number; h: number } {
+  return { w: Math.ceil(width / cell), h: Math.ceil(height / cell) };
+}
+
+/** Per-cell planes to fill: each w·h long or longer (w, h from gridSize; the grid uses the first w·h). */
+export interface GridPlanes {
+  readonly r: Float32Array;
+  readonly g: Float32Array;
+  readonly b: Float32Array;
+  readonly v: Float32Array;
+}
+
+/**
+ * Downscales `img` into cells of `cell` x `cell` pixels in one pass: each cell's mean R, G, B and
+ * their max. Writes into `into` when given (the detector reuses its planes across images).
+ */
+export function valueGrid(img: RawImage, cell: number = cellSizeFor(img.width), into?: GridPlanes): ValueGrid {
   const { data, width, height, channels } = img;
   if (data.length < width * height * channels) throw new RangeError(`image buffer holds ${data.length} bytes, expected ${width * height * channels}`);
-  const w = Math.ceil(width / cell);
-  const h = Math.ceil(height / cell);
-  const v = new Float32Array(w * h);
-  const rr = new Float32Array(w * h);
-  const gg = new Float32Array(w * h);
-  const bb = new Float32Array(w * h);
-  const colour = channels >= 3 ? 3 : 1;
-  const sums = new Uint32Array(w * colour); // 255 × cell² per cell fits easily
+  const { w, h } = gridSize(width, height, cell);
+  const n = w * h;
+  const planes = into ?? { r: new Float32Array(n), g: new Float32Array(n), b: new Float32Array(n), v: new Float32Array(n) };
+  const { r: rr, g: gg, b: bb, v } = planes;
+  if (Math.min(rr.length, gg.length, bb.length, v.length) < n) throw new RangeError(`grid planes hold fewer than ${n} cells`);
+  const colour = channels >= 3;
+  // Per grid row: the sums of each cell's red, green and blue over its pixel rows (255 × cell² fits).
+  const sums = new Uint32Array(w * 3);
+  const rowBytes = width * channels;
   for (let gy = 0; gy < h; gy++) {
     sums.fill(0);
     const y0 = gy * cell;
     const y1 = Math.min(height, y0 + cell);
     for (let y = y0; y < y1; y++) {
-      let p = y * width * channels;
-      for (let gx = 0; gx < w; gx++) {
-        const x1 = Math.min(width, (gx + 1) * cell);
-        const n = x1 - gx * cell;
-        if (colour === 3) {
-          let r = 0;
-          let g = 0;
-          let b = 0;
-          for (let i = 0; i < n; i++, p += channels) {
+      let p = y * rowBytes;
+      let x = 0;
+      for (let s = 0; s < w * 3; s += 3) {
+        const x1 = Math.min(width, x + cell);
+        let r = 0;
+        let g = 0;
+        let b = 0;
+        if (colour) {
+          for (; x < x1; x++, p += channels) {
             r += data[p]!;
             g += data[p + 1]!;
             b += data[p + 2]!;
           }
-          const s = gx * 3;
-          sums[s]! += r;
-          sums[s + 1]! += g;
-          sums[s + 2]! += b;
         } else {
-          let r = 0;
-          for (let i = 0; i < n; i++, p += channels) r += data[p]!;
-          sums[gx]! += r;
+          for (; x < x1; x++, p += channels) r += data[p]!;
+          g = r;
+          b = r;
         }
+        sums[s]! += r;
+        sums[s + 1]! += g;
+        sums[s + 2]! += b;
       }
     }
     for (let gx = 0; gx < w; gx++) {
       const count = (Math.min(width, (gx + 1) * cell) - gx * cell) * (y1 - y0);
-      const s = gx * colour;
+      const s = gx * 3;
       const i = gy * w + gx;
       const r = sums[s]! / count;
-      const g = colour === 3 ? sums[s + 1]! / count : r;
-      const b = colour === 3 ? sums[s + 2]! / count : r;
+      const g = sums[s + 1]! / count;
+      const b = sums[s + 2]! / count;
       rr[i] = r;
       gg[i] = g;
       bb[i] = b;
-      v[i] = Math.max(r, g, b);
+      v[i] = r > g ? (r > b ? r : b) : g > b ? g : b;
     }
   }
-  return { w, h, cell, v, r: rr, g: gg, b: bb };
+  return { w, h, cell, v: v.subarray(0, n), r: rr.subarray(0, n), g: gg.subarray(0, n), b: bb.subarray(0, n) };
 }
