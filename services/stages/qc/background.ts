@@ -9,6 +9,7 @@
  * every block is known, so the sky under a large planet is inferred from the haze around it.
  * Cells get the bilinear interpolation of the block centres.
  */
+import { maxNonNegative } from './branchless.js';
 import type { ValueGrid } from './value-grid.js';
 
 /** Block edge, in grid cells: ~64 px at 1536 wide, short enough to follow the haze's clouds. */
@@ -25,9 +26,8 @@ export interface Background {
   readonly b: Float32Array;
 }
 
-/** The median of buf[0..n) (reorders it): quickselect, no allocation. */
-export function medianInPlace(buf: Float32Array, n: number): number {
-  const k = n >> 1;
+/** The k-th smallest (0-based) of buf[0..n) (reorders it): quickselect, no allocation. */
+export function selectInPlace(buf: Float32Array, n: number, k: number): number {
   let lo = 0;
   let hi = n - 1;
   while (lo < hi) {
@@ -50,6 +50,41 @@ export function medianInPlace(buf: Float32Array, n: number): number {
     else return buf[k]!;
   }
   return buf[k]!;
+}
+
+/** The median of buf[0..n) (the upper one for even n; reorders it): quickselect, no allocation. */
+export function medianInPlace(buf: Float32Array, n: number): number {
+  return selectInPlace(buf, n, n >> 1);
+}
+
+/** Histogram bins per grey level in binnedMedian. */
+const BINS_PER_LEVEL = 4;
+/** Bins over 0..256 levels (a cell mean or a colour distance); anything beyond lands in the end bins. */
+export const MEDIAN_BINS = 256 * BINS_PER_LEVEL;
+
+/**
+ * The same value as medianInPlace(buf, n), found with fewer unpredictable branches (quickselect's
+ * comparisons on noisy sky mispredict about half the time): a quarter-level histogram finds the
+ * bin that holds the median, and a quickselect among that bin's few values picks it exactly.
+ * `hist` (MEDIAN_BINS, all zero) is left all zero; `within` holds n values.
+ */
+export function binnedMedian(buf: Float32Array, n: number, hist: Uint16Array, within: Float32Array): number {
+  const bin = (v: number): number => {
+    const b = (v * BINS_PER_LEVEL) | 0;
+    return b < 0 ? 0 : b >= MEDIAN_BINS ? MEDIAN_BINS - 1 : b;
+  };
+  for (let i = 0; i < n; i++) hist[bin(buf[i]!)]!++;
+  const k = n >> 1;
+  let below = 0;
+  let median = 0;
+  while (below + hist[median]! <= k) below += hist[median++]!;
+  let m = 0;
+  for (let i = 0; i < n; i++) {
+    const b = bin(buf[i]!);
+    if (b === median) within[m++] = buf[i]!;
+    hist[b] = 0;
+  }
+  return selectInPlace(within, m, k - below);
 }
 
 /** Fills unknown blocks with the mean of their known 8-neighbours, wave by wave from the known ones. */
@@ -93,6 +128,8 @@ function blockMedians(planes: readonly Float32Array[], w: number, h: number, exc
   const bh = Math.ceil(h / block);
   const perBlock = Math.ceil(block / SAMPLE_STEP) ** 2;
   const scratch = planes.map(() => new Float32Array(perBlock));
+  const hist = new Uint16Array(MEDIAN_BINS);
+  const within = new Float32Array(perBlock);
   for (let by = 0; by < bh; by++) {
     for (let bx = 0; bx < bw; bx++) {
       const x0 = bx * block;
@@ -116,7 +153,7 @@ function blockMedians(planes: readonly Float32Array[], w: number, h: number, exc
         if (n < need) break;
       }
       if (n < need) continue;
-      for (let c = 0; c < planes.length; c++) vals[c]![by * bw + bx] = medianInPlace(scratch[c]!, n);
+      for (let c = 0; c < planes.length; c++) vals[c]![by * bw + bx] = binnedMedian(scratch[c]!, n, hist, within);
       known[by * bw + bx] = 1;
     }
   }
@@ -177,15 +214,6 @@ export function blockMedianField(planes: readonly Float32Array[], w: number, h: 
 export function estimateBackground(grid: ValueGrid, exclude?: Uint8Array, block = BLOCK_CELLS, out?: Background): Background {
   const [r, g, b] = blockMedianField([grid.r, grid.g, grid.b], grid.w, grid.h, exclude, block, out ? [out.r, out.g, out.b] : undefined);
   return { r: r!, g: g!, b: b! };
-}
-
-/**
- * The larger of two non-negative numbers without a branch: sky noise flips comparisons at random,
- * so a branch (or Math.max, which branches for NaN and −0) mispredicts about half the time and
- * costs several times the arithmetic. Exact when a + b and a − b are (float32 inputs in range).
- */
-function maxNonNegative(a: number, b: number): number {
-  return (a + b + Math.abs(a - b)) * 0.5;
 }
 
 /**

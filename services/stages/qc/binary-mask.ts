@@ -30,8 +30,54 @@ export function dropSpecks(mask: Uint8Array, w: number, h: number, minNeighbours
   return out;
 }
 
+/** Whether a Uint32 holds its bytes lowest first (the word-at-a-time passes assume it). */
+const LITTLE_ENDIAN = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1;
+
+/** Whether `a` can be read as 32-bit words whose rows (`w` cells) start on a word. */
+function wordAligned(a: Uint8Array, w: number): boolean {
+  return LITTLE_ENDIAN && w % 4 === 0 && a.byteOffset % 4 === 0;
+}
+
+/** `a`'s first `cells` cells as 32-bit words (4 cells each; `cells` a multiple of 4). */
+function words(a: Uint8Array, cells: number): Uint32Array {
+  return new Uint32Array(a.buffer, a.byteOffset, cells >> 2);
+}
+
+/**
+ * dilateOrErode four cells at a time: each 32-bit word holds four 0/1 cells, lowest byte first,
+ * so a word shifted by 8 bits lines every cell up with its left (or right) neighbour, and the
+ * neighbour across a word boundary comes from the next (previous) word's end byte.
+ */
+function dilateOrErodeWords(mask: Uint8Array, w: number, h: number, dilate: boolean, tmp: Uint8Array, out: Uint8Array): Uint8Array {
+  const ww = w >> 2;
+  const m = words(mask, w * h);
+  const t = words(tmp, w * h);
+  const o = words(out, w * h);
+  for (let y = 0; y < h; y++) {
+    const r = y * ww;
+    for (let j = 0; j < ww; j++) {
+      const x = m[r + j]!;
+      // The row's ends replicate the edge cell: cell 0 is its own left neighbour, cell w−1 its own right one.
+      const prev = j > 0 ? m[r + j - 1]! : (x & 0xff) << 24;
+      const next = j < ww - 1 ? m[r + j + 1]! : x >>> 24;
+      const left = (x << 8) | (prev >>> 24);
+      const right = (x >>> 8) | (next << 24);
+      t[r + j] = dilate ? x | left | right : x & left & right;
+    }
+  }
+  for (let y = 0; y < h; y++) {
+    const up = (y > 0 ? y - 1 : y) * ww;
+    const dn = (y < h - 1 ? y + 1 : y) * ww;
+    const r = y * ww;
+    if (dilate) for (let j = 0; j < ww; j++) o[r + j] = t[up + j]! | t[r + j]! | t[dn + j]!;
+    else for (let j = 0; j < ww; j++) o[r + j] = t[up + j]! & t[r + j]! & t[dn + j]!;
+  }
+  return out;
+}
+
 /** One separable 3x3 pass (max for dilation, min for erosion); the border replicates the edge cell. `tmp` holds the horizontal pass. */
 function dilateOrErode(mask: Uint8Array, w: number, h: number, dilate: boolean, tmp: Uint8Array, out: Uint8Array): Uint8Array {
+  if (wordAligned(mask, w) && wordAligned(tmp, w) && wordAligned(out, w)) return dilateOrErodeWords(mask, w, h, dilate, tmp, out);
   for (let y = 0; y < h; y++) {
     const r = y * w;
     if (w === 1) {

@@ -198,8 +198,9 @@ function refineSide(img: RawImage, grid: ValueGrid, bg: Background, labels: Int3
 function foreground(ws: DetectorWorkspace, score: Float32Array, t: number, local?: Float32Array): Uint8Array {
   const { w, h, above } = ws;
   const n = w * h;
-  if (local) for (let i = 0; i < n; i++) above[i] = score[i]! > t && score[i]! > LOCAL_K * local[i]! ? 1 : 0;
-  else for (let i = 0; i < n; i++) above[i] = score[i]! > t ? 1 : 0;
+  // Unary plus turns a comparison into 0/1 without a branch (see branchless.ts).
+  if (local) for (let i = 0; i < n; i++) above[i] = +(score[i]! > t) & +(score[i]! > LOCAL_K * local[i]!);
+  else for (let i = 0; i < n; i++) above[i] = +(score[i]! > t);
   dropSpecks(above, w, h, 3, ws.specks);
   close3x3(ws.specks, w, h, ws.closed, ws.tmp, ws.mid);
   return fillHoles(ws.closed, w, h, ws.filled, ws.stack);

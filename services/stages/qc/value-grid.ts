@@ -6,6 +6,7 @@
  * but a high value (~160), so value catches both bright and saturated bodies in one measure.
  * The box filter (a cell's mean) also averages single-pixel stars down to faint specks.
  */
+import { maxNonNegative } from './branchless.js';
 
 /** A raw image as sharp's `.raw()` gives it: rows top to bottom, `channels` bytes per pixel. */
 export interface RawImage {
@@ -51,6 +52,87 @@ export interface GridPlanes {
   readonly v: Float32Array;
 }
 
+/** Whether a Uint32 holds its bytes lowest first (the word-at-a-time path assumes it). */
+const LITTLE_ENDIAN = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1;
+
+/** Adds each cell's red, green and blue over pixel rows y0..y1 into `sums` (3 per cell): one pixel at a time. */
+function sumRowsBytes(img: RawImage, cell: number, y0: number, y1: number, sums: Uint32Array): void {
+  const { data, width, channels } = img;
+  const colour = channels >= 3;
+  const cells3 = Math.ceil(width / cell) * 3;
+  for (let y = y0; y < y1; y++) {
+    let p = y * width * channels;
+    let x = 0;
+    for (let s = 0; s < cells3; s += 3) {
+      const x1 = Math.min(width, x + cell);
+      let r = 0;
+      let g = 0;
+      let b = 0;
+      if (colour) {
+        for (; x < x1; x++, p += channels) {
+          r += data[p]!;
+          g += data[p + 1]!;
+          b += data[p + 2]!;
+        }
+      } else {
+        for (; x < x1; x++, p += channels) r += data[p]!;
+        g = r;
+        b = r;
+      }
+      sums[s]! += r;
+      sums[s + 1]! += g;
+      sums[s + 2]! += b;
+    }
+  }
+}
+
+/**
+ * sumRowsBytes for RGB with the width and the cell multiples of 4, a 32-bit word (4 bytes) at a
+ * time: about twice as fast, and the grid is most of the detector's cost. Each word's bytes are
+ * summed down the rows in two 16-bit lanes per word (bytes 0 and 2 in `even`, 1 and 3 in
+ * `odd`; at most 255 × cell per lane), then every 3 words (4 pixels: r g b r | g b r g | b r g b)
+ * give their lanes to red, green and blue.
+ */
+function sumRowsRgbWords(words: Uint32Array, width: number, cell: number, y0: number, y1: number, even: Uint32Array, odd: Uint32Array, sums: Uint32Array): void {
+  const rowWords = (width * 3) >> 2;
+  let base = y0 * rowWords;
+  for (let j = 0; j < rowWords; j++) {
+    const v = words[base + j]!;
+    even[j] = v & 0xff00ff;
+    odd[j] = (v >>> 8) & 0xff00ff;
+  }
+  for (let y = y0 + 1; y < y1; y++) {
+    base += rowWords;
+    for (let j = 0; j < rowWords; j++) {
+      const v = words[base + j]!;
+      even[j]! += v & 0xff00ff;
+      odd[j]! += (v >>> 8) & 0xff00ff;
+    }
+  }
+  const groupsPerCell = cell >> 2;
+  let j = 0;
+  for (let s = 0, x = 0; x < width; s += 3, x += cell) {
+    const groups = Math.min(groupsPerCell, (width - x) >> 2);
+    let r = 0;
+    let g = 0;
+    let b = 0;
+    for (let k = 0; k < groups; k++, j += 3) {
+      const e0 = even[j]!;
+      const o0 = odd[j]!;
+      const e1 = even[j + 1]!;
+      const o1 = odd[j + 1]!;
+      const e2 = even[j + 2]!;
+      const o2 = odd[j + 2]!;
+      r += (e0 & 0xffff) + (o0 >>> 16) + (e1 >>> 16) + (o2 & 0xffff);
+      g += (o0 & 0xffff) + (e1 & 0xffff) + (o1 >>> 16) + (e2 >>> 16);
+      b += (e0 >>> 16) + (o1 & 0xffff) + (e2 & 0xffff) + (o2 >>> 16);
+    }
+    sums[s] = r;
+    sums[s + 1] = g;
+    sums[s + 2] = b;
+  }
+}
+
 /**
  * Downscales `img` into cells of `cell` x `cell` pixels in one pass: each cell's mean R, G, B and
  * their max. Writes into `into` when given (the detector reuses its planes across images).
@@ -63,49 +145,31 @@ export function valueGrid(img: RawImage, cell: number = cellSizeFor(img.width), 
   const planes = into ?? { r: new Float32Array(n), g: new Float32Array(n), b: new Float32Array(n), v: new Float32Array(n) };
   const { r: rr, g: gg, b: bb, v } = planes;
   if (Math.min(rr.length, gg.length, bb.length, v.length) < n) throw new RangeError(`grid planes hold fewer than ${n} cells`);
-  const colour = channels >= 3;
   // Per grid row: the sums of each cell's red, green and blue over its pixel rows (255 × cell² fits).
   const sums = new Uint32Array(w * 3);
-  const rowBytes = width * channels;
+  const byWords = LITTLE_ENDIAN && channels === 3 && width % 4 === 0 && cell % 4 === 0 && data.byteOffset % 4 === 0;
+  const words = byWords ? new Uint32Array(data.buffer, data.byteOffset, (width * height * 3) >> 2) : undefined;
+  const even = new Uint32Array(byWords ? (width * 3) >> 2 : 0);
+  const odd = new Uint32Array(even.length);
   for (let gy = 0; gy < h; gy++) {
-    sums.fill(0);
     const y0 = gy * cell;
     const y1 = Math.min(height, y0 + cell);
-    for (let y = y0; y < y1; y++) {
-      let p = y * rowBytes;
-      let x = 0;
-      for (let s = 0; s < w * 3; s += 3) {
-        const x1 = Math.min(width, x + cell);
-        let r = 0;
-        let g = 0;
-        let b = 0;
-        if (colour) {
-          for (; x < x1; x++, p += channels) {
-            r += data[p]!;
-            g += data[p + 1]!;
-            b += data[p + 2]!;
-          }
-        } else {
-          for (; x < x1; x++, p += channels) r += data[p]!;
-          g = r;
-          b = r;
-        }
-        sums[s]! += r;
-        sums[s + 1]! += g;
-        sums[s + 2]! += b;
-      }
+    if (words) sumRowsRgbWords(words, width, cell, y0, y1, even, odd, sums);
+    else {
+      sums.fill(0);
+      sumRowsBytes(img, cell, y0, y1, sums);
     }
     for (let gx = 0; gx < w; gx++) {
       const count = (Math.min(width, (gx + 1) * cell) - gx * cell) * (y1 - y0);
       const s = gx * 3;
       const i = gy * w + gx;
-      const r = sums[s]! / count;
-      const g = sums[s + 1]! / count;
-      const b = sums[s + 2]! / count;
+      const r = Math.fround(sums[s]! / count);
+      const g = Math.fround(sums[s + 1]! / count);
+      const b = Math.fround(sums[s + 2]! / count);
       rr[i] = r;
       gg[i] = g;
       bb[i] = b;
-      v[i] = r > g ? (r > b ? r : b) : g > b ? g : b;
+      v[i] = maxNonNegative(maxNonNegative(r, g), b);
     }
   }
   return { w, h, cell, v: v.subarray(0, n), r: rr.subarray(0, n), g: gg.subarray(0, n), b: bb.subarray(0, n) };
