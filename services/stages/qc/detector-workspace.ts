@@ -4,7 +4,7 @@
  * checks image after image of the same size. Each thread has its own (module state is per
  * thread), and a detection is synchronous, so two detections never share one.
  */
-import type { Background } from './background.js';
+import { BLOCK_CELLS, type Background } from './background.js';
 import type { GridPlanes } from './value-grid.js';
 
 export class DetectorWorkspace {
@@ -12,6 +12,8 @@ export class DetectorWorkspace {
   readonly grid: GridPlanes;
   /** The background estimate (the first pass's, then the second's). */
   readonly bg: Background;
+  /** The first background estimate's block values (red, green, blue), for the second to start from. */
+  readonly blocks: readonly Float32Array[];
   /** Each cell's distance from the background. */
   readonly score: Float32Array;
   /** The block-median field of `score` (the local noise). */
@@ -41,6 +43,8 @@ export class DetectorWorkspace {
     const u8 = (): Uint8Array => new Uint8Array(n);
     this.grid = { r: f32(), g: f32(), b: f32(), v: f32() };
     this.bg = { r: f32(), g: f32(), b: f32() };
+    const blockCount = Math.ceil(w / BLOCK_CELLS) * Math.ceil(h / BLOCK_CELLS);
+    this.blocks = [0, 1, 2].map(() => new Float32Array(blockCount));
     this.score = f32();
     this.local = f32();
     this.above = u8();

@@ -30,7 +30,7 @@
  * Rings count as part of the planet (they are bright and crisp and touch or cross the disc): the
  * region constraint keeps the margins empty, and a ring in a margin is not empty space.
  */
-import { blockMedianField, estimateBackground, residual, type Background } from './background.js';
+import { blockMedianField, estimateBackground, reestimateWithout, residual, type Background } from './background.js';
 import { close3x3, dilate, dropSpecks, fillHoles, labelComponents, type Component } from './binary-mask.js';
 import { workspaceFor, type DetectorWorkspace } from './detector-workspace.js';
 import { cellSizeFor, gridSize, valueGrid, type RawImage, type ValueGrid } from './value-grid.js';
@@ -269,15 +269,15 @@ export function detectPlanetDetailed(img: RawImage, phaseDone?: (phase: DetectPh
   const grid = valueGrid(img, cell, ws.grid);
   phaseDone?.('grid');
   // First pass: background from every cell; second: without the first pass's foreground, grown.
-  let bg = estimateBackground(grid, undefined, undefined, ws.bg);
-  let score = residual(grid, bg, VISIBLE_MIN, ws.score);
+  // The second pass updates the first's background and score in place where they differ.
+  const bg = estimateBackground(grid, undefined, undefined, ws.bg, ws.blocks);
+  const score = residual(grid, bg, VISIBLE_MIN, ws.score);
   let noise = medianScore(score);
   let t = Math.max(NOISE_K * noise, MIN_CONTRAST);
   phaseDone?.('background');
   const exclude = dilate(foreground(ws, score, t), w, h, EXCLUDE_GROW, ws.exclude, ws.tmp);
   phaseDone?.('segmentation');
-  bg = estimateBackground(grid, exclude, undefined, ws.bg);
-  score = residual(grid, bg, VISIBLE_MIN, ws.score);
+  reestimateWithout(grid, exclude, ws.blocks, bg, score, VISIBLE_MIN);
   noise = medianScore(score, exclude);
   t = Math.max(NOISE_K * noise, MIN_CONTRAST);
   const [local] = blockMedianField([score], w, h, exclude, undefined, [ws.local]);
