@@ -256,7 +256,8 @@ export interface DetectionDetail extends PlanetDetection {
 }
 
 /** The detector's phases, in the order they first run (the background and segmentation alternate: two passes). */
-export type DetectPhase = 'grid' | 'background' | 'segmentation' | 'limb' | 'refinement';
+export const DETECT_PHASES = ['grid', 'background', 'segmentation', 'limb', 'refinement'] as const;
+export type DetectPhase = (typeof DETECT_PHASES)[number];
 
 /**
  * detectPlanet with its diagnostics. `phaseDone`, when given, is called as each phase ends (a
