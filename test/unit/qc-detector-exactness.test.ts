@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { binnedMedian, estimateBackground, MEDIAN_BINS, medianInPlace, reestimateWithout, residual } from '../../services/stages/qc/background.js';
-import { close3x3, dilate, fillHoles } from '../../services/stages/qc/binary-mask.js';
+import { close3x3, dilate, dropSpecks, fillHoles, labelComponents } from '../../services/stages/qc/binary-mask.js';
 import { detectPlanet } from '../../services/stages/qc/planet-detect.js';
 import { valueGrid, type RawImage } from '../../services/stages/qc/value-grid.js';
 import { mulberry32 } from '../../services/models/demo-models.js';
@@ -102,6 +102,11 @@ describe('mask morphology', () => {
         const out = unaligned(new Uint8Array(w * h));
         assert.deepEqual(Uint8Array.from(dilate(unaligned(mask), w, h, 2, out, unaligned(new Uint8Array(w * h)))), grown);
         assert.deepEqual(Uint8Array.from(close3x3(unaligned(mask), w, h, unaligned(new Uint8Array(w * h)), unaligned(new Uint8Array(w * h)), unaligned(new Uint8Array(w * h)))), closed);
+        // Speck removal and labelling skip empty words when aligned: the same as cell by cell.
+        assert.deepEqual(dropSpecks(mask, w, h), Uint8Array.from(dropSpecks(unaligned(mask), w, h)));
+        const words = labelComponents(mask, w, h);
+        const cells = labelComponents(unaligned(mask), w, h);
+        assert.deepEqual([words.labels, words.components], [cells.labels, cells.components]);
       }
     });
   }

@@ -6,30 +6,6 @@
  * allocates nothing per image). `out` must not be the input.
  */
 
-/**
- * Keeps a set cell only if at least `minNeighbours` of its 8 neighbours are set (cells beyond the
- * border count as copies of the cell, so a body cut by the frame keeps its edge). Removes specks
- * of one or two cells (averaged stars) and one-cell lines; a body's limb cells keep ≥ 3.
- */
-export function dropSpecks(mask: Uint8Array, w: number, h: number, minNeighbours = 3, out: Uint8Array = new Uint8Array(w * h)): Uint8Array {
-  out.fill(0, 0, w * h);
-  for (let y = 0; y < h; y++) {
-    const r = y * w;
-    // Rows beyond the border replicate the cell's own row.
-    const up = y > 0 ? r - w : r;
-    const dn = y < h - 1 ? r + w : r;
-    for (let x = 0; x < w; x++) {
-      if (!mask[r + x]) continue;
-      const xl = x > 0 ? x - 1 : x;
-      const xr = x < w - 1 ? x + 1 : x;
-      // The cell itself is set; its replicated copies (border) count as neighbours, as before.
-      const n = mask[up + xl]! + mask[up + x]! + mask[up + xr]! + mask[r + xl]! + mask[r + xr]! + mask[dn + xl]! + mask[dn + x]! + mask[dn + xr]!;
-      if (n >= minNeighbours) out[r + x] = 1;
-    }
-  }
-  return out;
-}
-
 /** Whether a Uint32 holds its bytes lowest first (the word-at-a-time passes assume it). */
 const LITTLE_ENDIAN = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1;
 
@@ -41,6 +17,36 @@ function wordAligned(a: Uint8Array, w: number): boolean {
 /** `a`'s first `cells` cells as 32-bit words (4 cells each; `cells` a multiple of 4). */
 function words(a: Uint8Array, cells: number): Uint32Array {
   return new Uint32Array(a.buffer, a.byteOffset, cells >> 2);
+}
+
+/**
+ * Keeps a set cell only if at least `minNeighbours` of its 8 neighbours are set (cells beyond the
+ * border count as copies of the cell, so a body cut by the frame keeps its edge). Removes specks
+ * of one or two cells (averaged stars) and one-cell lines; a body's limb cells keep ≥ 3.
+ */
+export function dropSpecks(mask: Uint8Array, w: number, h: number, minNeighbours = 3, out: Uint8Array = new Uint8Array(w * h)): Uint8Array {
+  out.fill(0, 0, w * h);
+  // Mostly empty masks: four unset cells at a time are skipped with one word read.
+  const quads = wordAligned(mask, w) ? words(mask, w * h) : undefined;
+  for (let y = 0; y < h; y++) {
+    const r = y * w;
+    // Rows beyond the border replicate the cell's own row.
+    const up = y > 0 ? r - w : r;
+    const dn = y < h - 1 ? r + w : r;
+    for (let x = 0; x < w; x++) {
+      if (quads && (x & 3) === 0 && quads[(r + x) >> 2] === 0) {
+        x += 3;
+        continue;
+      }
+      if (!mask[r + x]) continue;
+      const xl = x > 0 ? x - 1 : x;
+      const xr = x < w - 1 ? x + 1 : x;
+      // The cell itself is set; its replicated copies (border) count as neighbours, as before.
+      const n = mask[up + xl]! + mask[up + x]! + mask[up + xr]! + mask[r + xl]! + mask[r + xr]! + mask[dn + xl]! + mask[dn + x]! + mask[dn + xr]!;
+      if (n >= minNeighbours) out[r + x] = 1;
+    }
+  }
+  return out;
 }
 
 /**
@@ -123,14 +129,23 @@ export function close3x3(mask: Uint8Array, w: number, h: number, out: Uint8Array
   return dilateOrErode(dilateOrErode(mask, w, h, true, tmp, mid), w, h, false, tmp, out);
 }
 
+/** Int32 scratch fillHoles needs for a `w` x `h` mask: per run of unset cells a parent, a start, an end, a row and a flag. */
+export function fillHolesScratchSize(w: number, h: number): number {
+  return 5 * h * Math.ceil((w + 1) / 2);
+}
+
 /**
  * Sets every unset cell that the border cannot reach through unset cells (4-connected): holes
  * inside bodies. Only the box around the set cells (grown by one) can hold a hole: every unset
- * cell outside it reaches the border in a straight line. Inside it, a scanline flood fill from the
- * box's edge. `stack` (w·h ints) is scratch.
+ * cell outside it reaches the border in a straight line, and so does the box's edge. Inside it,
+ * the unset cells are cut into runs along the rows, runs that overlap in the next row are joined
+ * (union-find), and runs joined to one on the box's edge are reached; the rest are holes. Work per
+ * run, not per cell: a sky with a few bodies is a few runs a row. `scratch` holds
+ * fillHolesScratchSize(w, h) ints.
  */
-export function fillHoles(mask: Uint8Array, w: number, h: number, out: Uint8Array = new Uint8Array(w * h), stack: Int32Array = new Int32Array(w * h)): Uint8Array {
+export function fillHoles(mask: Uint8Array, w: number, h: number, out: Uint8Array = new Uint8Array(w * h), scratch: Int32Array = new Int32Array(fillHolesScratchSize(w, h))): Uint8Array {
   out.set(mask.subarray(0, w * h));
+  const quads = wordAligned(mask, w) ? words(mask, w * h) : undefined;
   let x0 = w;
   let x1 = -1;
   let y0 = h;
@@ -138,9 +153,12 @@ export function fillHoles(mask: Uint8Array, w: number, h: number, out: Uint8Arra
   for (let y = 0; y < h; y++) {
     const r = y * w;
     let x = 0;
+    // Four unset cells at a time while the words are empty.
+    if (quads) while (x < w && quads[(r + x) >> 2] === 0) x += 4;
     while (x < w && !mask[r + x]) x++;
-    if (x === w) continue;
+    if (x >= w) continue;
     let last = w - 1;
+    if (quads) while (quads[(r + last - 3) >> 2] === 0) last -= 4;
     while (!mask[r + last]) last--;
     if (y0 === h) y0 = y;
     y1 = y;
@@ -148,60 +166,48 @@ export function fillHoles(mask: Uint8Array, w: number, h: number, out: Uint8Arra
     if (last > x1) x1 = last;
   }
   if (y1 < 0) return out;
-  // The flood region: the set cells' box grown by one, clipped to the frame; its edge cells are
-  // reached from outside. In `out`, 0 is unset and not yet seen, 3 queued, 2 reached, 1 set; a
-  // cell is queued at most once, so the stack never holds more than w·h entries.
   const bx0 = Math.max(0, x0 - 1);
   const bx1 = Math.min(w - 1, x1 + 1);
   const by0 = Math.max(0, y0 - 1);
   const by1 = Math.min(h - 1, y1 + 1);
-  let top = 0;
-  const seedEdge = (i: number): void => {
-    if (out[i] === 0) {
-      out[i] = 3;
-      stack[top++] = i;
-    }
-  };
-  for (let x = bx0; x <= bx1; x++) {
-    seedEdge(by0 * w + x);
-    seedEdge(by1 * w + x);
-  }
-  for (let y = by0; y <= by1; y++) {
-    seedEdge(y * w + bx0);
-    seedEdge(y * w + bx1);
-  }
-  while (top > 0) {
-    const seed = stack[--top]!;
-    // Already filled as part of a neighbouring run.
-    if (out[seed] !== 3) continue;
-    const y = (seed / w) | 0;
-    const r = y * w;
-    // The run of unset, unreached cells (queued ones included) through the seed, within the region.
-    let a = seed - r;
-    let b = a;
-    while (a > bx0 && (out[r + a - 1] === 0 || out[r + a - 1] === 3)) a--;
-    while (b < bx1 && (out[r + b + 1] === 0 || out[r + b + 1] === 3)) b++;
-    out.fill(2, r + a, r + b + 1);
-    // Queue the rows above and below: the first cell of each run of unseen unset cells over [a, b].
-    for (let ny = y - 1; ny <= y + 1; ny += 2) {
-      if (ny < by0 || ny > by1) continue;
-      const nr = ny * w;
-      let inRun = false;
-      for (let x = a; x <= b; x++) {
-        const free = out[nr + x] === 0;
-        if (free && !inRun) {
-          out[nr + x] = 3;
-          stack[top++] = nr + x;
-        }
-        inRun = free;
-      }
-    }
-  }
-  // Inside the region: reached (2) → unset; never reached (0) → a hole, set; set (1) stays set.
+  const maxRuns = h * Math.ceil((w + 1) / 2);
+  if (scratch.length < 5 * maxRuns) throw new RangeError(`fillHoles needs ${5 * maxRuns} ints of scratch`);
+  const parent = scratch.subarray(0, maxRuns);
+  const start = scratch.subarray(maxRuns, 2 * maxRuns);
+  const end = scratch.subarray(2 * maxRuns, 3 * maxRuns);
+  const reached = scratch.subarray(3 * maxRuns, 4 * maxRuns);
+  const rowOf = scratch.subarray(4 * maxRuns, 5 * maxRuns);
+  let runs = 0;
+  let prevFirst = 0;
+  let prevEnd = 0;
   for (let y = by0; y <= by1; y++) {
     const r = y * w;
-    for (let x = bx0; x <= bx1; x++) out[r + x] = out[r + x] === 2 ? 0 : 1;
+    const first = runs;
+    const edgeRow = y === by0 || y === by1 ? 1 : 0;
+    let x = bx0;
+    while (x <= bx1) {
+      while (x <= bx1 && mask[r + x]) x++;
+      if (x > bx1) break;
+      const s = x;
+      while (x <= bx1 && !mask[r + x]) x += quads && (x & 3) === 0 && x + 3 <= bx1 && quads[(r + x) >> 2] === 0 ? 4 : 1;
+      start[runs] = s;
+      end[runs] = x;
+      parent[runs] = runs;
+      rowOf[runs] = r;
+      reached[runs] = edgeRow | +(s === bx0) | +(x === bx1 + 1);
+      runs++;
+    }
+    // Join this row's runs to the previous row's runs they overlap (both lists run left to right).
+    for (let i = prevFirst, j = first; i < prevEnd && j < runs; ) {
+      if (start[i]! < end[j]! && start[j]! < end[i]!) union(parent, i, j);
+      if (end[i]! < end[j]!) i++;
+      else j++;
+    }
+    prevFirst = first;
+    prevEnd = runs;
   }
+  for (let k = 0; k < runs; k++) if (reached[k]) reached[find(parent, k)] = 1;
+  for (let k = 0; k < runs; k++) if (!reached[find(parent, k)]) out.fill(1, rowOf[k]! + start[k]!, rowOf[k]! + end[k]!);
   return out;
 }
 
@@ -249,11 +255,17 @@ function union(parent: Int32Array, a: number, b: number): number {
  */
 export function labelComponents(mask: Uint8Array, w: number, h: number, labels: Int32Array = new Int32Array(w * h), parent: Int32Array = new Int32Array(Math.ceil((w * h) / 2) + 2)): Labelling {
   labels.fill(0, 0, w * h);
+  // Mostly empty masks: four unset cells at a time are skipped with one word read.
+  const quads = wordAligned(mask, w) ? words(mask, w * h) : undefined;
   let next = 1;
   for (let y = 0; y < h; y++) {
     const r = y * w;
     for (let x = 0; x < w; x++) {
       const i = r + x;
+      if (quads && (x & 3) === 0 && quads[i >> 2] === 0) {
+        x += 3;
+        continue;
+      }
       if (!mask[i]) continue;
       // Already-visited neighbours: W, NW, N, NE.
       let l = x > 0 ? labels[i - 1]! : 0;
@@ -278,6 +290,10 @@ export function labelComponents(mask: Uint8Array, w: number, h: number, labels: 
   for (let y = 0; y < h; y++) {
     const r = y * w;
     for (let x = 0; x < w; x++) {
+      if (quads && (x & 3) === 0 && quads[(r + x) >> 2] === 0) {
+        x += 3;
+        continue;
+      }
       const l = labels[r + x]!;
       if (!l) continue;
       const root = find(parent, l);

@@ -5,6 +5,7 @@
  * thread), and a detection is synchronous, so two detections never share one.
  */
 import { BLOCK_CELLS, type Background } from './background.js';
+import { fillHolesScratchSize } from './binary-mask.js';
 import type { GridPlanes } from './value-grid.js';
 
 export class DetectorWorkspace {
@@ -28,8 +29,8 @@ export class DetectorWorkspace {
   /** Scratch for the separable morphology passes. */
   readonly tmp: Uint8Array;
   readonly mid: Uint8Array;
-  /** Flood-fill stack (hole filling). */
-  readonly stack: Int32Array;
+  /** Hole filling's runs and their union-find. */
+  readonly runs: Int32Array;
   /** Component labels and the union-find of provisional labels. */
   readonly labels: Int32Array;
   readonly parent: Int32Array;
@@ -54,7 +55,7 @@ export class DetectorWorkspace {
     this.exclude = u8();
     this.tmp = u8();
     this.mid = u8();
-    this.stack = new Int32Array(n);
+    this.runs = new Int32Array(fillHolesScratchSize(w, h));
     this.labels = new Int32Array(n);
     this.parent = new Int32Array(Math.ceil(n / 2) + 2);
   }

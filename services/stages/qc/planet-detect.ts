@@ -203,7 +203,7 @@ function foreground(ws: DetectorWorkspace, score: Float32Array, t: number, local
   else for (let i = 0; i < n; i++) above[i] = +(score[i]! > t);
   dropSpecks(above, w, h, 3, ws.specks);
   close3x3(ws.specks, w, h, ws.closed, ws.tmp, ws.mid);
-  return fillHoles(ws.closed, w, h, ws.filled, ws.stack);
+  return fillHoles(ws.closed, w, h, ws.filled, ws.runs);
 }
 
 /** The 1/16-level histogram medianScore fills (reused: it is cleared on each call). */
