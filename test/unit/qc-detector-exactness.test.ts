@@ -1,7 +1,7 @@
 /**
  * The planet detector's fast paths give exactly what the plain computations give: the grid summed
  * a 32-bit word at a time, mask morphology four cells per word, the histogram median, the
- * scanline hole filling, the second background pass that redoes only what changed, and the
+ * run-by-run hole filling, the second background pass that redoes only what changed, and the
  * buffers reused from one image to the next.
  */
 import assert from 'node:assert/strict';
