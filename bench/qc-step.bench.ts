@@ -87,7 +87,7 @@ export async function run(): Promise<BenchResult> {
     })),
     notes: [
       'One thread, as in a replica\'s executor thread; sharp\'s own thread pool is the default. The scene is a rendered disc (test/support/planet-scenes.ts, disc, seed 11).',
-      'The gate adds the check (and, for a sharp pipeline, one raw pixel copy); the encode itself is unchanged (the same pixels are encoded). The check\'s own cost and accuracy are bench/results/qc.md; another branch works on its speed, which is most of what the gate costs.',
+      'The gate adds the check (and, for a sharp pipeline, one raw pixel copy); the encode itself is unchanged (the same pixels are encoded). The check\'s own cost, by phase, and its accuracy are in bench/results/qc.md.',
       'The machine is shared with other work during the run: read p50 against the load average noted with each check.',
     ],
     data: { runs, loadAtStart, results },

@@ -5,7 +5,7 @@
  */
 import { judgeBox } from '../../services/stages/qc/qc-check.js';
 import { DEFAULT_QC_OPTIONS } from '../../services/stages/qc/qc-config.js';
-import { detectPlanet, detectPlanetDetailed, type PixelBox } from '../../services/stages/qc/planet-detect.js';
+import { DETECT_PHASES, detectPlanetDetailed, type DetectPhase, type PixelBox } from '../../services/stages/qc/planet-detect.js';
 import { evaluationSet, iou, renderCase, SCENE_CATEGORIES, type EvalCase } from '../../test/support/planet-scenes.js';
 import { summarize, type Summary } from '../lib/stats.js';
 
@@ -30,6 +30,10 @@ export interface Evaluation {
   readonly timing: Record<string, Summary>;
   /** Detection CPU time per image (ms, user + system of this process), by size label. */
   readonly cpu: Record<string, Summary>;
+  /** The fastest CPU time per image (ms), by size label: the figure least disturbed by other work on the machine. */
+  readonly cpuMin: Record<string, number>;
+  /** Wall-clock time per image in each detector phase (ms, summed when a phase runs twice), by size label. */
+  readonly phases: Record<string, Record<DetectPhase, Summary>>;
 }
 
 function runCase(c: EvalCase): CaseResult {
@@ -45,34 +49,53 @@ function runCase(c: EvalCase): CaseResult {
 }
 
 /**
- * Times detectPlanet on `perSize` cases of each size: 3 warm-up runs, then `reps` timed runs
- * each, in wall-clock and in CPU time (the latter barely moves when other processes share the cores).
+ * Times the detector on `perSize` cases of each size: 3 warm-up runs, then `reps` timed runs
+ * each, in wall-clock and in CPU time (the latter barely moves when other processes share the
+ * cores), and each phase's wall-clock time (through detectPlanetDetailed's phase callback).
  */
-function timeDetection(cases: readonly EvalCase[], perSize: number, reps: number): { timing: Record<string, Summary>; cpu: Record<string, Summary> } {
+function timeDetection(cases: readonly EvalCase[], perSize: number, reps: number): Pick<Evaluation, 'timing' | 'cpu' | 'cpuMin' | 'phases'> {
   const out: Record<string, Summary> = {};
   const cpu: Record<string, Summary> = {};
+  const cpuMin: Record<string, number> = {};
+  const phases: Record<string, Record<DetectPhase, Summary>> = {};
   for (const size of [...new Set(cases.map((c) => `${c.spec.width}x${c.spec.height}`))]) {
     // Spread the timed cases over the categories (hazy scenes try more thresholds).
     const picked = cases.filter((c) => `${c.spec.width}x${c.spec.height}` === size).filter((_, i) => i % Math.max(1, Math.floor(160 / perSize)) === 0).slice(0, perSize);
     const images = picked.map(renderCase);
-    for (const img of images) for (let i = 0; i < 3; i++) detectPlanet(img);
+    for (const img of images) for (let i = 0; i < 3; i++) detectPlanetDetailed(img);
     const samples: number[] = [];
     const cpuSamples: number[] = [];
+    const phaseSamples = Object.fromEntries(DETECT_PHASES.map((p) => [p, [] as number[]])) as Record<DetectPhase, number[]>;
+    const inCall = Object.fromEntries(DETECT_PHASES.map((p) => [p, 0])) as Record<DetectPhase, number>;
+    let last = 0;
+    const phaseDone = (phase: DetectPhase): void => {
+      const now = performance.now();
+      inCall[phase] += now - last;
+      last = now;
+    };
     for (let r = 0; r < reps; r++) {
       for (const img of images) {
+        for (const p of DETECT_PHASES) inCall[p] = 0;
         const c = process.cpuUsage();
         const t = performance.now();
-        detectPlanet(img);
+        last = t;
+        detectPlanetDetailed(img, phaseDone);
         samples.push(performance.now() - t);
         const used = process.cpuUsage(c);
         cpuSamples.push((used.user + used.system) / 1000);
+        for (const p of DETECT_PHASES) phaseSamples[p].push(inCall[p]);
       }
     }
     out[size] = summarize(samples);
     cpu[size] = summarize(cpuSamples);
+    cpuMin[size] = Math.min(...cpuSamples);
+    phases[size] = Object.fromEntries(DETECT_PHASES.map((p) => [p, summarize(phaseSamples[p])])) as Record<DetectPhase, Summary>;
   }
-  return { timing: out, cpu };
+  return { timing: out, cpu, cpuMin, phases };
 }
+
+/** Timed runs of each of the 20 timed images per size. */
+export const TIMED_RUNS = 10;
 
 /** Evaluates `perCell` cases per category and size from seed index `first` (evaluationSet). */
 export function evaluate(perCell = 16, onProgress?: (done: number, total: number) => void, first = 0): Evaluation {
@@ -82,7 +105,7 @@ export function evaluate(perCell = 16, onProgress?: (done: number, total: number
     cases.push(runCase(c));
     onProgress?.(cases.length, set.length);
   }
-  return { cases, ...timeDetection(set, 20, 5) };
+  return { cases, ...timeDetection(set, 20, TIMED_RUNS) };
 }
 
 export interface Tally {

@@ -30,9 +30,10 @@
  * Rings count as part of the planet (they are bright and crisp and touch or cross the disc): the
  * region constraint keeps the margins empty, and a ring in a margin is not empty space.
  */
-import { blockMedianField, estimateBackground, residual, type Background } from './background.js';
+import { blockMedianField, estimateBackground, reestimateWithout, residual, type Background } from './background.js';
 import { close3x3, dilate, dropSpecks, fillHoles, labelComponents, type Component } from './binary-mask.js';
-import { valueGrid, type RawImage, type ValueGrid } from './value-grid.js';
+import { workspaceFor, type DetectorWorkspace } from './detector-workspace.js';
+import { cellSizeFor, gridSize, valueGrid, type RawImage, type ValueGrid } from './value-grid.js';
 
 export type { RawImage } from './value-grid.js';
 
@@ -166,16 +167,26 @@ function refineSide(img: RawImage, grid: ValueGrid, bg: Background, labels: Int3
   const colour = channels >= 3;
   const n = spanHi - spanLo;
   if (n <= 0 || (outward < 0 ? from > to : from < to)) return outward < 0 ? cellStart(edgeCell) : Math.min(extent, (edgeCell + 1) * cell);
+  // Along a column (left/right) the pixels of the span are a row stride apart; along a row, one pixel.
+  const stride = horizontal ? width * channels : channels;
   for (let pos = from; outward < 0 ? pos <= to : pos >= to; pos += step) {
     let sum = 0;
-    for (let a = spanLo; a < spanHi; a++) {
-      const [x, y] = horizontal ? [pos, a] : [a, pos];
-      const p = (y * width + x) * channels;
-      const ci = Math.floor(y / cell) * w + Math.floor(x / cell);
-      const r = data[p]!;
-      const d = colour
-        ? Math.max(Math.abs(r - bg.r[ci]!), Math.abs(data[p + 1]! - bg.g[ci]!), Math.abs(data[p + 2]! - bg.b[ci]!))
-        : Math.abs(r - bg.r[ci]!);
+    let p = (horizontal ? spanLo * width + pos : pos * width + spanLo) * channels;
+    // The cell index of the span's first pixel, and how it moves: a cell row (column) per `cell` pixels.
+    const fixedCell = horizontal ? ((pos / cell) | 0) : ((pos / cell) | 0) * w;
+    const cellStep = horizontal ? w : 1;
+    for (let a = spanLo; a < spanHi; a++, p += stride) {
+      const ci = fixedCell + ((a / cell) | 0) * cellStep;
+      const dr = data[p]! - bg.r[ci]!;
+      let d = dr < 0 ? -dr : dr;
+      if (colour) {
+        const dg = data[p + 1]! - bg.g[ci]!;
+        const db = data[p + 2]! - bg.b[ci]!;
+        const ag = dg < 0 ? -dg : dg;
+        const ab = db < 0 ? -db : db;
+        if (ag > d) d = ag;
+        if (ab > d) d = ab;
+      }
       sum += d < cap ? d : cap;
     }
     if (sum / n >= level) return outward < 0 ? pos : pos + 1;
@@ -183,17 +194,25 @@ function refineSide(img: RawImage, grid: ValueGrid, bg: Background, labels: Int3
   return outward < 0 ? cellStart(edgeCell) : Math.min(extent, (edgeCell + 1) * cell);
 }
 
-/** Foreground above threshold `t` (and LOCAL_K times `local`, when given) on `score`, cleaned up: specks dropped, gaps closed, holes filled. */
-function foreground(score: Float32Array, t: number, w: number, h: number, local?: Float32Array): Uint8Array {
-  const mask = new Uint8Array(score.length);
-  if (local) for (let i = 0; i < score.length; i++) mask[i] = score[i]! > t && score[i]! > LOCAL_K * local[i]! ? 1 : 0;
-  else for (let i = 0; i < score.length; i++) mask[i] = score[i]! > t ? 1 : 0;
-  return fillHoles(close3x3(dropSpecks(mask, w, h), w, h), w, h);
+/** Foreground above threshold `t` (and LOCAL_K times `local`, when given) on `score`, cleaned up: specks dropped, gaps closed, holes filled. In `ws.filled`. */
+function foreground(ws: DetectorWorkspace, score: Float32Array, t: number, local?: Float32Array): Uint8Array {
+  const { w, h, above } = ws;
+  const n = w * h;
+  // Unary plus turns a comparison into 0/1 without a branch (see branchless.ts).
+  if (local) for (let i = 0; i < n; i++) above[i] = +(score[i]! > t) & +(score[i]! > LOCAL_K * local[i]!);
+  else for (let i = 0; i < n; i++) above[i] = +(score[i]! > t);
+  dropSpecks(above, w, h, 3, ws.specks);
+  close3x3(ws.specks, w, h, ws.closed, ws.tmp, ws.mid);
+  return fillHoles(ws.closed, w, h, ws.filled, ws.runs);
 }
+
+/** The 1/16-level histogram medianScore fills (reused: it is cleared on each call). */
+const scoreHist = new Uint32Array(4096);
 
 /** The median of `score` over the cells not in `exclude`, from a 1/16-level histogram. */
 function medianScore(score: Float32Array, exclude?: Uint8Array): number {
-  const hist = new Uint32Array(4096);
+  const hist = scoreHist;
+  hist.fill(0);
   let n = 0;
   for (let i = 0; i < score.length; i++) {
     if (exclude && exclude[i]) continue;
@@ -220,9 +239,9 @@ function bodyQuantile(score: Float32Array, labels: Int32Array, c: Component, w: 
   return hist.length / 4;
 }
 
-/** The largest component of `mask`, with the labelling. */
-function largest(mask: Uint8Array, w: number, h: number): { labels: Int32Array; comp: Component | undefined } {
-  const { labels, components } = labelComponents(mask, w, h);
+/** The largest component of `mask`, with the labelling (in `ws.labels`). */
+function largest(ws: DetectorWorkspace, mask: Uint8Array): { labels: Int32Array; comp: Component | undefined } {
+  const { labels, components } = labelComponents(mask, ws.w, ws.h, ws.labels, ws.parent);
   let comp: Component | undefined;
   for (const c of components) if (!comp || c.area > comp.area) comp = c;
   return { labels, comp };
@@ -236,31 +255,46 @@ export interface DetectionDetail extends PlanetDetection {
   readonly crispness: number;
 }
 
-/** detectPlanet with its diagnostics. */
-export function detectPlanetDetailed(img: RawImage): DetectionDetail {
-  const grid = valueGrid(img);
-  const { w, h } = grid;
+/** The detector's phases, in the order they first run (the background and segmentation alternate: two passes). */
+export const DETECT_PHASES = ['grid', 'background', 'segmentation', 'limb', 'refinement'] as const;
+export type DetectPhase = (typeof DETECT_PHASES)[number];
+
+/**
+ * detectPlanet with its diagnostics. `phaseDone`, when given, is called as each phase ends (a
+ * phase may run more than once): the benchmark times the phases with it.
+ */
+export function detectPlanetDetailed(img: RawImage, phaseDone?: (phase: DetectPhase) => void): DetectionDetail {
+  const cell = cellSizeFor(img.width);
+  const { w, h } = gridSize(img.width, img.height, cell);
+  const ws = workspaceFor(w, h);
+  const grid = valueGrid(img, cell, ws.grid);
+  phaseDone?.('grid');
   // First pass: background from every cell; second: without the first pass's foreground, grown.
-  let bg = estimateBackground(grid);
-  let score = residual(grid, bg, VISIBLE_MIN);
+  // The second pass updates the first's background and score in place where they differ.
+  const bg = estimateBackground(grid, undefined, undefined, ws.bg, ws.blocks);
+  const score = residual(grid, bg, VISIBLE_MIN, ws.score);
   let noise = medianScore(score);
   let t = Math.max(NOISE_K * noise, MIN_CONTRAST);
-  const exclude = dilate(foreground(score, t, w, h), w, h, EXCLUDE_GROW);
-  bg = estimateBackground(grid, exclude);
-  score = residual(grid, bg, VISIBLE_MIN);
+  phaseDone?.('background');
+  const exclude = dilate(foreground(ws, score, t), w, h, EXCLUDE_GROW, ws.exclude, ws.tmp);
+  phaseDone?.('segmentation');
+  reestimateWithout(grid, exclude, ws.blocks, bg, score, VISIBLE_MIN);
   noise = medianScore(score, exclude);
   t = Math.max(NOISE_K * noise, MIN_CONTRAST);
-  const [local] = blockMedianField([score], w, h, exclude);
-  let { labels, comp } = largest(foreground(score, t, w, h, local), w, h);
+  const [local] = blockMedianField([score], w, h, exclude, undefined, [ws.local]);
+  phaseDone?.('background');
+  let { labels, comp } = largest(ws, foreground(ws, score, t, local));
   // What a person outlines: parts at least VISIBLE_SHARE as bright (as far from the background)
   // as the body's bright parts — a crescent's faint earthshine beyond the terminator is not.
   const floor = comp ? VISIBLE_SHARE * bodyQuantile(score, labels, comp, w, 0.9) : 0;
   if (floor > t) {
     t = floor;
-    ({ labels, comp } = largest(foreground(score, t, w, h, local), w, h));
+    ({ labels, comp } = largest(ws, foreground(ws, score, t, local)));
   }
+  phaseDone?.('segmentation');
   if (!comp || comp.area < Math.max(6, MIN_BODY_FRACTION * w * h)) return { ...NOT_FOUND, noise, threshold: t, crispness: 0 };
   const crisp = crispness(grid.w, grid.h, score, labels, comp, Math.max(MIN_CONTRAST, FALL_K * noise));
+  phaseDone?.('limb');
   if (crisp < CRISP_MIN) return { ...NOT_FOUND, noise, threshold: t, crispness: crisp };
   // The body's mean distance from the background sets the refinement's levels: a column joins
   // the box when its mean (partial coverage of a limb-darkened edge) rises a tenth of the way to
@@ -276,6 +310,7 @@ export function detectPlanetDetailed(img: RawImage): DetectionDetail {
     top: refineSide(img, grid, bg, labels, comp, 'top', level, cap),
     bottom: refineSide(img, grid, bg, labels, comp, 'bottom', level, cap),
   };
+  phaseDone?.('refinement');
   const fillRatio = comp.area / ((comp.maxX - comp.minX + 1) * (comp.maxY - comp.minY + 1));
   const areaFraction = ((box.right - box.left) * (box.bottom - box.top)) / (img.width * img.height);
   const confidence = Math.min(1, crisp / 0.9);
