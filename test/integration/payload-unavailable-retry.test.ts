@@ -42,7 +42,7 @@ describe('a batch answered ORRERY_ERR_PAYLOAD_UNAVAILABLE', () => {
     nc = await connect({ servers: nats.url });
     let seq = 0;
     const heartbeat = () => nc.publish(subjects.heartbeat('syn'), wire.heartbeat.encode({
-      replicaId: 'syn-1', deployment: 'syn', state: 'running', loadedModels: ['m'], inFlightBatches: [], inFlightItems: 0,
+      replicaId: 'syn-1', deployment: 'syn', state: 'running', loadedModels: ['m'], inFlightBatches: [], inFlightItems: 0, inFlightOnlineItems: 0,
       maxOngoingBatches: 2, maxModelsPerReplica: 1, seq: ++seq, intervalMs: 100, loadingModel: '',
       runningSetCapacity: 0, runningSetOccupied: 0, runningSetWaiting: 0,
     }));
