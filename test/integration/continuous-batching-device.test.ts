@@ -8,17 +8,13 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { NatsServerProcess } from '../../services/cli/nats-server-process.js';
-import { compileConfig } from '../../services/common/config.js';
-import { createLogger } from '../../services/common/logger.js';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { subjects as makeSubjects } from '../../services/common/subjects.js';
 import { wire, type BatchReply } from '../../services/common/wire.js';
 import { encodeWorkItem } from '../../services/common/work-item.js';
 import type { SyntheticCall } from '../../services/stages/synthetic-steps.js';
-import { Replica } from '../../services/worker/replica.js';
+import { startReplicaOnNats, type ReplicaOnNats } from '../support/replica-on-nats.js';
 import { workItem } from '../support/work-items.js';
 import { eventually } from './harness.js';
 
@@ -26,37 +22,29 @@ const subjects = makeSubjects('orrery');
 type Call = SyntheticCall & { modelId: string };
 
 describe('two models on one continuous-batching replica', () => {
-  let nats: NatsServerProcess;
+  let r: ReplicaOnNats;
   let nc: NatsConnection;
-  let replica: Replica;
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'orrery-cb-device-'));
-  const callLog = path.join(dir, 'calls.jsonl');
+  let callLog: string;
   let batches = 0;
 
   before(async () => {
-    nats = await NatsServerProcess.start();
-    nc = await connect({ servers: nats.url });
-    const config = compileConfig({
-      nats: { url: nats.url, prefix: 'orrery' },
-      worker: { heartbeat_interval_ms: 100 },
-      model_repository: dir,
-      deployments: {
-        syn: {
-          stage: 'synthetic', models: ['a', 'b'], preload_models: ['a', 'b'], max_models_per_replica: 2, batching: 'continuous',
-          max_batch_size: 2, max_waiting_images: 4,
-          // 15 ms a step whatever the rows.
-          options: { step_cost_ms: [[1, 15], [16, 15]], call_log: callLog },
-        },
+    r = await startReplicaOnNats({
+      replicaId: 'syn-1', deployment: 'syn',
+      deployments: (dir) => {
+        callLog = path.join(dir, 'calls.jsonl');
+        return {
+          syn: {
+            stage: 'synthetic', models: ['a', 'b'], preload_models: ['a', 'b'], max_models_per_replica: 2, batching: 'continuous',
+            max_batch_size: 2, max_waiting_images: 4,
+            // 15 ms a step whatever the rows.
+            options: { step_cost_ms: [[1, 15], [16, 15]], call_log: callLog },
+          },
+        };
       },
     });
-    replica = await Replica.start({ config, deployment: 'syn', log: createLogger('test', 'silent'), replicaId: 'syn-1', metricsPort: 0 });
+    nc = r.nc;
   });
-  after(async () => {
-    await replica?.drain();
-    await nc?.close();
-    await nats?.close();
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
+  after(() => r?.stop());
 
   const send = (modelId: string, priority: 'online' | 'bulk', steps: number, images = 1): Promise<BatchReply> => {
     const id = `b${++batches}`;

@@ -7,57 +7,42 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { NatsServerProcess } from '../../services/cli/nats-server-process.js';
-import { compileConfig } from '../../services/common/config.js';
-import { createLogger } from '../../services/common/logger.js';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { PayloadStore } from '../../services/common/payload-store.js';
 import { subjects as makeSubjects } from '../../services/common/subjects.js';
 import { wire, type BatchReply, type Heartbeat } from '../../services/common/wire.js';
 import { encodeWorkItem } from '../../services/common/work-item.js';
 import { parseSyntheticPayload } from '../../services/stages/synthetic.js';
-import { Replica } from '../../services/worker/replica.js';
+import type { Replica } from '../../services/worker/replica.js';
+import { startReplicaOnNats, type ReplicaOnNats } from '../support/replica-on-nats.js';
 import { workItem } from '../support/work-items.js';
 import { eventually, metricSum } from './harness.js';
 
 const subjects = makeSubjects('orrery');
 
 describe('a continuous-batching replica on a real nats-server', () => {
-  let nats: NatsServerProcess;
+  let r: ReplicaOnNats;
   let nc: NatsConnection;
   let replica: Replica;
   let payloads: PayloadStore;
   const heartbeats: Heartbeat[] = [];
-  const repo = fs.mkdtempSync(path.join(os.tmpdir(), 'orrery-cb-replica-'));
 
   before(async () => {
-    nats = await NatsServerProcess.start();
-    nc = await connect({ servers: nats.url });
-    payloads = new PayloadStore(nc, { bucket: subjects.payloadBucket, maxInlineBytes: 1 << 20 });
-    nc.subscribe(subjects.heartbeat('syn'), { callback: (_err, msg) => { heartbeats.push(wire.heartbeat.decode(msg.data)); } });
-    const config = compileConfig({
-      nats: { url: nats.url, prefix: 'orrery' },
-      worker: { heartbeat_interval_ms: 100 },
-      model_repository: repo,
-      deployments: {
+    r = await startReplicaOnNats({
+      replicaId: 'syn-1', deployment: 'syn',
+      deployments: () => ({
         syn: {
           stage: 'synthetic', models: ['m'], batching: 'continuous', max_batch_size: 2, max_ongoing_batches: 1,
           // 50 ms a step whatever the rows: a 20-step image holds the set for about a second.
           options: { step_cost_ms: [[1, 50], [16, 50]], progress: true },
         },
-      },
+      }),
     });
-    replica = await Replica.start({ config, deployment: 'syn', log: createLogger('test', 'silent'), replicaId: 'syn-1', metricsPort: 0 });
+    ({ nc, replica } = r);
+    payloads = new PayloadStore(nc, { bucket: subjects.payloadBucket, maxInlineBytes: 1 << 20 });
+    nc.subscribe(subjects.heartbeat('syn'), { callback: (_err, msg) => { heartbeats.push(wire.heartbeat.decode(msg.data)); } });
   });
-  after(async () => {
-    await replica?.drain();
-    await nc?.close();
-    await nats?.close();
-    fs.rmSync(repo, { recursive: true, force: true });
-  });
+  after(() => r?.stop());
 
   const send = (batchId: string, requestId: string, priority: 'online' | 'bulk', steps: number, deadlineInMs = 60_000): Promise<BatchReply> =>
     nc.request(subjects.batch('syn-1'), wire.batchRequest.encode({

@@ -4,50 +4,35 @@
  * has its images deleted at once, while a live router's reply keeps them for the router to read.
  */
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Objm, type ObjectStore } from '@nats-io/obj';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { NatsServerProcess } from '../../services/cli/nats-server-process.js';
-import { compileConfig } from '../../services/common/config.js';
-import { createLogger } from '../../services/common/logger.js';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { subjects as makeSubjects } from '../../services/common/subjects.js';
 import { wire, type BatchReply } from '../../services/common/wire.js';
 import { encodeWorkItem } from '../../services/common/work-item.js';
-import { Replica } from '../../services/worker/replica.js';
+import { startReplicaOnNats, type ReplicaOnNats } from '../support/replica-on-nats.js';
 import { workItem } from '../support/work-items.js';
 import { eventually, sleep } from './harness.js';
 
 const subjects = makeSubjects('orrery');
 
 describe('a replica\'s stored output images on a real nats-server', () => {
-  let nats: NatsServerProcess;
+  let r: ReplicaOnNats;
   let nc: NatsConnection;
-  let replica: Replica;
   let opened: ObjectStore | undefined;
   // The bucket exists once the replica stored its first image.
   const bucket = async () => (opened ??= await new Objm(nc).open(subjects.payloadBucket));
-  const repo = fs.mkdtempSync(path.join(os.tmpdir(), 'orrery-replica-payloads-'));
 
   before(async () => {
-    nats = await NatsServerProcess.start();
-    nc = await connect({ servers: nats.url });
-    const config = compileConfig({
-      nats: { url: nats.url, prefix: 'orrery' },
-      worker: { heartbeat_interval_ms: 100 },
-      model_repository: repo,
-      max_inline_payload_bytes: 10_000,
-      deployments: { big: { stage: 'synthetic', models: ['m'], options: { fixed_ms: 10, per_item_ms: 0, image_bytes: 50_000 } } },
+    r = await startReplicaOnNats({
+      replicaId: 'big-1', deployment: 'big',
+      config: { max_inline_payload_bytes: 10_000 },
+      deployments: () => ({ big: { stage: 'synthetic', models: ['m'], options: { fixed_ms: 10, per_item_ms: 0, image_bytes: 50_000 } } }),
     });
-    replica = await Replica.start({ config, deployment: 'big', log: createLogger('test', 'silent'), replicaId: 'big-1', metricsPort: 0 });
+    nc = r.nc;
   });
   after(async () => {
-    await replica?.drain();
-    await nc?.close();
-    await nats?.close();
-    fs.rmSync(repo, { recursive: true, force: true });
+    await r?.stop();
   });
 
   const batch = (batchId: string) => wire.batchRequest.encode({
