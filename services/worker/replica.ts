@@ -205,8 +205,7 @@ export class Replica {
   private heartbeat(): void {
     if (!this.nc || this.nc.isClosed()) return;
     this.refusedSinceHeartbeat = false;
-    const items = [...this.inFlight.values()].reduce((n, b) => n + b.items, 0);
-    const online = [...this.inFlight.values()].reduce((n, b) => n + b.online, 0);
+    const { items, online } = this.held();
     this.metrics.inFlightItems.set({ deployment: this.dep.name }, items);
     this.metrics.inFlightBatches.set({ deployment: this.dep.name }, this.inFlight.size);
     this.nc.publish(this.subjects.heartbeat(this.dep.name), wire.heartbeat.encode({
@@ -232,11 +231,7 @@ export class Replica {
     const req = wire.batchRequest.decode(msg.data);
     const log = this.options.log.child({ batchId: req.batchId, modelId: req.modelId });
     if (this.stateValue !== 'running') return this.refuse(msg, req, 'ORRERY_ERR_REPLICA_DRAINING', `replica ${this.id} is ${this.stateValue}`);
-    const held = { items: 0, online: 0 };
-    for (const b of this.inFlight.values()) {
-      held.items += b.items;
-      held.online += b.online;
-    }
+    const held = this.held();
     const batch = { items: req.items.length, online: req.items.filter((it) => it.priority !== 'bulk').length };
     if (!admitsBatch(this.dep, this.inFlight.size, held, batch)) {
       this.metrics.batchesRefused.inc({ deployment: this.dep.name });
@@ -308,6 +303,16 @@ export class Replica {
     this.inFlight.delete(req.batchId);
     if (this.refusedSinceHeartbeat) this.heartbeat();
     if (this.inFlight.size === 0) this.idleWaiters.splice(0).forEach((w) => w());
+  }
+
+  /** Images in the batches in flight, and the online ones among them. */
+  private held(): { items: number; online: number } {
+    const held = { items: 0, online: 0 };
+    for (const b of this.inFlight.values()) {
+      held.items += b.items;
+      held.online += b.online;
+    }
+    return held;
   }
 
   /**
